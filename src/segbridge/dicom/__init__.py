@@ -1,0 +1,1 @@
+"""DICOM objects: segmentation (SEG) reading and writing, pixel codecs, fast raw encoding."""

@@ -1,0 +1,502 @@
+"""DICOM SEG (BINARY, FRACTIONAL, LABELMAP / Sup 243) -> :class:`Segmentation`.
+
+Frames are placed on the grid by their referenced SOP Instance UID *and* by their position: when
+both are known and disagree, the reference wins and the disagreement is reported. With a
+reference series the result lies on exactly that grid (empty slices included); without one, the
+grid is rebuilt from the frame positions, and gaps that are whole multiples of the slice step are
+filled with empty slices.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..codes import is_background
+from ..errors import GeometryMismatchError, InvalidInputError, Report
+from ..geometry import Grid, align_array
+from ..model import Segment, Segmentation, SourceInstance, SourceRef, label_dtype
+from ..series import ReferenceImage
+from .codecs.native import NativeFrames
+from .segfile import LABELMAP_SOP_CLASS, SegFile
+from .segments import segment_from_item
+
+#: A frame matches a slice when its position is within this fraction of a voxel of the slice.
+MATCH_TOLERANCE = 0.05
+#: Orientation cosines and pixel spacings compare equal within this (relative) difference.
+ORIENTATION_TOLERANCE = 1e-3
+
+
+@dataclass
+class _Placement:
+    slice: int
+    row: int
+    col: int
+
+
+def read_seg(path: str | Path, reference: ReferenceImage | None = None, *,
+             resample: bool = False, strict: bool = False,
+             report: Report | None = None) -> Segmentation:
+    """Read a DICOM SEG into the model, on the reference grid when one is given."""
+    report = report if report is not None else Report(strict=strict)
+    f = SegFile(path)
+    f.check_counts()
+    kind = _check_type(f)
+    segments = _read_segments(f, kind, report)
+    if reference is not None and not _same_plane_lattice(f, reference.grid):
+        own = read_seg(path, None, strict=strict, report=Report(strict=strict))
+        report.note(f"{f.path.name}: frame plane differs from the reference series; mapped "
+                    "through patient coordinates")
+        return _onto_reference(own, reference, resample, report, f.path.name)
+    grid, source, placements = _place(f, reference, report)
+    meta = dict(source=source, report=report,
+                series_description=_text(f.ds, "SeriesDescription"),
+                series_number=int(f.ds.SeriesNumber) if f.ds.get("SeriesNumber") else None,
+                content_label=_text(f.ds, "ContentLabel"),
+                content_description=_text(f.ds, "ContentDescription"),
+                content_creator=_text(f.ds, "ContentCreatorName"))
+    frames = f.frame_source()
+    if kind == "LABELMAP":
+        return _fill_labelmap(f, frames, grid, segments, placements, report, meta)
+    if kind == "FRACTIONAL":
+        return _fill_fractional(f, frames, grid, segments, placements, report, meta)
+    return _fill_binary(f, frames, grid, segments, placements, report, meta)
+
+
+def _text(ds, keyword: str) -> str | None:
+    v = ds.get(keyword)
+    return str(v) if v not in (None, "") else None
+
+
+# ---------------------------------------------------------------------------------------------
+# header checks and segments
+# ---------------------------------------------------------------------------------------------
+def _check_type(f: SegFile) -> str:
+    kind = f.segmentation_type
+    sop = str(f.ds.SOPClassUID)
+    if kind not in ("BINARY", "FRACTIONAL", "LABELMAP"):
+        raise InvalidInputError(f"{f.path}: unknown SegmentationType {kind or '(missing)'}")
+    if (kind == "LABELMAP") != (sop == LABELMAP_SOP_CLASS):
+        raise InvalidInputError(f"{f.path}: SegmentationType {kind} does not fit SOP class {sop}")
+    expected = {"BINARY": (1,), "FRACTIONAL": (8,), "LABELMAP": (8, 16)}[kind]
+    if f.bits_allocated not in expected:
+        raise InvalidInputError(f"{f.path}: {kind} segmentation with BitsAllocated "
+                                f"{f.bits_allocated} (expected {' or '.join(map(str, expected))})")
+    return kind
+
+
+def _read_segments(f: SegFile, kind: str, report: Report) -> list[Segment]:
+    items = f.ds.get("SegmentSequence")
+    if not items:
+        raise InvalidInputError(f"{f.path}: SegmentSequence is missing or empty")
+    segments = [segment_from_item(it, report) for it in items]
+    numbers = [s.number for s in segments]
+    if len(set(numbers)) != len(numbers):
+        raise InvalidInputError(f"{f.path}: duplicate segment numbers {numbers}")
+    if kind != "LABELMAP" and sorted(numbers) != list(range(1, len(numbers) + 1)):
+        report.warn(f"{f.path.name}: segment numbers {_short(numbers)} are not 1..N as the "
+                    "standard requires for BINARY/FRACTIONAL")
+    return segments
+
+
+def _short(values: list[int]) -> str:
+    return ",".join(map(str, values[:8])) + ("..." if len(values) > 8 else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# geometry: where does each frame go
+# ---------------------------------------------------------------------------------------------
+def _seg_orientation(f: SegFile) -> np.ndarray | None:
+    oris = [fi.orientation for fi in f.frames if fi.orientation is not None]
+    if not oris:
+        return None
+    for o in oris[1:]:
+        if np.abs(o - oris[0]).max() > ORIENTATION_TOLERANCE:
+            raise GeometryMismatchError(f"{f.path}: frames have different orientations")
+    return oris[0]
+
+
+def _seg_spacing(f: SegFile) -> tuple[float, float] | None:
+    sps = [fi.spacing for fi in f.frames if fi.spacing is not None]
+    return sps[0] if sps else None
+
+
+def _same_plane_lattice(f: SegFile, grid: Grid) -> bool:
+    """Do the SEG frames share the reference's orientation and pixel spacing?"""
+    ori = _seg_orientation(f)
+    if ori is not None and np.abs(ori - np.array(grid.image_orientation)).max() > \
+            ORIENTATION_TOLERANCE:
+        return False
+    sp = _seg_spacing(f)
+    if sp is not None and not np.allclose(sp, grid.pixel_spacing, rtol=ORIENTATION_TOLERANCE):
+        return False
+    return True
+
+
+def _match_position(grid: Grid, pos: np.ndarray) -> tuple[int | None, tuple[int, int] | None]:
+    """Slice index and in-plane (row, col) offset of a frame position, or None."""
+    positions = grid.slice_positions()
+    n = grid.normal
+    s = (pos - positions) @ n
+    k = int(np.argmin(np.abs(s)))
+    if grid.shape[0] > 1:
+        gaps = np.abs(np.diff(positions @ n))
+        local = float(gaps[min(k, len(gaps) - 1)])
+    else:
+        local = float(grid.spacing[0])
+    if abs(s[k]) > MATCH_TOLERANCE * local:
+        return None, None
+    rel = pos - positions[k]
+    col = rel @ grid.direction[:, 0] / grid.spacing[2]
+    row = rel @ grid.direction[:, 1] / grid.spacing[1]
+    if abs(col - round(col)) > MATCH_TOLERANCE or abs(row - round(row)) > MATCH_TOLERANCE:
+        return k, None
+    return k, (int(round(row)), int(round(col)))
+
+
+def _place(f: SegFile, reference: ReferenceImage | None,
+           report: Report) -> tuple[Grid, SourceRef, list[_Placement]]:
+    if reference is None:
+        return _own_grid(f, report)
+    grid, src = reference.grid, reference.source
+    seg_for = _text(f.ds, "FrameOfReferenceUID")
+    placements: list[_Placement] = []
+    by_position = unresolved = disagree = 0
+    first_bad: str | None = None
+    for i, fi in enumerate(f.frames):
+        k_uid = src.index_of(fi.sop_instance_uid, fi.frame_number) if fi.sop_instance_uid \
+            else None
+        k_pos, off = (None, None)
+        if fi.position is not None:
+            k_pos, off = _match_position(grid, fi.position)
+        if k_uid is not None:
+            if fi.position is not None and k_pos != k_uid:
+                disagree += 1
+                if disagree == 1:
+                    where = f"slice {k_pos + 1}" if k_pos is not None else "no slice"
+                    report.warn(f"{f.path.name}: frame {i + 1} references slice {k_uid + 1} "
+                                f"({fi.sop_instance_uid}) but its position lies on {where}; "
+                                "placed by the reference")
+                off = _offset_on(grid, k_uid, fi.position)
+            placements.append(_Placement(k_uid, *(off or (0, 0))))
+            continue
+        if k_pos is not None and off is not None:
+            by_position += 1
+            placements.append(_Placement(k_pos, *off))
+            continue
+        unresolved += 1
+        if first_bad is None:
+            first_bad = (f"frame {i + 1} references {fi.sop_instance_uid or 'no instance'}"
+                         + (f" at position {np.round(fi.position, 3).tolist()}"
+                            if fi.position is not None else ""))
+    if unresolved:
+        for_note = ""
+        if seg_for and grid.frame_of_reference_uid and seg_for != grid.frame_of_reference_uid:
+            for_note = " (different Frame of Reference)"
+        raise GeometryMismatchError(
+            f"{f.path}: {unresolved} of {len(f.frames)} frames reference images that are not in "
+            f"the given series {src.series_instance_uid}{for_note}; {first_bad}")
+    if by_position:
+        if seg_for and grid.frame_of_reference_uid and seg_for != grid.frame_of_reference_uid:
+            raise GeometryMismatchError(
+                f"{f.path}: frames reference another series and the Frame of Reference differs "
+                f"({seg_for} vs {grid.frame_of_reference_uid})")
+        report.warn(f"{f.path.name}: {by_position} frames do not reference an instance of the "
+                    f"given series {src.series_instance_uid}; placed by position")
+    if disagree > 1:
+        report.warn(f"{f.path.name}: {disagree} frames disagree between reference and position")
+    return grid, src, placements
+
+
+def _offset_on(grid: Grid, k: int, pos: np.ndarray | None) -> tuple[int, int] | None:
+    if pos is None:
+        return None
+    rel = pos - grid.slice_positions()[k]
+    col = rel @ grid.direction[:, 0] / grid.spacing[2]
+    row = rel @ grid.direction[:, 1] / grid.spacing[1]
+    if abs(col - round(col)) > MATCH_TOLERANCE or abs(row - round(row)) > MATCH_TOLERANCE:
+        return None
+    return int(round(row)), int(round(col))
+
+
+def _own_grid(f: SegFile, report: Report) -> tuple[Grid, SourceRef, list[_Placement]]:
+    """Grid rebuilt from the SEG's own frame positions (no reference series)."""
+    ori = _seg_orientation(f)
+    sp = _seg_spacing(f)
+    if ori is None or sp is None or any(fi.position is None for fi in f.frames):
+        raise InvalidInputError(f"{f.path}: frames carry no plane position/orientation; pass "
+                                "--reference with the source series to place them")
+    row_dir, col_dir = ori[:3], ori[3:6]
+    normal = np.cross(row_dir, col_dir)
+    normal /= np.linalg.norm(normal)
+    pos = np.array([fi.position for fi in f.frames])
+    s = pos @ normal
+    order = np.argsort(s, kind="stable")
+    tol = 1e-3 + 1e-6 * np.abs(s).max()
+    uniq: list[int] = []  # index into frames of the first frame at each distinct position
+    for i in order:
+        if not uniq or s[i] - s[uniq[-1]] > max(tol, MATCH_TOLERANCE * 1e-2):
+            uniq.append(int(i))
+    us = s[uniq]
+    base = pos[uniq]
+    inplane0 = base[0] - (base[0] @ normal) * normal
+    for p in pos:
+        shift = (p - (p @ normal) * normal) - inplane0
+        if abs(shift @ row_dir) > MATCH_TOLERANCE * sp[1] or \
+                abs(shift @ col_dir) > MATCH_TOLERANCE * sp[0]:
+            raise GeometryMismatchError(f"{f.path}: frames have different in-plane origins "
+                                        "(cropped frames); pass --reference to place them")
+    slice_pos = base
+    if len(us) > 1:
+        gaps = np.diff(us)
+        step = f.spacing_between_slices or float(gaps.min())
+        mult = gaps / step
+        if step > 0 and np.all(np.abs(mult - np.round(mult)) < MATCH_TOLERANCE) and \
+                np.all(np.round(mult) >= 1):
+            n = int(round((us[-1] - us[0]) / step)) + 1
+            if n > len(us):
+                report.note(f"{f.path.name}: {n - len(us)} slices inside the segmented range "
+                            "have no frames; filled as empty")
+            slice_pos = base[0] + np.outer(np.arange(n) * step, normal)
+    grid = Grid.from_slices(slice_pos, ori, sp, f.rows, f.columns,
+                            _text(f.ds, "FrameOfReferenceUID"), report=report, what=f.path.name)
+    report.note(f"{f.path.name}: no reference series given; the grid covers only the "
+                f"{grid.shape[0]} slices between the first and last frame")
+    placements = []
+    for fi in f.frames:
+        k, off = _match_position(grid, fi.position)
+        if k is None or off is None:
+            raise GeometryMismatchError(f"{f.path}: internal error placing a frame on its own "
+                                        "grid")
+        placements.append(_Placement(k, *off))
+    # source references from the SEG itself
+    ref_series = f.ds.get("ReferencedSeriesSequence")
+    series_uid = str(ref_series[0].SeriesInstanceUID) if ref_series else ""
+    sop_class = ""
+    if ref_series and ref_series[0].get("ReferencedInstanceSequence"):
+        sop_class = str(ref_series[0].ReferencedInstanceSequence[0].ReferencedSOPClassUID)
+    instances = [SourceInstance("", "") for _ in range(grid.shape[0])]
+    for fi, pl in zip(f.frames, placements, strict=True):
+        if fi.sop_instance_uid and not instances[pl.slice].sop_instance_uid:
+            instances[pl.slice] = SourceInstance(sop_class, fi.sop_instance_uid,
+                                                 fi.frame_number)
+    from pydicom.dataset import Dataset
+
+    from ..series import COPIED_ATTRIBUTES
+
+    header = Dataset()
+    for kw in COPIED_ATTRIBUTES:
+        if kw in f.ds and kw not in ("LossyImageCompression", "LossyImageCompressionRatio",
+                                     "LossyImageCompressionMethod"):
+            header[kw] = f.ds[kw]
+    source = SourceRef(study_instance_uid=str(f.ds.get("StudyInstanceUID", "") or ""),
+                       series_instance_uid=series_uid,
+                       frame_of_reference_uid=_text(f.ds, "FrameOfReferenceUID"),
+                       instances=instances, header=header)
+    return grid, source, placements
+
+
+def _onto_reference(own: Segmentation, reference: ReferenceImage, resample: bool,
+                    report: Report, name: str) -> Segmentation:
+    grid = reference.grid
+    if own.is_fractional:
+        frac = {n: align_array(a, own.grid, grid, resample=resample, what=name, report=report)
+                for n, a in own.fractional.items()}
+        return own.copy_meta(grid=grid, fractional=frac, source=reference.source)
+    layers = [align_array(layer, own.grid, grid, resample=resample, what=name, report=report)
+              for layer in own.layers]
+    report.extend(own.report)
+    return own.copy_meta(grid=grid, layers=layers, source=reference.source, report=report)
+
+
+# ---------------------------------------------------------------------------------------------
+# pixels
+# ---------------------------------------------------------------------------------------------
+def _clip(pl: _Placement, rows: int, cols: int, grid: Grid):
+    """Target and source windows of a frame pasted at (pl.row, pl.col) on a grid slice."""
+    gy, gx = grid.shape[1:]
+    r0, c0 = max(pl.row, 0), max(pl.col, 0)
+    r1, c1 = min(pl.row + rows, gy), min(pl.col + cols, gx)
+    if r1 <= r0 or c1 <= c0:
+        return None
+    return ((slice(r0, r1), slice(c0, c1)),
+            (slice(r0 - pl.row, r1 - pl.row), slice(c0 - pl.col, c1 - pl.col)))
+
+
+def _frame_rows(frames, k: int, rows: int, columns: int):
+    """(first row, bool rows) of the non-empty band of a binary frame, or None if empty."""
+    if isinstance(frames, NativeFrames) and columns % 8 == 0:
+        band = frames.nonzero_rows(k)
+        if band is None:
+            return None
+        r0, r1 = band
+        rowbytes = columns // 8
+        start = k * rows * rowbytes
+        block = frames.buf[start + r0 * rowbytes:start + r1 * rowbytes]
+        bits = np.unpackbits(block, bitorder="little").reshape(r1 - r0, columns)
+        return r0, bits.view(np.bool_)
+    arr = frames.frame(k)
+    hit = np.flatnonzero(arr.any(axis=1))
+    if hit.size == 0:
+        return None
+    return int(hit[0]), arr[hit[0]:hit[-1] + 1] != 0
+
+
+def _window(f: SegFile, i: int, pl: _Placement, arr: np.ndarray, grid: Grid):
+    """Target/source windows for pasting ``arr`` (nonzero = data); error if data falls off."""
+    win = _clip(pl, arr.shape[0], arr.shape[1], grid)
+    full = win is not None and (win[1][0].stop - win[1][0].start,
+                                win[1][1].stop - win[1][1].start) == arr.shape
+    if not full and (win is None or np.count_nonzero(arr[win[1]]) != np.count_nonzero(arr)):
+        raise GeometryMismatchError(f"{f.path}: frame {i + 1} has segment pixels outside the "
+                                    "reference grid")
+    return win
+
+
+def _fill_binary(f, frames, grid, segments, placements, report, meta) -> Segmentation:
+    by_segment: dict[int, list[int]] = defaultdict(list)
+    for i, fi in enumerate(f.frames):
+        if fi.segment is None:
+            raise InvalidInputError(f"{f.path}: frame {i + 1} has no ReferencedSegmentNumber")
+        by_segment[fi.segment].append(i)
+    known = {s.number for s in segments}
+    for n in sorted(set(by_segment) - known):
+        report.warn(f"{f.path.name}: frames reference segment {n}, which SegmentSequence does "
+                    "not describe; kept as an undescribed segment")
+        segments.append(Segment(n, f"Segment {n} (undescribed)"))
+    segments.sort(key=lambda s: s.number)
+    _warn_missing_dimension_index(f, report)
+    dtype = label_dtype(max(s.number for s in segments))
+    layers: list[np.ndarray] = []
+    bindings: dict[int, tuple[int, int]] = {}
+    rows, cols = f.rows, f.columns
+    for seg in segments:
+        idx = by_segment.get(seg.number, [])
+        if not idx:
+            report.warn(f"{f.path.name}: segment {seg.number} ({seg.label}) has no frames")
+        pieces = []
+        seen: set[int] = set()
+        for i in idx:
+            band = _frame_rows(frames, i, rows, cols)
+            pl = placements[i]
+            if pl.slice in seen:
+                report.warn(f"{f.path.name}: segment {seg.number} has two frames on slice "
+                            f"{pl.slice + 1}; combined")
+            seen.add(pl.slice)
+            if band is None:
+                continue
+            r0, bits = band
+            win = _window(f, i, _Placement(pl.slice, pl.row + r0, pl.col), bits, grid)
+            pieces.append((pl.slice, win[0], bits[win[1]]))
+        layer_index = _first_free_layer(layers, pieces, grid.shape, dtype)
+        layer = layers[layer_index]
+        for k, tw, m in pieces:
+            np.copyto(layer[k][tw], seg.number, where=m, casting="unsafe")
+        bindings[seg.number] = (layer_index, seg.number)
+    if not layers:
+        layers.append(np.zeros(grid.shape, dtype))
+    return Segmentation(grid, segments, layers=layers, bindings=bindings, **meta)
+
+
+def _first_free_layer(layers, pieces, shape, dtype) -> int:
+    for li, layer in enumerate(layers):
+        if not any(np.any(layer[k][tw][m]) for k, tw, m in pieces):
+            return li
+    layers.append(np.zeros(shape, dtype))
+    return len(layers) - 1
+
+
+def _warn_missing_dimension_index(f: SegFile, report: Report) -> None:
+    if "DimensionIndexSequence" in f.ds and any(fi.dimension_index is None for fi in f.frames):
+        report.warn(f"{f.path.name}: some frames have no DimensionIndexValues")
+
+
+def _fill_fractional(f, frames, grid, segments, placements, report, meta) -> Segmentation:
+    maxv = int(f.ds.get("MaximumFractionalValue", 255) or 255)
+    ftype = str(f.ds.get("SegmentationFractionalType", "PROBABILITY") or "PROBABILITY")
+    _warn_missing_dimension_index(f, report)
+    known = {s.number for s in segments}
+    arrays = {s.number: np.zeros(grid.shape, np.uint8) for s in segments}
+    for i, fi in enumerate(f.frames):
+        n = fi.segment
+        if n is None:
+            raise InvalidInputError(f"{f.path}: frame {i + 1} has no ReferencedSegmentNumber")
+        if n not in known:
+            report.warn(f"{f.path.name}: frames reference undescribed segment {n}; kept")
+            segments.append(Segment(n, f"Segment {n} (undescribed)"))
+            known.add(n)
+            arrays[n] = np.zeros(grid.shape, np.uint8)
+        arr = frames.frame(i)
+        if arr.max(initial=0) > maxv:
+            report.warn(f"{f.path.name}: frame {i + 1} has values above MaximumFractionalValue "
+                        f"{maxv}; clipped")
+            arr = np.minimum(arr, maxv)
+        pl = placements[i]
+        win = _window(f, i, pl, arr, grid)
+        target = arrays[n][pl.slice][win[0]]
+        np.maximum(target, arr[win[1]].astype(np.uint8), out=target)
+    for s in segments:
+        if not arrays[s.number].any():
+            report.warn(f"{f.path.name}: segment {s.number} ({s.label}) has no frames")
+    segments.sort(key=lambda s: s.number)
+    return Segmentation(grid, segments, fractional=arrays, fractional_type=ftype,
+                        max_fractional_value=maxv, **meta)
+
+
+def _fill_labelmap(f, frames, grid, segments, placements, report, meta) -> Segmentation:
+    ppv = f.ds.get("PixelPaddingValue")
+    background = set()
+    if ppv is not None:
+        background.add(int(ppv))
+    kept = []
+    for s in segments:
+        if s.number in background or is_background(s.type, s.label):
+            background.add(s.number)
+            if s.number != 0 or ppv is None:
+                report.note(f"{f.path.name}: segment {s.number} ({s.label}) is the background "
+                            "(not kept as a segment)")
+        else:
+            kept.append(s)
+    lut_size = 1 << f.bits_allocated
+    nmax = max([s.number for s in kept], default=0)
+    lut = None
+    zero_segment = next((s for s in kept if s.number == 0), None)
+    if zero_segment is not None or any(b != 0 for b in background):
+        lut = np.arange(lut_size, dtype=np.uint32)
+        for b in background:
+            if b < lut_size:
+                lut[b] = 0
+        if zero_segment is not None:
+            nmax += 1
+            report.warn(f"{f.path.name}: segment 0 ({zero_segment.label}) is not a background; "
+                        f"renumbered {nmax}")
+            lut[0] = nmax
+            zero_segment.number = nmax
+        lut = lut.astype(label_dtype(int(lut.max())))
+    described = {s.number for s in kept} | background
+    layer = np.zeros(grid.shape, np.uint16 if f.bits_allocated == 16 else np.uint8)
+    present = np.zeros(lut_size, np.int64)
+    for i in range(len(f.frames)):
+        arr = frames.frame(i)
+        present += np.bincount(arr.ravel(), minlength=lut_size)[:lut_size]
+        mapped = arr if lut is None else lut[arr]
+        pl = placements[i]
+        win = _window(f, i, pl, mapped, grid)
+        layer[pl.slice][win[0]] = mapped[win[1]]
+    for v in np.flatnonzero(present):
+        if int(v) not in described:
+            report.warn(f"{f.path.name}: pixel value {v} is not described by any segment; kept "
+                        "as an undescribed segment")
+            kept.append(Segment(int(v), f"Segment {v} (undescribed)"))
+    kept.sort(key=lambda s: s.number)
+    want = label_dtype(max([s.number for s in kept], default=1))
+    if layer.dtype != want and int(layer.max(initial=0)) <= np.iinfo(want).max:
+        layer = layer.astype(want)
+    bindings = {s.number: (0, s.number) for s in kept}
+    return Segmentation(grid, kept, layers=[layer], bindings=bindings, **meta)
+
+
+__all__ = ["read_seg"]

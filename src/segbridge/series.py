@@ -1,0 +1,302 @@
+"""Read a reference image series (the images a segmentation is drawn on) into a grid.
+
+Accepts a folder, a list of files, or one enhanced / legacy-converted multi-frame image. Headers
+only are read up front; pixels are decoded on demand (statistics, previews). Every decision about
+messy real files is taken here, once, and reported (DESIGN.md, "Messy real files").
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+
+from .errors import GeometryMismatchError, InvalidInputError, Report
+from .geometry import Grid
+from .model import SourceInstance, SourceRef
+
+#: SOP classes that are never reference images.
+NON_IMAGE_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7",  # SEG
+    "1.2.840.10008.5.1.4.1.1.481.3",  # RTSTRUCT
+    "1.2.840.10008.5.1.4.1.1.88.11", "1.2.840.10008.5.1.4.1.1.88.22",
+    "1.2.840.10008.5.1.4.1.1.88.33", "1.2.840.10008.5.1.4.1.1.88.34",  # SR
+    "1.2.840.10008.5.1.4.1.1.66.1",  # registration
+}
+
+#: Attributes copied from the source into derived objects (Patient, General Study, Patient
+#: Study and Clinical Trial modules).
+COPIED_ATTRIBUTES = (
+    "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex",
+    "OtherPatientIDsSequence", "PatientAge", "PatientSize", "PatientWeight",
+    "PatientIdentityRemoved", "DeidentificationMethod", "DeidentificationMethodCodeSequence",
+    "StudyInstanceUID", "StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID",
+    "AccessionNumber", "StudyDescription", "IssuerOfAccessionNumberSequence",
+    "ClinicalTrialSponsorName", "ClinicalTrialProtocolID", "ClinicalTrialProtocolName",
+    "ClinicalTrialSiteID", "ClinicalTrialSiteName", "ClinicalTrialSubjectID",
+    "ClinicalTrialSubjectReadingID", "ClinicalTrialTimePointID",
+    "PositionReferenceIndicator", "BodyPartExamined", "LossyImageCompression",
+    "LossyImageCompressionRatio", "LossyImageCompressionMethod", "SpecificCharacterSet",
+)
+
+
+@dataclass
+class _Slice:
+    path: Path
+    ds: Dataset
+    frame: int | None  # 1-based frame of a multi-frame file
+    position: np.ndarray
+    position_strings: list[str]
+    orientation: np.ndarray
+    orientation_strings: list[str]
+    spacing_strings: list[str]
+    sop_class: str
+    sop_instance: str
+
+
+@dataclass
+class ReferenceImage:
+    """A source image series on its grid, with references for derived objects."""
+
+    grid: Grid
+    source: SourceRef
+    paths: list[Path]
+    frames: list[int | None]
+    report: Report = field(default_factory=Report)
+    assigned_uids: dict[str, str] = field(default_factory=dict)
+    _pixels: np.ndarray | None = None
+
+    @property
+    def modality(self) -> str | None:
+        return self.source.modality
+
+    def pixels(self) -> np.ndarray:
+        """Image voxels on the grid, [z, y, x], in real-world units (rescale applied)."""
+        if self._pixels is None:
+            out = np.empty(self.grid.shape, np.float32)
+            cache: dict[Path, np.ndarray] = {}
+            for k, (path, frame) in enumerate(zip(self.paths, self.frames, strict=True)):
+                if path not in cache:
+                    ds = pydicom.dcmread(path, force=True)
+                    arr = ds.pixel_array.astype(np.float32)
+                    slope = float(ds.get("RescaleSlope", 1) or 1)
+                    inter = float(ds.get("RescaleIntercept", 0) or 0)
+                    cache[path] = arr * slope + inter
+                arr = cache[path]
+                out[k] = arr[frame - 1] if frame else arr
+            self._pixels = out
+        return self._pixels
+
+
+def _is_dicom_candidate(p: Path) -> bool:
+    name = p.name
+    return not (name.startswith(".") or name.upper() == "DICOMDIR" or
+                p.suffix.lower() in {".json", ".txt", ".md", ".nrrd", ".nii", ".gz", ".png",
+                                     ".csv", ".xml", ".py"})
+
+
+def expand_paths(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """A folder (recursively), a file, or a list of either -> sorted list of candidate files."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(q for q in p.rglob("*") if q.is_file() and _is_dicom_candidate(q)))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise InvalidInputError(f"{p}: no such file or folder")
+    return out
+
+
+def read_header(path: Path) -> Dataset | None:
+    """Header of a DICOM file (no pixels), or None if the file is not DICOM."""
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True, defer_size="64 KB")
+    except pydicom.errors.InvalidDicomError:
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, defer_size="64 KB")
+        except Exception:
+            return None
+        return ds if "SOPClassUID" in ds or "Rows" in ds else None
+    except (OSError, ValueError, EOFError, KeyError, TypeError):
+        return None
+
+
+def _ds_strings(elem) -> list[str]:
+    values = elem.value if isinstance(elem.value, (list, tuple, pydicom.multival.MultiValue)) \
+        else [elem.value]
+    return [str(v).strip() for v in values]
+
+
+def _uid(ds: Dataset, keyword: str, meta_keyword: str | None = None) -> str:
+    """A UID attribute as text; falls back to the file meta attribute when blank."""
+    value = str(ds.get(keyword, "") or "").strip()
+    if not value and meta_keyword and hasattr(ds, "file_meta"):
+        value = str(ds.file_meta.get(meta_keyword, "") or "").strip()
+    return value
+
+
+def _find_fg(path: Path, i: int, fg: Dataset, shared: Dataset, seq_kw: str, kw: str):
+    """An attribute of frame i from its per-frame functional group, else the shared one."""
+    for grp in (fg, shared):
+        if seq_kw in grp and len(grp[seq_kw].value) and kw in grp[seq_kw].value[0]:
+            return grp[seq_kw].value[0][kw]
+    raise InvalidInputError(f"{path}: frame {i + 1} has no {kw}")
+
+
+def _slices_of(path: Path, ds: Dataset, report: Report) -> list[_Slice]:
+    sop_class = _uid(ds, "SOPClassUID", "MediaStorageSOPClassUID")
+    sop_inst = _uid(ds, "SOPInstanceUID")
+    if not sop_inst:
+        meta = getattr(ds, "file_meta", Dataset())
+        sop_inst = str(meta.get("MediaStorageSOPInstanceUID", "") or "").strip()
+        if not sop_inst:
+            raise InvalidInputError(f"{path}: SOP Instance UID is blank and the file has no "
+                                    "Media Storage SOP Instance UID either")
+        report.warn(f"{path.name}: blank SOP Instance UID; using the file meta Media Storage "
+                    f"SOP Instance UID {sop_inst}")
+    nframes = int(ds.get("NumberOfFrames", 1) or 1)
+    if "PerFrameFunctionalGroupsSequence" in ds and (
+            nframes > 1 or "ImagePositionPatient" not in ds):
+        shared = ds.get("SharedFunctionalGroupsSequence", [Dataset()])[0]
+        out = []
+        for i, fg in enumerate(ds.PerFrameFunctionalGroupsSequence):
+            pos = _find_fg(path, i, fg, shared, "PlanePositionSequence", "ImagePositionPatient")
+            ori = _find_fg(path, i, fg, shared, "PlaneOrientationSequence",
+                           "ImageOrientationPatient")
+            spc = _find_fg(path, i, fg, shared, "PixelMeasuresSequence", "PixelSpacing")
+            out.append(_Slice(path, ds, i + 1, np.array(pos.value, float), _ds_strings(pos),
+                              np.array(ori.value, float), _ds_strings(ori), _ds_strings(spc),
+                              sop_class, sop_inst))
+        return out
+    for kw in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
+        if kw not in ds or ds[kw].value in (None, ""):
+            raise InvalidInputError(f"{path}: image has no {kw}; it cannot be placed in space")
+    return [_Slice(path, ds, None, np.array(ds.ImagePositionPatient, float),
+                   _ds_strings(ds["ImagePositionPatient"]),
+                   np.array(ds.ImageOrientationPatient, float),
+                   _ds_strings(ds["ImageOrientationPatient"]), _ds_strings(ds["PixelSpacing"]),
+                   sop_class, sop_inst)]
+
+
+def _describe_series(uid: str, items: list[tuple[Path, Dataset]]) -> str:
+    ds = items[0][1]
+    desc = str(ds.get("SeriesDescription", "") or "")
+    return f"{uid or '<blank>'} ({ds.get('Modality', '?')}, {len(items)} files{', ' + desc if desc else ''})"
+
+
+def read_series(paths: str | os.PathLike | Sequence[str | os.PathLike], *,
+                series_uid: str | None = None, assign_uids: bool = False,
+                report: Report | None = None) -> ReferenceImage:
+    """Read the headers of a source image series and place its slices on a grid.
+
+    Several series in the input are an error listing them unless ``series_uid`` picks one. Blank
+    study or series UIDs are an error unless ``assign_uids`` (new UIDs, derived from the file
+    contents so a rerun gives the same ones, are reported in ``assigned_uids``).
+    """
+    report = report if report is not None else Report()
+    files = expand_paths(paths)
+    label = str(paths if isinstance(paths, (str, os.PathLike)) else (paths[0] if paths else ""))
+    groups: dict[str, list[tuple[Path, Dataset]]] = {}
+    for f in files:
+        ds = read_header(f)
+        if ds is None:
+            continue
+        sop_class = _uid(ds, "SOPClassUID", "MediaStorageSOPClassUID")
+        if sop_class in NON_IMAGE_SOP_CLASSES or "Rows" not in ds:
+            continue
+        groups.setdefault(_uid(ds, "SeriesInstanceUID"), []).append((f, ds))
+    if not groups:
+        raise InvalidInputError(f"{label}: no DICOM images found")
+    if series_uid is not None:
+        if series_uid not in groups:
+            raise InvalidInputError(f"{label}: series {series_uid} not found; series present: "
+                                    + "; ".join(_describe_series(u, g) for u, g in groups.items()))
+        items = groups[series_uid]
+    elif len(groups) > 1:
+        raise InvalidInputError(f"{label}: {len(groups)} series found, choose one with --series: "
+                                + "; ".join(_describe_series(u, g) for u, g in groups.items()))
+    else:
+        items = next(iter(groups.values()))
+
+    slices: list[_Slice] = []
+    for path, ds in items:
+        slices.extend(_slices_of(path, ds, report))
+    first = slices[0].ds
+    rows, cols = int(first.Rows), int(first.Columns)
+    for s in slices:
+        if (int(s.ds.Rows), int(s.ds.Columns)) != (rows, cols):
+            raise GeometryMismatchError(f"{s.path}: {s.ds.Rows}x{s.ds.Columns} pixels, other "
+                                        f"slices of the series have {rows}x{cols}")
+        if np.abs(s.orientation - slices[0].orientation).max() > 1e-4:
+            raise GeometryMismatchError(
+                f"{label}: mixed image orientations in one series ({s.path.name} differs from "
+                f"{slices[0].path.name}); pass the files of one orientation only")
+        if np.abs(np.array(s.spacing_strings, float) -
+                  np.array(slices[0].spacing_strings, float)).max() > 1e-4:
+            raise GeometryMismatchError(f"{label}: pixel spacing differs between slices "
+                                        f"({s.path.name})")
+    ori = slices[0].orientation
+    normal = np.cross(ori[:3], ori[3:6])
+    slices.sort(key=lambda s: float(s.position @ normal))
+    proj = np.array([s.position @ normal for s in slices])
+    dup = np.flatnonzero(np.diff(proj) < 1e-3)
+    if dup.size:
+        a, b = slices[dup[0]], slices[dup[0] + 1]
+        raise GeometryMismatchError(
+            f"{label}: two slices at the same position {proj[dup[0]]:.3f} mm ({a.path.name}"
+            f"{'#' + str(a.frame) if a.frame else ''}, {b.path.name}"
+            f"{'#' + str(b.frame) if b.frame else ''}); several acquisitions in one series?")
+
+    study = _uid(first, "StudyInstanceUID")
+    series = _uid(first, "SeriesInstanceUID")
+    for_uid = _uid(first, "FrameOfReferenceUID") or None
+    assigned: dict[str, str] = {}
+    missing = [k for k, v in (("StudyInstanceUID", study), ("SeriesInstanceUID", series)) if not v]
+    if missing:
+        if not assign_uids:
+            raise InvalidInputError(
+                f"{label}: blank {' and '.join(missing)} in the images, so a segmentation could "
+                "not be linked to them; pass --assign-uids to give them new UIDs")
+        entropy = [s.sop_instance for s in slices]
+        if not study:
+            study = assigned["StudyInstanceUID"] = generate_uid(entropy_srcs=["study", *entropy])
+        if not series:
+            series = assigned["SeriesInstanceUID"] = generate_uid(
+                entropy_srcs=["series", *entropy])
+        report.note("assigned new UIDs to the reference images: "
+                    + ", ".join(f"{k}={v}" for k, v in assigned.items()))
+    if for_uid is None:
+        report.warn(f"{label}: no Frame of Reference UID; the segmentation will carry none")
+
+    grid = Grid.from_slices(np.array([s.position for s in slices]), ori,
+                            np.array(slices[0].spacing_strings, float), rows, cols, for_uid,
+                            report=report, what=label)
+    header = Dataset()
+    for kw in COPIED_ATTRIBUTES:
+        if kw in first and first[kw].value not in (None, ""):
+            header[kw] = first[kw]
+    if "StudyInstanceUID" in assigned:
+        header.StudyInstanceUID = study
+    source = SourceRef(
+        study_instance_uid=study, series_instance_uid=series, frame_of_reference_uid=for_uid,
+        instances=[SourceInstance(s.sop_class, s.sop_instance, s.frame) for s in slices],
+        header=header,
+        position_strings=[s.position_strings for s in slices],
+        orientation_strings=slices[0].orientation_strings,
+        pixel_spacing_strings=slices[0].spacing_strings,
+        slice_thickness=str(first.get("SliceThickness", "") or "").strip() or None,
+        modality=str(first.get("Modality", "") or "") or None,
+        lossy=str(first.get("LossyImageCompression", "00")) == "01",
+    )
+    return ReferenceImage(grid=grid, source=source, paths=[s.path for s in slices],
+                          frames=[s.frame for s in slices], report=report,
+                          assigned_uids=assigned)
