@@ -86,6 +86,7 @@ class SourceRef:
     slice_thickness: str | None = None
     modality: str | None = None
     lossy: bool = False
+    has_geometry: bool = True
 
     def index_of(self, sop_instance_uid: str, frame_number: int | None = None) -> int | None:
         """Grid slice index of a referenced instance (and frame), or None."""

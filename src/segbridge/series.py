@@ -58,6 +58,7 @@ class _Slice:
     spacing_strings: list[str]
     sop_class: str
     sop_instance: str
+    has_geometry: bool = True
 
 
 @dataclass
@@ -177,9 +178,16 @@ def _slices_of(path: Path, ds: Dataset, report: Report) -> list[_Slice]:
                               np.array(ori.value, float), _ds_strings(ori), _ds_strings(spc),
                               sop_class, sop_inst))
         return out
-    for kw in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
-        if kw not in ds or ds[kw].value in (None, ""):
-            raise InvalidInputError(f"{path}: image has no {kw}; it cannot be placed in space")
+    if any(kw not in ds or ds[kw].value in (None, "") for kw in
+           ("ImagePositionPatient", "ImageOrientationPatient")):
+        # a projection image (CR, DX, ...): no patient geometry, only pixel correspondence
+        spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing") or [1, 1]
+        number = float(ds.get("InstanceNumber", 0) or 0)
+        return [_Slice(path, ds, None, np.array([0.0, 0.0, number]), [], np.array(
+            [1.0, 0, 0, 0, 1.0, 0]), [], [str(v) for v in spacing], sop_class, sop_inst,
+            has_geometry=False)]
+    if "PixelSpacing" not in ds or ds.PixelSpacing in (None, ""):
+        raise InvalidInputError(f"{path}: image has no PixelSpacing; it cannot be placed in space")
     return [_Slice(path, ds, None, np.array(ds.ImagePositionPatient, float),
                    _ds_strings(ds["ImagePositionPatient"]),
                    np.array(ds.ImageOrientationPatient, float),
@@ -246,6 +254,17 @@ def read_series(paths: str | os.PathLike | Sequence[str | os.PathLike], *,
                                         f"({s.path.name})")
     ori = slices[0].orientation
     normal = np.cross(ori[:3], ori[3:6])
+    has_geometry = all(s.has_geometry for s in slices)
+    if not has_geometry:
+        if any(s.has_geometry for s in slices):
+            raise GeometryMismatchError(f"{label}: some images have a patient position and "
+                                        "some do not")
+        slices.sort(key=lambda s: float(s.position[2]))
+        for i, s in enumerate(slices):
+            s.position = np.array([0.0, 0.0, float(i)])
+        report.warn(f"{label}: images have no patient position/orientation (projection "
+                    "images); segmentations are matched by SOP Instance UID only and volume "
+                    "outputs get a nominal geometry")
     slices.sort(key=lambda s: float(s.position @ normal))
     proj = np.array([s.position @ normal for s in slices])
     dup = np.flatnonzero(np.diff(proj) < 1e-3)
@@ -274,7 +293,7 @@ def read_series(paths: str | os.PathLike | Sequence[str | os.PathLike], *,
                 entropy_srcs=["series", *entropy])
         report.note("assigned new UIDs to the reference images: "
                     + ", ".join(f"{k}={v}" for k, v in assigned.items()))
-    if for_uid is None:
+    if for_uid is None and has_geometry:
         report.warn(f"{label}: no Frame of Reference UID; the segmentation will carry none")
 
     grid = Grid.from_slices(np.array([s.position for s in slices]), ori,
@@ -290,8 +309,9 @@ def read_series(paths: str | os.PathLike | Sequence[str | os.PathLike], *,
         study_instance_uid=study, series_instance_uid=series, frame_of_reference_uid=for_uid,
         instances=[SourceInstance(s.sop_class, s.sop_instance, s.frame) for s in slices],
         header=header,
-        position_strings=[s.position_strings for s in slices],
-        orientation_strings=slices[0].orientation_strings,
+        position_strings=[s.position_strings for s in slices] if has_geometry else None,
+        orientation_strings=slices[0].orientation_strings if has_geometry else None,
+        has_geometry=has_geometry,
         pixel_spacing_strings=slices[0].spacing_strings,
         slice_thickness=str(first.get("SliceThickness", "") or "").strip() or None,
         modality=str(first.get("Modality", "") or "") or None,
@@ -300,3 +320,31 @@ def read_series(paths: str | os.PathLike | Sequence[str | os.PathLike], *,
     return ReferenceImage(grid=grid, source=source, paths=[s.path for s in slices],
                           frames=[s.frame for s in slices], report=report,
                           assigned_uids=assigned)
+
+
+def write_reference_copy(ref: ReferenceImage, folder: str | os.PathLike) -> Path:
+    """Copy the reference images with the UIDs assigned by ``assign_uids`` filled in.
+
+    Blank SOP Instance UIDs get the file meta's Media Storage SOP Instance UID (the one the
+    segmentation references), so the images and the segmentation can be stored together.
+    """
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    done: set[Path] = set()
+    for path in ref.paths:
+        if path in done:
+            continue
+        done.add(path)
+        ds = pydicom.dcmread(path, force=True)
+        for kw, uid in ref.assigned_uids.items():
+            setattr(ds, kw, uid)
+        meta = getattr(ds, "file_meta", None)
+        if not str(ds.get("SOPInstanceUID", "") or "").strip() and meta is not None:
+            ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        if not str(ds.get("SOPClassUID", "") or "").strip() and meta is not None:
+            ds.SOPClassUID = meta.MediaStorageSOPClassUID
+        target = out / path.name
+        tmp = target.with_name(f".{target.name}.tmp")
+        ds.save_as(tmp, enforce_file_format=True)
+        os.replace(tmp, target)
+    return out

@@ -273,7 +273,7 @@ def _header(seg: Segmentation, kind: str, frames: list[_Frame], prof: Profile, t
     ds.SeriesDescription = description[:64]
     ds.SeriesDate = now.strftime("%Y%m%d")
     ds.SeriesTime = now.strftime("%H%M%S")
-    if grid.frame_of_reference_uid or src.frame_of_reference_uid:
+    if src.has_geometry and (grid.frame_of_reference_uid or src.frame_of_reference_uid):
         ds.FrameOfReferenceUID = src.frame_of_reference_uid or grid.frame_of_reference_uid
     if "PositionReferenceIndicator" not in ds:
         ds.PositionReferenceIndicator = ""
@@ -320,15 +320,20 @@ def _header(seg: Segmentation, kind: str, frames: list[_Frame], prof: Profile, t
     ds.SegmentSequence = Sequence(items)
     # shared functional groups: pixel measures and orientation, copied from the source text
     shared = Dataset()
-    pm = Dataset()
-    pm.PixelSpacing = src.pixel_spacing_strings or _ds_strings(grid.pixel_spacing)
-    pm.SliceThickness = src.slice_thickness or raw.format_ds(float(grid.spacing[0]))
-    if grid.is_regular:
-        pm.SpacingBetweenSlices = raw.format_ds(float(grid.spacing[0]))
-    shared.PixelMeasuresSequence = Sequence([pm])
-    po = Dataset()
-    po.ImageOrientationPatient = src.orientation_strings or _ds_strings(grid.image_orientation)
-    shared.PlaneOrientationSequence = Sequence([po])
+    if src.has_geometry:
+        pm = Dataset()
+        pm.PixelSpacing = src.pixel_spacing_strings or _ds_strings(grid.pixel_spacing)
+        pm.SliceThickness = src.slice_thickness or raw.format_ds(float(grid.spacing[0]))
+        if grid.is_regular:
+            pm.SpacingBetweenSlices = raw.format_ds(float(grid.spacing[0]))
+        shared.PixelMeasuresSequence = Sequence([pm])
+        po = Dataset()
+        po.ImageOrientationPatient = src.orientation_strings or _ds_strings(
+            grid.image_orientation)
+        shared.PlaneOrientationSequence = Sequence([po])
+    elif kind == "LABELMAP":
+        raise UnsupportedError("a label map SEG needs source images with patient geometry; "
+                               "use --type binary for projection images")
     ds.SharedFunctionalGroupsSequence = Sequence([shared])
     # dimensions
     org_uid = generate_uid()
@@ -344,12 +349,13 @@ def _header(seg: Segmentation, kind: str, frames: list[_Frame], prof: Profile, t
         d.FunctionalGroupPointer = 0x0062000A
         d.DimensionDescriptionLabel = "ReferencedSegmentNumber"
         dims.append(d)
-    d = Dataset()
-    d.DimensionOrganizationUID = org_uid
-    d.DimensionIndexPointer = 0x00200032
-    d.FunctionalGroupPointer = 0x00209113
-    d.DimensionDescriptionLabel = "ImagePositionPatient"
-    dims.append(d)
+    if src.has_geometry:
+        d = Dataset()
+        d.DimensionOrganizationUID = org_uid
+        d.DimensionIndexPointer = 0x00200032
+        d.FunctionalGroupPointer = 0x00209113
+        d.DimensionDescriptionLabel = "ImagePositionPatient"
+        dims.append(d)
     ds.DimensionIndexSequence = Sequence(dims)
     # common instance reference: every instance a frame points at
     used = sorted({fr.slice for fr in frames})
@@ -416,16 +422,21 @@ def _per_frame_items(seg: Segmentation, kind: str, frames: list[_Frame]) -> Iter
             ref += raw.element(0x0028135A, b"CS", b"YES") + _PURPOSE
             derivation[k] = raw.sequence(0x00089124, [
                 raw.sequence(0x00082112, [ref]) + _DERIVATION_CODE])
-            strings = src.position_strings[k] if src.position_strings else None
-            ipp = raw.ds(*strings) if strings else raw.ds(*positions[k])
-            plane[k] = raw.sequence(0x00209113, [raw.element(0x00200032, b"DS", ipp)])
+            if src.has_geometry:
+                strings = src.position_strings[k] if src.position_strings else None
+                ipp = raw.ds(*strings) if strings else raw.ds(*positions[k])
+                plane[k] = raw.sequence(0x00209113, [raw.element(0x00200032, b"DS", ipp)])
+            else:
+                plane[k] = b""
         if kind == "LABELMAP":
             content = raw.sequence(0x00209111, [raw.element(0x00209157, b"UL",
                                                             raw.ul(pos_index[k]))])
             yield derivation[k] + content + plane[k]
         else:
-            content = raw.sequence(0x00209111, [raw.element(
-                0x00209157, b"UL", raw.ul(seg_index[fr.segment], pos_index[k]))])
+            index = (seg_index[fr.segment], pos_index[k]) if src.has_geometry else \
+                (seg_index[fr.segment],)
+            content = raw.sequence(0x00209111, [raw.element(0x00209157, b"UL",
+                                                            raw.ul(*index))])
             ident = raw.sequence(0x0062000A, [raw.element(0x0062000B, b"US",
                                                           raw.us(fr.segment))])
             yield derivation[k] + content + plane[k] + ident

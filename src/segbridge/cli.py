@@ -1,0 +1,200 @@
+"""The ``segbridge`` command line: a thin shell over the library.
+
+Every user mistake ends in one line on stderr naming the file and the problem and a non-zero
+exit code (1 for bad input, 2 for bad usage); tracebacks only with SEGBRIDGE_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .errors import SegbridgeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Exact, fast conversion of medical-image segmentations "
+                       "(DICOM SEG, NIfTI, NRRD, Slicer seg.nrrd).")
+
+
+class SegType(str, Enum):
+    auto = "auto"
+    binary = "binary"
+    fractional = "fractional"
+    labelmap = "labelmap"
+
+
+class ProfileName(str, Enum):
+    ohif = "ohif"
+    slicer = "slicer"
+    archive = "archive"
+    dense = "dense"
+
+
+class CompressionName(str, Enum):
+    none = "none"
+    rle = "rle"
+    jpegls = "jpegls"
+    jpeg2000 = "jpeg2000"
+    deflate = "deflate"
+    deflate_frame = "deflate-frame"
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _print_report(report, console) -> None:
+    for n in report.notes:
+        console.print(f"[dim]note:[/dim] {n}")
+    for w in report.warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}")
+
+
+def _size(path: Path) -> str:
+    n = path.stat().st_size
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+ReferenceOpt = Annotated[Path | None, typer.Option(
+    "--reference", "-r", help="Source image series: folder, file, or multi-frame image.")]
+SeriesOpt = Annotated[str | None, typer.Option(
+    "--series", help="SeriesInstanceUID to use when the reference folder holds several.")]
+
+
+@app.command()
+def convert(
+    inputs: Annotated[list[Path], typer.Argument(help="Segmentation file(s): .dcm SEG, .nii, "
+                                                 ".nii.gz, .nrrd, .seg.nrrd.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output file; the suffix picks "
+                                         "the format (.dcm, .nii.gz, .nrrd, .seg.nrrd).")],
+    reference: ReferenceOpt = None,
+    series: SeriesOpt = None,
+    meta: Annotated[Path | None, typer.Option(
+        "--meta", help="dcmqi-style JSON segment metadata.")] = None,
+    type: Annotated[SegType, typer.Option("--type", help="SEG type to write.")] = SegType.auto,
+    profile: Annotated[ProfileName, typer.Option(
+        "--profile", help="Target consumer of a DICOM SEG.")] = ProfileName.ohif,
+    compression: Annotated[CompressionName | None, typer.Option(
+        "--compression", help="Pixel encoding of a DICOM SEG (default: the profile's).")] = None,
+    split_overlaps: Annotated[bool | None, typer.Option(
+        "--split-overlaps/--no-split-overlaps",
+        help="Write overlapping segments as several SEG objects (default: the profile's).")
+    ] = None,
+    fractional: Annotated[bool, typer.Option(
+        "--fractional", help="Read volume inputs as probabilities (0..1).")] = False,
+    resample: Annotated[bool, typer.Option(
+        "--resample", help="Allow nearest-neighbour resampling onto the reference grid.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")] = False,
+    assign_uids: Annotated[bool, typer.Option(
+        "--assign-uids", help="Give reference images with blank study/series UIDs new ones "
+                              "(a corrected copy is written next to the output).")] = False,
+    series_description: Annotated[str | None, typer.Option("--series-description")] = None,
+    series_number: Annotated[int | None, typer.Option("--series-number")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Convert segmentations between DICOM SEG, NIfTI, NRRD and Slicer seg.nrrd."""
+    from . import io
+    from .errors import Report
+
+    report = Report(strict=strict)
+    if type == SegType.fractional and not fractional and \
+            all(io.format_of(p) != "dicom" for p in inputs if p.exists()):
+        fractional = True
+    ref = io.load_reference(reference, series_uid=series, assign_uids=assign_uids,
+                            report=report)
+    seg = io.read(inputs, reference=ref, meta=meta, resample=resample, strict=strict,
+                  fractional=True if fractional else None, report=report)
+    written = io.write(seg, output, type=type.value, profile=profile.value,
+                       compression=compression.value if compression else None,
+                       split_overlaps=split_overlaps, series_description=series_description,
+                       series_number=series_number, resample=resample, report=report)
+    if ref is not None and ref.assigned_uids:
+        from .series import write_reference_copy
+
+        copy_dir = output.parent / f"{output.name.split('.')[0]}-reference"
+        written.append(write_reference_copy(ref, copy_dir))
+    if as_json:
+        print(json.dumps({"written": [str(p) for p in written],
+                          "segments": len(seg.segments),
+                          "notes": report.notes, "warnings": report.warnings}, indent=2))
+        return
+    con = _console()
+    con.print(f"read {', '.join(p.name for p in inputs)}: {len(seg.segments)} segments, "
+              f"grid {seg.grid.describe()}")
+    _print_report(report, con)
+    for p in written:
+        con.print(f"wrote [bold]{p}[/bold] ({_size(p) if p.is_file() else 'folder'})")
+
+
+@app.command()
+def info(
+    file: Annotated[Path, typer.Argument(help="A segmentation file.")],
+    reference: ReferenceOpt = None,
+    series: SeriesOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Describe a segmentation: type, encoding, grid, segments, overlap, references."""
+    from .describe import describe
+
+    data = describe(file, reference=reference, series_uid=series)
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    from .describe import print_description
+
+    print_description(data, _console())
+
+
+@app.command()
+def demo(
+    outdir: Annotated[Path, typer.Argument(help="Folder for the demo files.")] = Path(
+        "segbridge-demo"),
+) -> None:
+    """Build a synthetic CT with overlapping structures and round-trip it through every SEG type."""
+    from .demo import run_demo
+
+    ok = run_demo(outdir, _console())
+    if not ok:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Console entry point: run the app, turn SegbridgeError into one line and an exit code."""
+    debug = os.environ.get("SEGBRIDGE_DEBUG") == "1"
+    try:
+        app(standalone_mode=False)
+    except SegbridgeError as exc:
+        if debug:
+            raise
+        print(f"segbridge: error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        print("segbridge: aborted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # usage errors (typer's click) and anything unexpected
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if debug:
+            raise
+        print(f"segbridge: internal error: {type(exc).__name__}: {exc} (set SEGBRIDGE_DEBUG=1 "
+              "for details, and please report it)", file=sys.stderr)
+        sys.exit(3)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

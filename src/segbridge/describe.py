@@ -1,0 +1,110 @@
+"""What ``segbridge info`` reports about a segmentation file, as data and as a table."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import io
+from .errors import Report
+
+SOP_CLASS_NAMES = {"1.2.840.10008.5.1.4.1.1.66.4": "Segmentation Storage",
+                   "1.2.840.10008.5.1.4.1.1.66.7": "Label Map Segmentation Storage"}
+
+
+def describe(path: str | os.PathLike, *, reference=None, series_uid: str | None = None) -> dict:
+    """A JSON-ready description of a segmentation file."""
+    p = Path(path)
+    report = Report()
+    fmt = io.format_of(p)
+    data: dict = {"file": str(p), "format": fmt}
+    if fmt == "dicom":
+        from .dicom.segfile import SegFile
+
+        f = SegFile(p)
+        ds = f.ds
+        from pydicom.uid import UID
+
+        ts = UID(f.transfer_syntax)
+        data.update({
+            "sop_class_uid": str(ds.SOPClassUID),
+            "sop_class": SOP_CLASS_NAMES.get(str(ds.SOPClassUID), str(ds.SOPClassUID)),
+            "transfer_syntax_uid": str(ts), "transfer_syntax": ts.name,
+            "segmentation_type": f.segmentation_type,
+            "frames": f.number_of_frames,
+            "rows": f.rows, "columns": f.columns, "bits_allocated": f.bits_allocated,
+            "series_description": str(ds.get("SeriesDescription", "") or ""),
+            "series_instance_uid": str(ds.get("SeriesInstanceUID", "") or ""),
+            "referenced_series": [str(s.SeriesInstanceUID) for s in
+                                  ds.get("ReferencedSeriesSequence", [])],
+            "frame_of_reference_uid": str(ds.get("FrameOfReferenceUID", "") or ""),
+        })
+        if f.segmentation_type == "FRACTIONAL":
+            data["fractional_type"] = str(ds.get("SegmentationFractionalType", ""))
+            data["max_fractional_value"] = int(ds.get("MaximumFractionalValue", 0) or 0)
+        if "PixelPaddingValue" in ds:
+            data["pixel_padding_value"] = int(ds.PixelPaddingValue)
+    seg = io.read(p, reference=reference, series_uid=series_uid, report=report)
+    g = seg.grid
+    data["type"] = "fractional" if seg.is_fractional else "labels"
+    data["grid"] = {
+        "shape_zyx": list(g.shape), "spacing_zyx_mm": [round(float(v), 6) for v in g.spacing],
+        "origin_lps_mm": [round(float(v), 6) for v in g.origin],
+        "orientation": [round(float(v), 6) for v in g.image_orientation],
+        "evenly_spaced": g.is_regular, "frame_of_reference_uid": g.frame_of_reference_uid,
+    }
+    counts = seg.voxel_counts()
+    segs = []
+    for s in seg.segments:
+        item = {"number": s.number, "label": s.label,
+                "category": f"{s.category.scheme} {s.category.value} {s.category.meaning}",
+                "type": f"{s.type.scheme} {s.type.value} {s.type.meaning}",
+                "color": list(s.color) if s.color else None,
+                "algorithm": s.algorithm_type + (f" ({s.algorithm_name})"
+                                                 if s.algorithm_name else ""),
+                "voxels": counts.get(s.number, 0)}
+        if not seg.is_fractional:
+            item["layer"], item["value"] = seg.bindings[s.number]
+        segs.append(item)
+    data["segments"] = segs
+    data["layers"] = 0 if seg.is_fractional else len(seg.layers)
+    data["overlap"] = seg.has_overlap()
+    if seg.source is not None:
+        data["source_series"] = seg.source.series_instance_uid
+        data["source_study"] = seg.source.study_instance_uid
+    data["notes"] = report.notes
+    data["warnings"] = report.warnings
+    return data
+
+
+def print_description(data: dict, console) -> None:
+    from rich.table import Table
+
+    console.print(f"[bold]{data['file']}[/bold] ({data['format']})")
+    if data["format"] == "dicom":
+        console.print(f"  {data['sop_class']} ({data['sop_class_uid']}), "
+                      f"{data['segmentation_type']}, {data['frames']} frames "
+                      f"{data['rows']}x{data['columns']} at {data['bits_allocated']} bit")
+        console.print(f"  transfer syntax: {data['transfer_syntax']} "
+                      f"({data['transfer_syntax_uid']})")
+        if data.get("referenced_series"):
+            console.print(f"  references series {', '.join(data['referenced_series'])}")
+    g = data["grid"]
+    console.print(f"  grid (z,y,x) {g['shape_zyx']}, spacing {g['spacing_zyx_mm']} mm, origin "
+                  f"{g['origin_lps_mm']} (LPS), orientation {g['orientation']}"
+                  + ("" if g["evenly_spaced"] else ", uneven slice spacing"))
+    console.print(f"  {len(data['segments'])} segments, {data['layers']} layer(s), overlap: "
+                  f"{'yes' if data['overlap'] else 'no'}")
+    t = Table(show_edge=False, pad_edge=False)
+    for col in ("#", "label", "type", "colour", "voxels", "layer"):
+        t.add_column(col)
+    for s in data["segments"]:
+        col = s["color"]
+        swatch = f"[rgb({col[0]},{col[1]},{col[2]})]■[/] {col}" if col else "-"
+        t.add_row(str(s["number"]), s["label"], s["type"], swatch, str(s["voxels"]),
+                  f"{s.get('layer', '-')}:{s.get('value', '-')}")
+    console.print(t)
+    for n in data["notes"]:
+        console.print(f"[dim]note:[/dim] {n}")
+    for w in data["warnings"]:
+        console.print(f"[yellow]warning:[/yellow] {w}")

@@ -1,0 +1,1 @@
+"""Volume formats around the model: NIfTI, NRRD, Slicer .seg.nrrd, dcmqi JSON metadata."""

@@ -1,0 +1,187 @@
+"""Label volumes (from NIfTI, NRRD, seg.nrrd, numpy) -> one :class:`Segmentation`.
+
+Shared by every volume format: label checks, metadata (dcmqi JSON or embedded Slicer keys),
+numbering, putting each volume on the target grid, and packing segments from several files or
+layers (which may overlap) into as few layers as possible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..colors import default_color
+from ..errors import InvalidInputError, Report
+from ..geometry import Grid, align_array
+from ..model import Segment, Segmentation, label_dtype, place_first_fit, present_values
+from .dcmqi_json import segment_from_json, series_fields
+
+
+@dataclass
+class LabelVolume:
+    """One 3-D volume of labels (or of fractions) and what is known about its segments."""
+
+    grid: Grid
+    data: np.ndarray
+    name: str
+    segments: list[tuple[Segment, int]] | None = None  # (segment, label value) if embedded
+    fractional: bool = False
+
+
+def as_labels(arr: np.ndarray, name: str) -> np.ndarray:
+    """Check that an array holds non-negative integer labels and return it as unsigned ints."""
+    if arr.dtype.kind == "b":
+        return arr.astype(np.uint8)
+    if arr.dtype.kind in "ui":
+        if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
+            raise InvalidInputError(f"{name}: negative label values (min {arr.min()})")
+        vmax = int(arr.max()) if arr.size else 0
+        if vmax > 65535:
+            raise InvalidInputError(f"{name}: label value {vmax} is above 65535")
+        return arr.astype(label_dtype(vmax), copy=False)
+    if arr.dtype.kind == "f":
+        if np.isnan(arr).any():
+            raise InvalidInputError(f"{name}: labels contain NaN values")
+        if np.isinf(arr).any():
+            raise InvalidInputError(f"{name}: labels contain infinite values")
+        rounded = np.round(arr)
+        if not np.array_equal(rounded, arr):
+            bad = arr[rounded != arr][0]
+            raise InvalidInputError(
+                f"{name}: non-integer label values (e.g. {bad:g}); pass --type fractional if "
+                "these are probabilities")
+        return as_labels(rounded.astype(np.int64), name)
+    raise InvalidInputError(f"{name}: unsupported voxel type {arr.dtype} for labels")
+
+
+def as_fraction(arr: np.ndarray, name: str, max_value: int = 255) -> np.ndarray:
+    """Probabilities in [0, 1] (float) or stored values 0..max (integers) -> uint8 0..max."""
+    if arr.dtype.kind == "f":
+        if np.isnan(arr).any():
+            raise InvalidInputError(f"{name}: fractional values contain NaN")
+        if arr.size and (arr.min() < 0 or arr.max() > 1):
+            raise InvalidInputError(f"{name}: fractional values must lie in [0, 1] "
+                                    f"(found {arr.min():g}..{arr.max():g})")
+        return np.round(arr.astype(np.float64) * max_value).astype(np.uint8)
+    if arr.size and (arr.min() < 0 or arr.max() > max_value):
+        raise InvalidInputError(f"{name}: fractional values must lie in 0..{max_value}")
+    return arr.astype(np.uint8)
+
+
+def assemble(volumes: list[LabelVolume], *, meta: dict | None = None,
+             grid: Grid | None = None, resample: bool = False,
+             report: Report | None = None, source=None,
+             fractional_type: str = "PROBABILITY") -> Segmentation:
+    """Put every volume on ``grid`` (default: the first volume's) and build the model."""
+    report = report if report is not None else Report()
+    if not volumes:
+        raise InvalidInputError("no input volumes")
+    target = grid if grid is not None else volumes[0].grid
+    attrs = meta.get("segmentAttributes") if meta else None
+    if attrs is not None and len(attrs) != len(volumes):
+        raise InvalidInputError(
+            f"the metadata describes {len(attrs)} input volume(s) (segmentAttributes) but "
+            f"{len(volumes)} were given")
+    extra = series_fields(meta) if meta else {}
+    if any(v.fractional for v in volumes):
+        extra["fractional_type"] = fractional_type
+        return _assemble_fractional(volumes, attrs, target, resample, report, source, extra)
+
+    # which segments does each volume hold, with which label value
+    per_volume: list[list[tuple[Segment, int]]] = []
+    arrays: list[np.ndarray] = []
+    index = 0
+    for i, vol in enumerate(volumes):
+        data = vol.data
+        if vol.grid is not target:
+            data = align_array(data, vol.grid, target, resample=resample, what=vol.name,
+                               report=report)
+        arrays.append(data)
+        values = present_values(data)
+        described: dict[int, Segment] = {}
+        if attrs is not None:
+            for entry in attrs[i]:
+                v = int(entry["labelID"])
+                described[v] = segment_from_json(entry, v, index + len(described))
+            for v in sorted(set(described) - set(values)):
+                report.warn(f"{vol.name}: labelID {v} from the metadata is not in the volume; "
+                            "its segment is kept empty")
+        elif vol.segments is not None:
+            described = {v: s for s, v in vol.segments}
+        pairs = []
+        for v in sorted(set(values) | set(described)):
+            if v in described:
+                pairs.append((described[v], v))
+            else:
+                if attrs is not None or vol.segments is not None:
+                    report.warn(f"{vol.name}: label value {v} is not described by the metadata; "
+                                "added with default attributes")
+                pairs.append((Segment(v, color=default_color(index)), v))
+            index += 1
+        per_volume.append(pairs)
+
+    # numbering: embedded segment numbers (seg.nrrd), else label values when unique
+    all_values = [v for pairs in per_volume for _, v in pairs]
+    embedded = [s.number for pairs in per_volume for s, _ in pairs]
+    if attrs is None and all(v.segments is not None for v in volumes) and \
+            len(embedded) == len(set(embedded)):
+        numbers = [[s.number for s, _ in pairs] for pairs in per_volume]
+    elif len(all_values) == len(set(all_values)):
+        numbers = [[v for _, v in pairs] for pairs in per_volume]
+    else:
+        counter = iter(range(1, len(all_values) + 1))
+        numbers = [[next(counter) for _ in pairs] for pairs in per_volume]
+        report.note("label values repeat across input volumes; segments numbered 1..N in "
+                    "input order")
+    segments: list[Segment] = []
+    for pairs, nums in zip(per_volume, numbers, strict=True):
+        for (s, _), n in zip(pairs, nums, strict=True):
+            s.number = n
+            segments.append(s)
+    kw = dict(report=report, source=source, **extra)
+    if len(arrays) == 1:
+        identity = all(v == n for (_, v), n in zip(per_volume[0], numbers[0], strict=True))
+        if identity:
+            dt = label_dtype(max(numbers[0], default=1))
+            layer = arrays[0].astype(dt, copy=False)
+            return Segmentation(target, segments, layers=[layer],
+                                bindings={n: (0, n) for n in numbers[0]}, **kw)
+    layers: list[np.ndarray] = []
+    bindings: dict[int, tuple[int, int]] = {}
+    dtype = label_dtype(max((s.number for s in segments), default=1))
+    for arr, pairs, nums in zip(arrays, per_volume, numbers, strict=True):
+        for (_, v), n in zip(pairs, nums, strict=True):
+            li = place_first_fit(layers, arr == v, n, target.shape, dtype)
+            bindings[n] = (li, n)
+    if not layers:
+        layers.append(np.zeros(target.shape, dtype))
+    seg = Segmentation(target, segments, layers=layers, bindings=bindings, **kw)
+    if len(layers) > 1:
+        report.note(f"overlapping segments kept in {len(layers)} layers")
+    return seg
+
+
+def _assemble_fractional(volumes, attrs, target, resample, report, source, extra):
+    segments: list[Segment] = []
+    fractional: dict[int, np.ndarray] = {}
+    for i, vol in enumerate(volumes):
+        if not vol.fractional:
+            raise InvalidInputError(f"{vol.name}: cannot mix fractional and label inputs")
+        data = vol.data
+        if vol.grid is not target:
+            data = align_array(data, vol.grid, target, resample=resample, what=vol.name,
+                               report=report)
+        n = i + 1
+        entry = attrs[i][0] if attrs is not None and attrs[i] else None
+        if entry is not None:
+            s = segment_from_json(entry, n, i)
+        elif vol.segments:
+            s = vol.segments[0][0]
+            s.number = n
+        else:
+            s = Segment(n, color=default_color(i))
+        segments.append(s)
+        fractional[n] = data
+    return Segmentation(target, segments, fractional=fractional, report=report, source=source,
+                        **extra)

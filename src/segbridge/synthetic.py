@@ -1,0 +1,126 @@
+"""Synthetic CT series and label volumes, for the demo, the tests and the benchmarks.
+
+Writes real DICOM CT slices (pydicom) so every code path sees what it would see with scanner
+data; nothing here is used by the converters themselves.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from .geometry import Grid
+
+
+def write_ct_series(folder: str | Path, hu: np.ndarray, grid: Grid, *,
+                    patient: str = "SEGBRIDGE^DEMO", series_description: str = "Synthetic CT",
+                    uid_seed: str | None = None) -> list[Path]:
+    """Write ``hu`` ([z, y, x] Hounsfield units on ``grid``) as single-frame CT files."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    seed = [uid_seed] if uid_seed else None
+    study = generate_uid(entropy_srcs=[*seed, "study"] if seed else None)
+    series = generate_uid(entropy_srcs=[*seed, "series"] if seed else None)
+    for_uid = grid.frame_of_reference_uid or generate_uid(
+        entropy_srcs=[*seed, "for"] if seed else None)
+    now = _dt.datetime.now()
+    iop = [round(float(v), 10) for v in grid.image_orientation]
+    stored = np.clip(np.round(hu) + 1024, 0, 4095).astype(np.uint16)
+    paths = []
+    positions = grid.slice_positions()
+    for k in range(grid.shape[0]):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+        sop = generate_uid(entropy_srcs=[*seed, "sop", str(k)] if seed else None)
+        ds.file_meta.MediaStorageSOPInstanceUID = sop
+        ds.SOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = sop
+        ds.PatientName = patient
+        ds.PatientID = "SB0001"
+        ds.PatientBirthDate = "19700101"
+        ds.PatientSex = "O"
+        ds.StudyInstanceUID = study
+        ds.StudyDate = now.strftime("%Y%m%d")
+        ds.StudyTime = now.strftime("%H%M%S")
+        ds.StudyID = "1"
+        ds.AccessionNumber = "SB1"
+        ds.ReferringPhysicianName = ""
+        ds.StudyDescription = "segbridge synthetic study"
+        ds.Modality = "CT"
+        ds.SeriesInstanceUID = series
+        ds.SeriesNumber = 1
+        ds.SeriesDescription = series_description
+        ds.FrameOfReferenceUID = for_uid
+        ds.PositionReferenceIndicator = ""
+        ds.Manufacturer = "segbridge"
+        ds.InstanceNumber = k + 1
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+        ds.ImagePositionPatient = [round(float(v), 6) for v in positions[k]]
+        ds.ImageOrientationPatient = iop
+        ds.PixelSpacing = [round(float(grid.spacing[1]), 6), round(float(grid.spacing[2]), 6)]
+        ds.SliceThickness = round(float(grid.spacing[0]), 6)
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows, ds.Columns = grid.shape[1], grid.shape[2]
+        ds.BitsAllocated = 16
+        ds.BitsStored = 12
+        ds.HighBit = 11
+        ds.PixelRepresentation = 0
+        ds.RescaleIntercept = -1024
+        ds.RescaleSlope = 1
+        ds.RescaleType = "HU"
+        ds.WindowCenter = 40
+        ds.WindowWidth = 400
+        ds.PixelData = stored[k].tobytes()
+        p = out / f"CT{k + 1:04d}.dcm"
+        ds.save_as(p, enforce_file_format=True)
+        paths.append(p)
+    return paths
+
+
+def ellipsoid(shape: tuple[int, int, int], center, radii) -> np.ndarray:
+    """Boolean ellipsoid in index space ([z, y, x] centre and radii)."""
+    zz, yy, xx = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    c, r = center, radii
+    return ((zz - c[0]) / r[0]) ** 2 + ((yy - c[1]) / r[1]) ** 2 + ((xx - c[2]) / r[2]) ** 2 <= 1
+
+
+def demo_phantom(shape=(24, 60, 70)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A small torso: HU image, a labelmap (liver 1, spine 2, kidney 3) and an overlapping tumor.
+
+    The tumor straddles the liver edge, so it overlaps the liver: the two cannot share one
+    labelmap, which is the case viewers tend to get wrong.
+    """
+    nz, ny, nx = shape
+    body = ellipse_body = ellipsoid(shape, (nz / 2, ny / 2, nx / 2), (nz * 2, ny * 0.42, nx * 0.45))
+    hu = np.full(shape, -1000.0)
+    hu[body] = 20.0
+    labels = np.zeros(shape, np.uint8)
+    liver = ellipsoid(shape, (nz * 0.45, ny * 0.45, nx * 0.33), (nz * 0.3, ny * 0.2, nx * 0.17))
+    spine = np.zeros(shape, bool)
+    yy, xx = np.ogrid[:ny, :nx]
+    spine[:, ((yy - ny * 0.72) ** 2 + (xx - nx * 0.5) ** 2) <= (min(nx, ny) * 0.07) ** 2] = True
+    kidney = ellipsoid(shape, (nz * 0.6, ny * 0.62, nx * 0.7), (nz * 0.15, ny * 0.08, nx * 0.06))
+    labels[liver & ellipse_body] = 1
+    labels[spine] = 2
+    labels[kidney & ~liver] = 3
+    hu[labels == 1] = 60.0
+    hu[labels == 2] = 700.0
+    hu[labels == 3] = 30.0
+    tumor = ellipsoid(shape, (nz * 0.45, ny * 0.4, nx * 0.45), (nz * 0.12, ny * 0.07, nx * 0.07))
+    hu[tumor] = 35.0
+    rng = np.random.default_rng(0)
+    hu += rng.normal(0, 8, shape)
+    return hu, labels, tumor.astype(np.uint8)
+
+
+def demo_grid(shape=(24, 60, 70)) -> Grid:
+    """An axial grid with anisotropic voxels; Columns (70) is not a multiple of 8 on purpose."""
+    return Grid(shape, origin=(-120.0, -100.0, -60.0), spacing=(2.5, 0.9, 0.8),
+                direction=np.eye(3), frame_of_reference_uid=generate_uid())
