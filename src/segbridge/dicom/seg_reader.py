@@ -477,11 +477,16 @@ def _fill_labelmap(f, frames, grid, segments, placements, report, meta) -> Segme
             zero_segment.number = nmax
         lut = lut.astype(label_dtype(int(lut.max())))
     described = {s.number for s in kept} | background
+    # values 0..covered are all described: a frame whose maximum is within needs no histogram
+    covered = -1
+    while covered + 1 in described:
+        covered += 1
     layer = np.zeros(grid.shape, np.uint16 if f.bits_allocated == 16 else np.uint8)
     present = np.zeros(lut_size, np.int64)
     for i in range(len(f.frames)):
         arr = frames.frame(i)
-        present += np.bincount(arr.ravel(), minlength=lut_size)[:lut_size]
+        if int(arr.max(initial=0)) > covered:
+            present += np.bincount(arr.ravel(), minlength=lut_size)[:lut_size]
         mapped = arr if lut is None else lut[arr]
         pl = placements[i]
         win = _window(f, i, pl, mapped, grid)
