@@ -51,13 +51,6 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
-def _print_report(report, console) -> None:
-    for n in report.notes:
-        console.print(f"[dim]note:[/dim] {n}")
-    for w in report.warnings:
-        console.print(f"[yellow]warning:[/yellow] {w}")
-
-
 def _size(path: Path) -> str:
     n = path.stat().st_size
     for unit in ("B", "KB", "MB", "GB"):
@@ -130,12 +123,15 @@ def convert(
                           "segments": len(seg.segments),
                           "notes": report.notes, "warnings": report.warnings}, indent=2))
         return
-    con = _console()
-    con.print(f"read {', '.join(p.name for p in inputs)}: {len(seg.segments)} segments, "
-              f"grid {seg.grid.describe()}")
-    _print_report(report, con)
+    # plain print: the summary needs no styling, and rich costs start-up time on every call
+    print(f"read {', '.join(p.name for p in inputs)}: {len(seg.segments)} segments, "
+          f"grid {seg.grid.describe()}")
+    for n in report.notes:
+        print(f"note: {n}")
+    for w in report.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     for p in written:
-        con.print(f"wrote [bold]{p}[/bold] ({_size(p) if p.is_file() else 'folder'})")
+        print(f"wrote {p} ({_size(p) if p.is_file() else 'folder'})")
 
 
 @app.command()

@@ -178,6 +178,9 @@ def _slices_of(path: Path, ds: Dataset, report: Report) -> list[_Slice]:
                               np.array(ori.value, float), _ds_strings(ori), _ds_strings(spc),
                               sop_class, sop_inst))
         return out
+    if nframes > 1:
+        raise InvalidInputError(f"{path}: multi-frame image ({nframes} frames) without per-frame "
+                                "functional groups; its frames cannot be placed")
     if any(kw not in ds or ds[kw].value in (None, "") for kw in
            ("ImagePositionPatient", "ImageOrientationPatient")):
         # a projection image (CR, DX, ...): no patient geometry, only pixel correspondence

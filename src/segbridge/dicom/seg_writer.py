@@ -471,7 +471,10 @@ def _smallest(frames_px: list[np.ndarray], bits: int, columns: int) -> str:
     sizes = {}
     for name in candidates:
         codec = codec_for(COMPRESSIONS[name].uid)
-        sizes[name] = sum(len(codec.encode(np.asarray(f), bits)) for f in sample)
+        try:
+            sizes[name] = sum(len(codec.encode(np.asarray(f), bits)) for f in sample)
+        except UnsupportedError:
+            continue
     return min(sizes, key=sizes.get)
 
 

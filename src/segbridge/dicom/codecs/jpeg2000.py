@@ -1,10 +1,17 @@
-"""JPEG 2000 (lossless) via pylibjpeg-openjpeg; the one image codec that also takes 1-bit frames."""
+"""JPEG 2000 (lossless) via pylibjpeg-openjpeg; the one image codec that also takes 1-bit frames.
+
+The binding always uses 6 wavelet resolutions, so OpenJPEG refuses frames smaller than 32x32
+pixels; those get a clear error instead of a crash.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from ...errors import UnsupportedError
 from . import JPEG_2000_LOSSLESS, FrameCodec, as_binary_frame
+
+MIN_SIDE = 32
 
 
 class Jpeg2000Codec(FrameCodec):
@@ -17,6 +24,10 @@ class Jpeg2000Codec(FrameCodec):
     def encode(self, frame: np.ndarray, bits_allocated: int) -> bytes:
         import openjpeg
 
+        if min(frame.shape) < MIN_SIDE:
+            raise UnsupportedError(f"the JPEG 2000 encoder needs frames of at least "
+                                   f"{MIN_SIDE}x{MIN_SIDE} pixels (got {frame.shape[0]}x"
+                                   f"{frame.shape[1]}); use rle or deflate-frame")
         if bits_allocated == 1:
             arr = (frame != 0).astype(np.uint8)
             return bytes(openjpeg.encode(arr, bits_stored=1, photometric_interpretation=2,

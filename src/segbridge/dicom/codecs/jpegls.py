@@ -22,7 +22,13 @@ class JpegLsCodec(FrameCodec):
         dtype = np.uint8 if bits_allocated == 8 else np.dtype("<u2")
         rows, columns = frame.shape
         src = np.ascontiguousarray(frame, dtype).tobytes()
-        return bytes(jpeg_ls.encode_buffer(src, rows, columns, 1, bits_allocated, 0, 0))
+        try:
+            return bytes(jpeg_ls.encode_buffer(src, rows, columns, 1, bits_allocated, 0, 0))
+        except RuntimeError as exc:
+            # pyjpegls sizes its output buffer from the input: frames under ~16 pixels (and
+            # incompressible noise) overflow it
+            raise UnsupportedError(f"the JPEG-LS encoder cannot encode a {rows}x{columns} frame "
+                                   f"({exc}); use rle or jpeg2000") from None
 
     def decode(self, data: bytes, rows: int, columns: int, bits_allocated: int) -> np.ndarray:
         import jpeg_ls

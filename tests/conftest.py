@@ -1,0 +1,57 @@
+"""Shared fixtures: the real files in ../shared/data and small builders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SEGBRIDGE_SHARED", ROOT.parent / "shared"))
+DATA = SHARED / "data"
+
+DCMQI = DATA / "dcmqi" / "data" / "segmentations"
+CT3 = DCMQI / "ct-3slice"
+PYD = DATA / "pydicom-data" / "data_store" / "data"
+HD = DATA / "highdicom" / "data" / "test_files"
+WHEEL = DATA / "pydicom-wheel" / "pydicom" / "data" / "test_files"
+CT2 = WHEEL / "dicomdirtests" / "77654033" / "CT2"
+TOTALSEG = DATA / "totalsegmentator" / "tests" / "reference_files"
+SLICERIO = DATA / "slicerio" / "slicerio" / "data"
+
+
+def pytest_configure(config):
+    if not DATA.is_dir():
+        raise pytest.UsageError(f"test data not found at {DATA}: clone the project next to "
+                                "'shared' or set SEGBRIDGE_SHARED")
+
+
+@pytest.fixture(scope="session")
+def ct3():
+    import segbridge as sb
+
+    return sb.read_series(CT3)
+
+
+@pytest.fixture(scope="session")
+def ct2():
+    import segbridge as sb
+
+    return sb.read_series(CT2)
+
+
+def masks_by_label(seg) -> dict[str, np.ndarray]:
+    return {s.label: seg.mask(s.number) for s in seg.segments}
+
+
+def assert_same_segments(a, b, *, fractions: bool = False) -> None:
+    """Same segment labels and the same voxels for each (fractions as stored values)."""
+    ma, mb = {s.label: s.number for s in a.segments}, {s.label: s.number for s in b.segments}
+    assert sorted(ma) == sorted(mb)
+    for label, n in ma.items():
+        if fractions:
+            np.testing.assert_array_equal(a.fraction(n), b.fraction(mb[label]), err_msg=label)
+        else:
+            np.testing.assert_array_equal(a.mask(n), b.mask(mb[label]), err_msg=label)
