@@ -104,14 +104,14 @@ def _plan(seg: Segmentation, type: str, prof: Profile, split: bool | None,
     if not seg.segments:
         raise InvalidInputError("the segmentation has no segments to write")
     split = prof.split_overlaps if split is None else split
-    if seg.is_fractional:
-        if type in ("auto", "fractional"):
-            return [(_numbered(seg, "FRACTIONAL", prof, report), "FRACTIONAL")]
+    if seg.is_fractional and type not in ("auto", "fractional"):
         seg = _threshold(seg, report)
-    if type == "fractional":
-        return [(_numbered(seg, "FRACTIONAL", prof, report), "FRACTIONAL")]
-    kind = "LABELMAP" if type == "labelmap" or (type == "auto" and prof.auto_type ==
-                                                "labelmap") else "BINARY"
+    if type == "fractional" or (type == "auto" and seg.is_fractional):
+        kind = "FRACTIONAL"
+    elif type == "labelmap" or (type == "auto" and prof.auto_type == "labelmap"):
+        kind = "LABELMAP"
+    else:
+        kind = "BINARY"
     overlap = seg.has_overlap()
     too_many = len(seg.segments) > prof.max_segment_number if prof.contiguous_numbers else \
         max(seg.numbers) > prof.max_segment_number
@@ -121,8 +121,8 @@ def _plan(seg: Segmentation, type: str, prof: Profile, split: bool | None,
                                     "--type binary or --split-overlaps")
         kind = "BINARY"
     if (overlap and split) or too_many:
-        groups = _groups(seg, prof.max_segment_number if too_many or prof.contiguous_numbers
-                         else 1 << 16, overlap and split)
+        cap = prof.max_segment_number if too_many or prof.contiguous_numbers else 1 << 16
+        groups = _groups(seg, cap, overlap and split)
         if len(groups) > 1:
             why = "overlapping segments" if overlap and split else \
                 f"more than {prof.max_segment_number} segments"
@@ -493,16 +493,24 @@ def _write_one(seg: Segmentation, kind: str, tmp: Path, prof: Profile,
         frames = [_Frame(None if kind == "LABELMAP" else seg.segments[0].number, 0)]
     rows, columns = seg.grid.shape[1:]
     name = _choose_compression(kind, bits, columns, prof, compression, report)
-    pixels = _frame_pixels(seg, kind, frames, lab)
-    if name == "smallest":
+    chosen = name == "smallest"
+    if chosen:
         first = list(_frame_pixels(seg, kind, frames[:64], lab))
         name = _smallest(first, bits, columns)
         report.note(f"archive profile: {name} gave the smallest frames")
-    ts = COMPRESSIONS[name].uid
-    ds = _header(seg, kind, frames, prof, ts, description, number, bits)
-    pffg = _per_frame_items(seg, kind, frames)
-    with open(tmp, "wb") as fp:
-        _stream(fp, ds, ts, pffg, pixels, len(frames), rows, columns, bits)
+    for attempt in (name, "rle"):
+        ts = COMPRESSIONS[attempt].uid
+        ds = _header(seg, kind, frames, prof, ts, description, number, bits)
+        pffg = _per_frame_items(seg, kind, frames)
+        try:
+            with open(tmp, "wb") as fp:
+                _stream(fp, ds, ts, pffg, _frame_pixels(seg, kind, frames, lab), len(frames),
+                        rows, columns, bits)
+            return
+        except UnsupportedError as exc:
+            if not chosen or attempt == "rle":
+                raise
+            report.note(f"archive profile: {attempt} failed ({exc}); wrote RLE instead")
 
 
 def _stream(fp, ds: Dataset, ts: str, pffg: Iterator[bytes], pixels: Iterator[np.ndarray],
