@@ -169,6 +169,14 @@ def demo(
 def main() -> None:
     """Console entry point: run the app, turn SegbridgeError into one line and an exit code."""
     debug = os.environ.get("SEGBRIDGE_DEBUG") == "1"
+    if not debug:
+        # third-party warnings (pydicom value checks...) are not ours to print; what matters
+        # reaches the user through segbridge's own report
+        import logging
+        import warnings
+
+        warnings.simplefilter("ignore")
+        logging.getLogger("pydicom").setLevel(logging.ERROR)
     try:
         app(standalone_mode=False)
     except SegbridgeError as exc:

@@ -89,6 +89,9 @@ def read(inputs: str | os.PathLike | Sequence[str | os.PathLike], *, reference=N
         sop = str(ds.get("SOPClassUID", "")) if ds is not None else ""
         if ds is None:
             raise InvalidInputError(f"{paths[0]}: not a readable DICOM file")
+        if not sop:
+            raise InvalidInputError(f"{paths[0]}: DICOM file without a SOP Class UID; not a "
+                                    "segmentation")
         if sop not in SEG_SOP_CLASSES:
             raise UnsupportedError(f"{paths[0]}: DICOM {ds.get('Modality', '?')} object (SOP "
                                    f"class {sop}) is not a segmentation this version reads")

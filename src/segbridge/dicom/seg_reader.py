@@ -46,6 +46,8 @@ def read_seg(path: str | Path, reference: ReferenceImage | None = None, *,
     f.check_counts()
     kind = _check_type(f)
     segments = _read_segments(f, kind, report)
+    if reference is not None:
+        _check_series(f, reference)
     if reference is not None and not _same_plane_lattice(f, reference.grid):
         own = read_seg(path, None, strict=strict, report=Report(strict=strict))
         report.note(f"{f.path.name}: frame plane differs from the reference series; mapped "
@@ -109,6 +111,26 @@ def _short(values: list[int]) -> str:
 # ---------------------------------------------------------------------------------------------
 # geometry: where does each frame go
 # ---------------------------------------------------------------------------------------------
+def _check_series(f: SegFile, reference: ReferenceImage) -> None:
+    """A SEG none of whose referenced images is in the given series, in another frame of
+    reference, was made for other images: say so before comparing any geometry."""
+    uids = {fi.sop_instance_uid for fi in f.frames if fi.sop_instance_uid}
+    if not uids:
+        return
+    src = reference.source
+    if any(src.index_of(u) is not None for u in uids):
+        return
+    seg_for = _text(f.ds, "FrameOfReferenceUID")
+    ref_for = reference.grid.frame_of_reference_uid
+    if seg_for and ref_for and seg_for != ref_for:
+        series = f.ds.get("ReferencedSeriesSequence")
+        which = f"series {series[0].SeriesInstanceUID}" if series else "other images"
+        raise GeometryMismatchError(
+            f"{f.path}: the SEG references {which}; none of its {len(uids)} referenced images "
+            f"are in the given series {src.series_instance_uid}, which has another Frame of "
+            "Reference")
+
+
 def _seg_orientation(f: SegFile) -> np.ndarray | None:
     oris = [fi.orientation for fi in f.frames if fi.orientation is not None]
     if not oris:

@@ -139,13 +139,14 @@ def assemble(volumes: list[LabelVolume], *, meta: dict | None = None,
         for (s, _), n in zip(pairs, nums, strict=True):
             s.number = n
             segments.append(s)
+    order = sorted(segments, key=lambda s: s.number)
     kw = dict(report=report, source=source, **extra)
     if len(arrays) == 1:
         identity = all(v == n for (_, v), n in zip(per_volume[0], numbers[0], strict=True))
         if identity:
             dt = label_dtype(max(numbers[0], default=1))
             layer = arrays[0].astype(dt, copy=False)
-            return Segmentation(target, segments, layers=[layer],
+            return Segmentation(target, order, layers=[layer],
                                 bindings={n: (0, n) for n in numbers[0]}, **kw)
     layers: list[np.ndarray] = []
     bindings: dict[int, tuple[int, int]] = {}
@@ -156,7 +157,7 @@ def assemble(volumes: list[LabelVolume], *, meta: dict | None = None,
             bindings[n] = (li, n)
     if not layers:
         layers.append(np.zeros(target.shape, dtype))
-    seg = Segmentation(target, segments, layers=layers, bindings=bindings, **kw)
+    seg = Segmentation(target, order, layers=layers, bindings=bindings, **kw)
     if len(layers) > 1:
         report.note(f"overlapping segments kept in {len(layers)} layers")
     return seg

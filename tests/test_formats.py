@@ -1,0 +1,141 @@
+"""Volume formats: NIfTI (3-D, 4-D layers, fractions), NRRD, Slicer .seg.nrrd (read by slicerio
+as an independent reader), dcmqi JSON metadata and sidecars."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import slicerio
+from conftest import DATA, DCMQI, SLICERIO, assert_same_segments
+
+import segbridge as sb
+from segbridge.errors import InvalidInputError
+
+EXAMPLES = DCMQI.parent.parent / "doc" / "examples"
+
+
+def test_dcmqi_json_with_gapped_labels_keeps_numbers(ct3):
+    seg = sb.read(DCMQI / "liver_spine_gapped_seg.nrrd", reference=ct3,
+                  meta=EXAMPLES / "seg-example_liver_spine_gapped_merged.json")
+    assert seg.numbers == [1, 5]
+    assert [s.label for s in seg.segments] == ["Liver", "Thoracic spine"] or \
+        seg.segment(1).type.meaning == "Liver"
+    spine = sb.read(DCMQI / "spine_seg_label5.nrrd", reference=ct3)
+    np.testing.assert_array_equal(seg.mask(5), spine.mask(5))
+
+
+def test_several_files_overlap_into_layers(ct3):
+    seg = sb.read([DCMQI / "liver_seg.nrrd", DCMQI / "heart_seg.nrrd"], reference=ct3)
+    assert len(seg.layers) == 2 and seg.has_overlap()
+    both = seg.mask(1) & seg.mask(3)
+    assert both.sum() == 522  # heart overlaps liver by 522 voxels (MANIFEST)
+
+
+def test_metadata_count_must_match_inputs(ct3):
+    with pytest.raises(InvalidInputError, match="describes 3 input volume"):
+        sb.read([DCMQI / "liver_seg.nrrd"], reference=ct3,
+                meta=EXAMPLES / "seg-example_multiple_segments.json")
+
+
+
+def test_malformed_metadata(tmp_path, ct3):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"segmentAttributes": {"labelID": 1}}))
+    with pytest.raises(InvalidInputError, match="list of lists"):
+        sb.read(DCMQI / "liver_seg.nrrd", reference=ct3, meta=bad)
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(InvalidInputError, match="broken.json: not valid JSON"):
+        sb.read(DCMQI / "liver_seg.nrrd", reference=ct3, meta=broken)
+
+
+def test_seg_nrrd_metadata_read(tmp_path):
+    seg = sb.read(SLICERIO / "Segmentation.seg.nrrd")
+    assert [s.label for s in seg.segments][:2] == ["ribs", "cervical vertebral column"]
+    ribs = seg.segment(1)
+    assert ribs.type.value == "113197003" and ribs.category.value == "123037004"
+    assert ribs.color == (253, 232, 158)
+    lung = seg.segment(5)
+    assert lung.type_modifier is not None and lung.type_modifier.meaning == "Right"
+
+
+def test_seg_nrrd_we_write_reads_back_in_slicerio(tmp_path):
+    """slicerio (the reference Python reader of Slicer's format) sees our layers and keys."""
+    seg = sb.read(SLICERIO / "SegmentationOverlapping.seg.nrrd")
+    out = sb.write(seg, tmp_path / "x.seg.nrrd")[0]
+    theirs = slicerio.read_segmentation(str(out))
+    ours = slicerio.read_segmentation(str(SLICERIO / "SegmentationOverlapping.seg.nrrd"))
+    np.testing.assert_allclose(theirs["ijkToLPS"], ours["ijkToLPS"], atol=1e-5)
+    assert theirs["voxels"].shape == ours["voxels"].shape  # 4-D: 2 layers kept
+    by_name = {s["name"]: s for s in theirs["segments"]}
+    for s in ours["segments"]:
+        t = by_name[s["name"]]
+        assert t["terminology"]["type"] == s["terminology"]["type"]
+        np.testing.assert_allclose(t["color"], s["color"], atol=1 / 255)
+        mine = theirs["voxels"][t["layer"]] == t["labelValue"]
+        orig = ours["voxels"][s["layer"]] == s["labelValue"]
+        np.testing.assert_array_equal(mine, orig)
+
+
+def test_old_style_slicer_file():
+    seg = sb.read(DATA / "slicerrt/Testing/Data/EclipseProstate_Bladder_Union_PTV.seg.nrrd")
+    assert [s.label for s in seg.segments] == ["Bladder_Union_PTV"]
+    assert seg.voxel_counts()[1] > 0
+
+
+def test_nifti_4d_layers_and_sidecar(tmp_path, ct3):
+    seg = sb.read(DCMQI / "partial_overlaps.dcm", reference=ct3)
+    out, side = sb.write(seg, tmp_path / "layers.nii.gz")
+    img = nib.load(out)
+    assert img.ndim == 4 and img.shape[3] == len(seg.layers)
+    meta = json.loads(side.read_text())
+    assert len(meta["segmentAttributes"]) == len(seg.layers)
+    back = sb.read(out, reference=ct3)
+    assert_same_segments(seg, back)
+    assert [(s.label, s.color, s.type) for s in back.segments] == \
+        [(s.label, s.color, s.type) for s in seg.segments]
+
+
+def test_fractional_nifti_round_trip(tmp_path, ct3):
+    rng = np.random.default_rng(3)
+    probs = rng.random((2, *ct3.grid.shape)).astype(np.float32)
+    probs[probs < 0.7] = 0
+    seg = sb.from_array(probs, ct3, fractional=True)
+    out = sb.write(seg, tmp_path / "p.nii.gz")[0]
+    back = sb.read(out, reference=ct3)
+    assert back.is_fractional and back.fractional_type == "PROBABILITY"
+    assert_same_segments(seg, back, fractions=True)
+    np.testing.assert_allclose(back.fraction(1) / 255, probs[0], atol=0.5 / 255 + 1e-6)
+
+
+def test_prostate_labels_keep_their_numbers_in_a_labelmap(tmp_path):
+    seg = sb.read(DATA / "pyradiomics/data/prostate_phantom_subvolume-label.nrrd")
+    assert seg.numbers == [1, 7, 8, 9]
+    out = sb.write(seg, tmp_path / "p.nrrd")[0]
+    again = sb.read(out)
+    assert again.numbers == [1, 7, 8, 9]
+    assert_same_segments(seg, again)
+
+
+def test_nrrd_ras_space_is_converted(tmp_path):
+    import nrrd
+
+    data = np.zeros((4, 5, 6), np.uint8)
+    data[1, 2, 3] = 1
+    nrrd.write(str(tmp_path / "ras.nrrd"), data, {
+        "space": "right-anterior-superior", "space directions": np.diag([1.0, 2.0, 3.0]),
+        "space origin": np.array([10.0, 20.0, 30.0])})
+    seg = sb.read(tmp_path / "ras.nrrd")
+    zyx = np.argwhere(seg.mask(1))[0]
+    lps = seg.grid.index_to_lps(zyx[::-1])
+    np.testing.assert_allclose(lps, [-(10 + 1 * 1), -(20 + 2 * 2), 30 + 3 * 3])
+
+
+def test_irregular_grid_refused_by_nifti(tmp_path, ct2):
+    from conftest import HD
+
+    seg = sb.read(HD / "seg_image_ct_binary.dcm", reference=ct2)
+    with pytest.raises(InvalidInputError, match="evenly spaced"):
+        sb.write(seg, tmp_path / "x.nii.gz")
+    assert not list(tmp_path.iterdir())

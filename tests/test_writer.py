@@ -1,0 +1,155 @@
+"""What the SEG writer puts in the file: profiles, numbering, references, encapsulation."""
+
+import numpy as np
+import pydicom
+import pytest
+from conftest import CT3, DCMQI
+from pydicom.encaps import parse_basic_offsets
+
+import segbridge as sb
+from segbridge.errors import InvalidInputError, UnsupportedError
+
+
+@pytest.fixture(scope="module")
+def overlap(ct3):
+    return sb.read(DCMQI / "partial_overlaps.dcm", reference=ct3)
+
+
+def test_header_copies_source_and_references_every_frame(ct3, overlap, tmp_path):
+    path = sb.write(overlap, tmp_path / "x.dcm", type="binary", profile="slicer",
+                    series_description="My seg", series_number=42)[0]
+    ds = pydicom.dcmread(path)
+    src = pydicom.dcmread(sorted(CT3.iterdir())[0])
+    for kw in ("PatientName", "PatientID", "StudyInstanceUID", "StudyDate", "AccessionNumber"):
+        assert ds.get(kw) == src.get(kw), kw
+    assert ds.SeriesInstanceUID != src.SeriesInstanceUID and ds.Modality == "SEG"
+    assert (ds.SeriesDescription, ds.SeriesNumber) == ("My seg", 42)
+    assert ds.FrameOfReferenceUID == src.FrameOfReferenceUID
+    assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == src.SeriesInstanceUID
+    # orientation copied character for character from the source (viewers compare at 1e-3)
+    iop = ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0]
+    assert [str(v) for v in iop.ImageOrientationPatient] == \
+        [str(v) for v in src.ImageOrientationPatient]
+    uids = {str(p.SOPInstanceUID): p for p in map(pydicom.dcmread, sorted(CT3.iterdir()))}
+    for fg in ds.PerFrameFunctionalGroupsSequence:
+        ref = fg.DerivationImageSequence[0].SourceImageSequence[0]
+        ipp = fg.PlanePositionSequence[0].ImagePositionPatient
+        assert str(ref.ReferencedSOPInstanceUID) in uids
+        assert [str(v) for v in ipp] == \
+            [str(v) for v in uids[str(ref.ReferencedSOPInstanceUID)].ImagePositionPatient]
+    for item in ds.SegmentSequence:
+        assert len(item.RecommendedDisplayCIELabValue) == 3
+        assert item.SegmentedPropertyCategoryCodeSequence and item.SegmentedPropertyTypeCodeSequence
+    assert ds.SegmentsOverlap == "YES"
+
+
+def test_ohif_profile_splits_overlaps_into_labelmaps(overlap, tmp_path):
+    r = sb.Report()
+    files = sb.write(overlap, tmp_path / "x.dcm", report=r)
+    assert [f.name for f in files] == ["x.dcm", "x-2.dcm", "x-3.dcm"][: len(files)]
+    assert len(files) >= 2 and any("split into" in n for n in r.notes)
+    series = set()
+    for f in files:
+        ds = pydicom.dcmread(f)
+        assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.7"
+        assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.5"
+        assert [s.SegmentNumber for s in ds.SegmentSequence] == \
+            list(range(1, len(ds.SegmentSequence) + 1))  # no segment 0 item for Cornerstone
+        assert ds.PixelPaddingValue == 0
+        series.add(ds.SeriesInstanceUID)
+    assert len(series) == len(files)
+
+
+def test_more_segments_than_a_viewer_shows_are_split(tmp_path, ct3):
+    labels = np.zeros(ct3.grid.shape, np.uint16)
+    flat = labels.reshape(-1)
+    flat[: 300 * 50] = np.repeat(np.arange(1, 301), 50)
+    seg = sb.from_array(labels, ct3)
+    files = sb.write(seg, tmp_path / "many.dcm", profile="ohif")
+    assert len(files) == 2
+    n = [len(pydicom.dcmread(f).SegmentSequence) for f in files]
+    assert n == [255, 45]
+    one = sb.write(seg, tmp_path / "archive.dcm", profile="archive")
+    ds = pydicom.dcmread(one[0])
+    assert len(one) == 1 and ds.BitsAllocated == 16  # 16-bit label map keeps all 300
+
+
+def test_binary_renumbering_is_reported(tmp_path, ct3):
+    seg = sb.read(DCMQI / "spine_seg_label5.nrrd", reference=ct3)
+    r = sb.Report()
+    path = sb.write(seg, tmp_path / "x.dcm", type="binary", profile="slicer", report=r)[0]
+    assert any("renumbered" in n and "5->1" in n for n in r.notes)
+    assert pydicom.dcmread(path).SegmentSequence[0].SegmentNumber == 1
+    lm = sb.write(seg, tmp_path / "lm.dcm", type="labelmap", profile="archive")[0]
+    numbers = [s.SegmentNumber for s in pydicom.dcmread(lm).SegmentSequence]
+    assert numbers == [0, 5]  # background item + the label kept as segment number
+
+
+def test_encapsulated_one_fragment_per_frame_with_offset_table(overlap, tmp_path):
+    path = sb.write(overlap, tmp_path / "x.dcm", type="binary", compression="rle",
+                    profile="slicer")[0]
+    ds = pydicom.dcmread(path)
+    from pydicom.encaps import generate_fragments
+
+    frags = list(generate_fragments(ds.PixelData))[1:]  # the first item is the offset table
+    assert len(frags) == int(ds.NumberOfFrames)
+    offsets = parse_basic_offsets(ds.PixelData)
+    assert len(offsets) == int(ds.NumberOfFrames) and offsets[0] == 0
+    assert all(len(f) % 2 == 0 for f in frags)
+
+
+def test_dense_profile_gives_every_slice_a_frame(overlap, tmp_path):
+    path = sb.write(overlap, tmp_path / "x.dcm", profile="dense")[0]
+    ds = pydicom.dcmread(path)
+    assert int(ds.NumberOfFrames) == len(overlap.segments) * overlap.grid.shape[0]
+
+
+def test_empty_segments_and_empty_segmentation(tmp_path, ct3):
+    seg = sb.from_array(np.zeros((2, *ct3.grid.shape), np.uint8), ct3)
+    r = sb.Report()
+    path = sb.write(seg, tmp_path / "x.dcm", type="binary", profile="slicer", report=r)[0]
+    ds = pydicom.dcmread(path)
+    assert int(ds.NumberOfFrames) == 1 and len(ds.SegmentSequence) == 2
+    assert any("empty" in w for w in r.warnings)
+    back = sb.read(path, reference=ct3)
+    assert back.voxel_counts() == {1: 0, 2: 0}
+
+
+def test_jpegls_cannot_hold_binary(overlap, tmp_path):
+    with pytest.raises(UnsupportedError, match="JPEG-LS cannot hold 1-bit"):
+        sb.write(overlap, tmp_path / "x.dcm", type="binary", compression="jpegls")
+    assert not list(tmp_path.iterdir())
+
+
+def test_archive_picks_a_small_encoding(overlap, tmp_path, ct3):
+    subset = overlap.subset([1, 4, 5])
+    archive = sb.write(subset, tmp_path / "a.dcm", profile="archive")[0]
+    native = sb.write(subset, tmp_path / "n.dcm", type="labelmap", compression="none",
+                      profile="archive")[0]
+    assert archive.stat().st_size < native.stat().st_size / 10
+
+
+def test_ohif_native_binary_only_when_columns_align(tmp_path):
+    ref = sb.read_series(DCMQI / "23x38x3" / "image")
+    seg = sb.read(DCMQI / "23x38x3" / "seg" / "label.seg", reference=ref)
+    path = sb.write(seg, tmp_path / "x.dcm", type="binary", profile="ohif")[0]
+    assert pydicom.dcmread(path).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.5"
+
+
+def test_needs_a_reference(tmp_path):
+    seg = sb.read(DCMQI / "liver_seg.nrrd")
+    with pytest.raises(InvalidInputError, match="--reference"):
+        sb.write(seg, tmp_path / "x.dcm")
+
+
+def test_demo_runs(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "segbridge"
+    res = subprocess.run([str(exe), "demo", str(tmp_path / "demo")], capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "all round trips voxel-exact" in res.stdout
+    assert (tmp_path / "demo" / "seg_labelmap_ohif-2.dcm").exists()
