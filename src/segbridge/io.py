@@ -82,19 +82,7 @@ def read(inputs: str | os.PathLike | Sequence[str | os.PathLike], *, reference=N
         if len(paths) > 1:
             raise UnsupportedError("one DICOM SEG at a time; convert the others separately")
         from .dicom.seg_reader import read_seg
-        from .dicom.segfile import SEG_SOP_CLASSES
-        from .series import read_header
 
-        ds = read_header(paths[0])
-        sop = str(ds.get("SOPClassUID", "")) if ds is not None else ""
-        if ds is None:
-            raise InvalidInputError(f"{paths[0]}: not a readable DICOM file")
-        if not sop:
-            raise InvalidInputError(f"{paths[0]}: DICOM file without a SOP Class UID; not a "
-                                    "segmentation")
-        if sop not in SEG_SOP_CLASSES:
-            raise UnsupportedError(f"{paths[0]}: DICOM {ds.get('Modality', '?')} object (SOP "
-                                   f"class {sop}) is not a segmentation this version reads")
         return read_seg(paths[0], ref, resample=resample, strict=strict, report=report)
     from .formats import dcmqi_json
     from .formats.volumes import assemble

@@ -11,15 +11,16 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pydicom
-from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
 
 from .errors import GeometryMismatchError, InvalidInputError, Report
 from .geometry import Grid
 from .model import SourceInstance, SourceRef
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 #: SOP classes that are never reference images.
 NON_IMAGE_SOP_CLASSES = {
@@ -81,6 +82,8 @@ class ReferenceImage:
         """Image voxels on the grid, [z, y, x], in real-world units (rescale applied)."""
         if self._pixels is None:
             out = np.empty(self.grid.shape, np.float32)
+            import pydicom
+
             cache: dict[Path, np.ndarray] = {}
             for k, (path, frame) in enumerate(zip(self.paths, self.frames, strict=True)):
                 if path not in cache:
@@ -119,6 +122,8 @@ def expand_paths(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list
 
 def read_header(path: Path) -> Dataset | None:
     """Header of a DICOM file (no pixels), or None if the file is not DICOM."""
+    import pydicom
+
     try:
         return pydicom.dcmread(path, stop_before_pixels=True, defer_size="64 KB")
     except pydicom.errors.InvalidDicomError:
@@ -132,8 +137,9 @@ def read_header(path: Path) -> Dataset | None:
 
 
 def _ds_strings(elem) -> list[str]:
-    values = elem.value if isinstance(elem.value, (list, tuple, pydicom.multival.MultiValue)) \
-        else [elem.value]
+    from pydicom.multival import MultiValue
+
+    values = elem.value if isinstance(elem.value, (list, tuple, MultiValue)) else [elem.value]
     return [str(v).strip() for v in values]
 
 
@@ -154,6 +160,8 @@ def _find_fg(path: Path, i: int, fg: Dataset, shared: Dataset, seq_kw: str, kw: 
 
 
 def _slices_of(path: Path, ds: Dataset, report: Report) -> list[_Slice]:
+    from pydicom.dataset import Dataset
+
     sop_class = _uid(ds, "SOPClassUID", "MediaStorageSOPClassUID")
     sop_inst = _uid(ds, "SOPInstanceUID")
     if not sop_inst:
@@ -213,6 +221,9 @@ def read_series(paths: str | os.PathLike | Sequence[str | os.PathLike], *,
     study or series UIDs are an error unless ``assign_uids`` (new UIDs, derived from the file
     contents so a rerun gives the same ones, are reported in ``assigned_uids``).
     """
+    from pydicom.dataset import Dataset
+    from pydicom.uid import generate_uid
+
     report = report if report is not None else Report()
     files = expand_paths(paths)
     label = str(paths if isinstance(paths, (str, os.PathLike)) else (paths[0] if paths else ""))
@@ -331,6 +342,8 @@ def write_reference_copy(ref: ReferenceImage, folder: str | os.PathLike) -> Path
     Blank SOP Instance UIDs get the file meta's Media Storage SOP Instance UID (the one the
     segmentation references), so the images and the segmentation can be stored together.
     """
+    import pydicom
+
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     done: set[Path] = set()

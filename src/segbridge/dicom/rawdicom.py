@@ -11,7 +11,10 @@ Implicit VR and Explicit VR Big Endian are read.
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from functools import lru_cache
+
+from .tags import TAGS
 
 ITEM = 0xFFFEE000
 ITEM_DELIM = 0xFFFEE00D
@@ -87,12 +90,11 @@ def ds(*values: float | str) -> bytes:
 # ---------------------------------------------------------------------------------------------
 @lru_cache(maxsize=4096)
 def _implicit_vr(tag: int) -> bytes:
-    from pydicom.datadict import dictionary_VR
+    """VR of a tag in an implicit VR file: from segbridge's own table, else UN (kept as bytes;
+    an undefined length still reads as a sequence)."""
+    from .tags import VR_OF_TAG
 
-    try:
-        return dictionary_VR(tag).split(" ")[0].encode("ascii")
-    except KeyError:
-        return b"UN"
+    return VR_OF_TAG.get(tag, "UN").encode("ascii")
 
 
 class Walker:
@@ -122,22 +124,33 @@ class Walker:
             return tag, vr, self._u32.unpack_from(self.buf, pos + 8)[0], pos + 12
         return tag, vr, self._u16.unpack_from(self.buf, pos + 6)[0], pos + 8
 
-    def dataset(self, pos: int, end: int) -> tuple[dict, int]:
-        """Elements from ``pos`` up to ``end`` or an item delimiter."""
+    def dataset(self, pos: int, end: int, spans: dict | None = None) -> tuple[dict, int]:
+        """Elements from ``pos`` up to ``end`` or an item delimiter.
+
+        Encapsulated pixel data becomes ("encapsulated", [fragments]); ``spans`` (if given)
+        receives the byte range of every element, to copy elements verbatim later.
+        """
         out: dict = {}
         buf_end = len(self.buf)
         while pos < end and pos + 8 <= buf_end:
+            start = pos
             tag, vr, length, vpos = self.header(pos)
             if tag == ITEM_DELIM:
                 return out, vpos
-            if vr == b"SQ" or (length == UNDEFINED and vr in (b"UN", b"")):
-                items, pos = self.sequence(vpos, length)
-                out[tag] = items
-                continue
-            if length == UNDEFINED:
+            if tag == PIXEL_DATA and length == UNDEFINED:
+                frags, pos = self.fragments(vpos)
+                out[tag] = (b"encapsulated", frags)
+            elif vr == b"SQ" or (length == UNDEFINED and vr in (b"UN", b"")):
+                out[tag], pos = self.sequence(vpos, length)
+            elif length == UNDEFINED:
                 raise ValueError(f"undefined length for non-sequence element {tag:08X}")
-            out[tag] = (vr, self.buf[vpos:vpos + length])
-            pos = vpos + length
+            else:
+                if vpos + length > buf_end:
+                    raise TruncatedError(tag, buf_end - vpos, length)
+                out[tag] = (vr, self.buf[vpos:vpos + length])
+                pos = vpos + length
+            if spans is not None:
+                spans[tag] = (start, pos)
         return out, pos
 
     def sequence(self, pos: int, length: int) -> tuple[list[dict], int]:
@@ -194,6 +207,109 @@ class Walker:
         if vr == b"UL":
             return self.ul(value)
         return [int(float(v)) for v in self.text(value).split("\\") if v.strip()]
+
+
+@dataclass(frozen=True)
+class EncodedHeader:
+    """Top-level elements copied verbatim from a file, decoded by pydicom only when written."""
+
+    data: bytes
+    little: bool
+    implicit: bool
+
+    def to_pydicom(self):
+        from io import BytesIO
+
+        from pydicom.filereader import read_dataset
+
+        return read_dataset(BytesIO(self.data), self.implicit, self.little)
+
+
+class TruncatedError(ValueError):
+    """An element's value runs past the end of the data."""
+
+    def __init__(self, tag: int, have: int, need: int) -> None:
+        super().__init__(f"element {tag:08X} is truncated ({max(have, 0)} of {need} bytes)")
+        self.tag = tag
+
+
+_BINARY = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d", "AT": "L",
+           "UV": "Q", "SV": "q"}
+_BYTES = {"OB", "OW", "OD", "OF", "OL", "OV", "UN", "encapsulated"}
+_ONE_VALUE_TEXT = {"ST", "LT", "UT", "UR"}
+
+
+class RawDataset:
+    """Read-only, keyword-addressed view of walked elements (the subset in :mod:`.tags`).
+
+    Answers ``get``, ``in`` and attribute access like a pydicom Dataset for the attributes the
+    reader uses; values decode on access (numbers, strings, lists, nested RawDatasets).
+    """
+
+    __slots__ = ("_elems", "_walker", "_encoding")
+
+    def __init__(self, elems: dict, walker: Walker, encoding: str = "latin-1") -> None:
+        self._elems = elems
+        self._walker = walker
+        self._encoding = encoding
+
+    def _tag(self, keyword: str) -> int:
+        try:
+            return TAGS[keyword][0]
+        except KeyError:
+            raise KeyError(f"segbridge.dicom.tags has no keyword {keyword!r}") from None
+
+    def __contains__(self, keyword: str) -> bool:
+        return self._tag(keyword) in self._elems
+
+    def get(self, keyword: str, default=None):
+        tag = self._tag(keyword)
+        if tag not in self._elems:
+            return default
+        return self.decode(self._elems[tag])
+
+    def __getattr__(self, keyword: str):
+        if keyword.startswith("_"):
+            raise AttributeError(keyword)
+        tag = self._tag(keyword)
+        if tag not in self._elems:
+            raise AttributeError(keyword)
+        return self.decode(self._elems[tag])
+
+    def raw(self, keyword: str):
+        return self._elems.get(self._tag(keyword))
+
+    def decode(self, value):
+        if isinstance(value, list):
+            return [RawDataset(i, self._walker, self._encoding) for i in value]
+        vr, mv = value
+        vr = vr.decode("ascii") if isinstance(vr, bytes) else vr
+        if vr in _BINARY:
+            code = _BINARY[vr]
+            size = struct.calcsize(code)
+            order = "<" if self._walker.little else ">"
+            n = len(mv) // size
+            vals = list(struct.unpack(f"{order}{n}{code}", mv[: n * size]))
+            return None if not vals else vals[0] if len(vals) == 1 else vals
+        if vr in _BYTES:
+            return mv if vr == "encapsulated" else bytes(mv)
+        text = bytes(mv).decode(self._encoding, "replace").rstrip(" \x00")
+        if vr in _ONE_VALUE_TEXT:
+            return text
+        parts = [p.strip() for p in text.split("\\")]
+        if vr in ("DS", "IS"):
+            cast = float if vr == "DS" else (lambda p: int(float(p)))
+            nums = [cast(p) for p in parts if p]
+            return None if not nums else nums[0] if len(nums) == 1 else nums
+        return parts[0] if len(parts) == 1 else parts
+
+
+def text_encoding(charset) -> str:
+    """Python codec for a SpecificCharacterSet value (default repertoire: latin-1 superset)."""
+    values = charset if isinstance(charset, list) else [charset or ""]
+    if any(v.strip() == "ISO_IR 192" for v in values):
+        return "utf-8"
+    return "latin-1"
 
 
 def first(ds: dict, *path: int):

@@ -21,6 +21,7 @@ from ..geometry import Grid, align_array
 from ..model import Segment, Segmentation, SourceInstance, SourceRef, label_dtype
 from ..series import ReferenceImage
 from .codecs.native import NativeFrames
+from .rawdicom import EncodedHeader
 from .segfile import LABELMAP_SOP_CLASS, SegFile
 from .segments import segment_from_item
 
@@ -305,15 +306,10 @@ def _own_grid(f: SegFile, report: Report) -> tuple[Grid, SourceRef, list[_Placem
         if fi.sop_instance_uid and not instances[pl.slice].sop_instance_uid:
             instances[pl.slice] = SourceInstance(sop_class, fi.sop_instance_uid,
                                                  fi.frame_number)
-    from pydicom.dataset import Dataset
-
     from ..series import COPIED_ATTRIBUTES
 
-    header = Dataset()
-    for kw in COPIED_ATTRIBUTES:
-        if kw in f.ds and kw not in ("LossyImageCompression", "LossyImageCompressionRatio",
-                                     "LossyImageCompressionMethod"):
-            header[kw] = f.ds[kw]
+    keep = [kw for kw in COPIED_ATTRIBUTES if not kw.startswith("LossyImageCompression")]
+    header = EncodedHeader(*f.header_bytes(keep))
     source = SourceRef(study_instance_uid=str(f.ds.get("StudyInstanceUID", "") or ""),
                        series_instance_uid=series_uid,
                        frame_of_reference_uid=_text(f.ds, "FrameOfReferenceUID"),

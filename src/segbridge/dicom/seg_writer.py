@@ -253,7 +253,11 @@ def _header(seg: Segmentation, kind: str, frames: list[_Frame], prof: Profile, t
     src = seg.source
     grid = seg.grid
     ds = Dataset()
-    header = src.header if isinstance(src.header, Dataset) else Dataset()
+    header = src.header
+    if isinstance(header, raw.EncodedHeader):
+        header = header.to_pydicom()
+    if not isinstance(header, Dataset):
+        header = Dataset()
     for elem in header:
         ds[elem.tag] = elem
     now = _dt.datetime.now()

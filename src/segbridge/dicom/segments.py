@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence
-
 from ..codes import Code, normalise
 from ..colors import dicom_lab_to_rgb, rgb_to_dicom_lab
 from ..errors import Report
 from ..model import Segment
 
 
-def code_from_item(item: Dataset) -> Code:
+def code_from_item(item) -> Code:
     value = str(item.get("CodeValue", "") or item.get("LongCodeValue", "") or
                 item.get("URNCodeValue", "") or "")
     return Code(value, str(item.get("CodingSchemeDesignator", "") or ""),
@@ -19,8 +16,10 @@ def code_from_item(item: Dataset) -> Code:
                 str(item.CodingSchemeVersion) if "CodingSchemeVersion" in item else None)
 
 
-def code_item(code: Code) -> Dataset:
-    """Code Sequence macro item; values longer than 16 characters go to LongCodeValue."""
+def code_item(code: Code):
+    """Code Sequence macro item (pydicom Dataset); values over 16 characters go to LongCodeValue."""
+    from pydicom.dataset import Dataset
+
     d = Dataset()
     if len(code.value) > 16:
         d.LongCodeValue = code.value
@@ -33,7 +32,7 @@ def code_item(code: Code) -> Dataset:
     return d
 
 
-def _first_code(item: Dataset, keyword: str, report: Report | None, where: str) -> Code | None:
+def _first_code(item, keyword: str, report: Report | None, where: str) -> Code | None:
     seq = item.get(keyword)
     if not seq:
         return None
@@ -45,8 +44,8 @@ def _first_code(item: Dataset, keyword: str, report: Report | None, where: str) 
     return norm
 
 
-def segment_from_item(item: Dataset, report: Report | None = None) -> Segment:
-    """Read one SegmentSequence item."""
+def segment_from_item(item, report: Report | None = None) -> Segment:
+    """Read one SegmentSequence item (a RawDataset or a pydicom Dataset)."""
     number = int(item.get("SegmentNumber", 0))
     where = f"segment {number}"
     category = _first_code(item, "SegmentedPropertyCategoryCodeSequence", report, where)
@@ -91,8 +90,11 @@ def segment_from_item(item: Dataset, report: Report | None = None) -> Segment:
     )
 
 
-def item_from_segment(seg: Segment, *, with_color: bool = True) -> Dataset:
+def item_from_segment(seg: Segment, *, with_color: bool = True):
     """Write one SegmentSequence item; every segment gets codes, algorithm and colour."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
     d = Dataset()
     d.SegmentNumber = seg.number
     d.SegmentLabel = (seg.label or f"Segment {seg.number}")[:64]
