@@ -87,7 +87,7 @@ class SegFile:
         self.transfer_syntax = ts
         self.little = ts != EXPLICIT_BE
         self.implicit = ts == IMPLICIT_LE
-        body = data[pos:]
+        body = memoryview(data)[pos:]  # no copy of a file that may be hundreds of MB
         if ts == DEFLATED_LE:
             try:
                 body = zlib.decompress(body, -zlib.MAX_WBITS)
