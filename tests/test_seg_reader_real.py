@@ -173,3 +173,75 @@ def test_ct2_reference_gap_is_kept_in_the_grid(ct2):
     seg = sb.read(HD / "seg_image_ct_binary.dcm", reference=ct2)
     assert seg.grid.shape[0] == 4 and not seg.grid.is_regular
     assert CT2.exists() and CT3.exists()
+
+
+def _mutated(tmp_path, name, change):
+    ds = pydicom.dcmread(DCMQI / name)
+    change(ds)
+    out = tmp_path / f"mutated-{name}"
+    ds.save_as(out)
+    return out
+
+
+def test_reference_and_position_disagree_is_reported(ct3, tmp_path):
+    def move(ds):  # frame 1 keeps its SOP reference but claims the position of another slice
+        other = ds.PerFrameFunctionalGroupsSequence[2].PlanePositionSequence[0]
+        ds.PerFrameFunctionalGroupsSequence[0].PlanePositionSequence[0].ImagePositionPatient = \
+            other.ImagePositionPatient
+    path = _mutated(tmp_path, "liver.dcm", move)
+    r = sb.Report()
+    seg = sb.read(path, reference=ct3, report=r)
+    assert any("frame 1 references slice" in w and "placed by the reference" in w
+               for w in r.warnings)
+    np.testing.assert_array_equal(seg.mask(1), sb.read(DCMQI / "liver.dcm", reference=ct3).mask(1))
+    with pytest.raises(sb.InvalidInputError, match="strict mode"):
+        sb.read(path, reference=ct3, strict=True)
+
+
+def test_tolerated_oddities_are_warnings(ct3, tmp_path):
+    def odd(ds):
+        for fg in ds.PerFrameFunctionalGroupsSequence:
+            del fg.FrameContentSequence[0].DimensionIndexValues
+        ds.SegmentSequence[0].SegmentNumber = 3  # a gap: 1..N required for BINARY
+        for fg in ds.PerFrameFunctionalGroupsSequence:
+            fg.SegmentIdentificationSequence[0].ReferencedSegmentNumber = 3
+    r = sb.Report()
+    seg = sb.read(_mutated(tmp_path, "liver.dcm", odd), reference=ct3, report=r)
+    assert seg.numbers == [3] and seg.voxel_counts()[3] == 107098
+    assert any("not 1..N" in w for w in r.warnings)
+    assert any("no DimensionIndexValues" in w for w in r.warnings)
+
+
+def test_seg_to_volume_on_the_full_reference_grid(ct3, tmp_path):
+    """The most-reported dcmqi/pyradiomics pain: outputs that skip empty slices."""
+    import nibabel as nib
+
+    from segbridge.geometry import flip_lps_ras
+
+    def drop_frames(ds):  # keep only the middle frame: a sparse SEG
+        keep = [1]
+        seq = ds.PerFrameFunctionalGroupsSequence
+        ds.PerFrameFunctionalGroupsSequence = [seq[i] for i in keep]
+        px = ds.pixel_array
+        ds.PixelData = np.packbits(px[keep].reshape(-1), bitorder="little").tobytes()
+        ds.NumberOfFrames = 1
+    path = _mutated(tmp_path, "liver.dcm", drop_frames)
+    out = sb.write(sb.read(path, reference=ct3), tmp_path / "sparse.nii.gz")[0]
+    img = nib.load(out)
+    assert img.shape == (512, 512, 3)
+    np.testing.assert_allclose(img.affine, flip_lps_ras(ct3.grid.affine), atol=1e-4)
+    data = np.transpose(np.asanyarray(img.dataobj), (2, 1, 0))
+    assert data[0].sum() == 0 and data[2].sum() == 0 and data[1].sum() > 0
+
+
+def test_occupancy_fractional_round_trip(ct3, tmp_path):
+    rng = np.random.default_rng(5)
+    frac = (rng.random((1, *ct3.grid.shape)) * 1.2).clip(0, 1).astype(np.float32)
+    seg = sb.from_array(frac, ct3, fractional=True)
+    seg.fractional_type = "OCCUPANCY"
+    path = sb.write(seg, tmp_path / "occ.dcm", type="fractional", profile="archive")[0]
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    assert ds.SegmentationFractionalType == "OCCUPANCY" and ds.MaximumFractionalValue == 255
+    back = sb.read(path, reference=ct3)
+    assert back.fractional_type == "OCCUPANCY"
+    np.testing.assert_array_equal(back.fraction(1), seg.fraction(1))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -49,6 +50,23 @@ def _console(stderr: bool = False):
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def _progress(label: str):
+    """A rich progress bar on an interactive terminal, else nothing (and no rich import)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True, console=_console(stderr=True)) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
 
 
 def _size(path: Path) -> str:
@@ -109,10 +127,12 @@ def convert(
                             report=report)
     seg = io.read(inputs, reference=ref, meta=meta, resample=resample, strict=strict,
                   fractional=True if fractional else None, report=report)
-    written = io.write(seg, output, type=type.value, profile=profile.value,
-                       compression=compression.value if compression else None,
-                       split_overlaps=split_overlaps, series_description=series_description,
-                       series_number=series_number, resample=resample, report=report)
+    with _progress("encoding frames") as progress:
+        written = io.write(seg, output, type=type.value, profile=profile.value,
+                           compression=compression.value if compression else None,
+                           split_overlaps=split_overlaps, series_description=series_description,
+                           series_number=series_number, resample=resample, report=report,
+                           progress=progress)
     if ref is not None and ref.assigned_uids:
         from .series import write_reference_copy
 

@@ -12,7 +12,7 @@ import datetime as _dt
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -47,8 +47,11 @@ class _Frame:
 def write_seg(seg: Segmentation, path: str | os.PathLike, *, type: str = "auto",
               profile: str | Profile = "ohif", compression: str | None = None,
               split_overlaps: bool | None = None, series_description: str | None = None,
-              series_number: int | None = None, report: Report | None = None) -> list[Path]:
+              series_number: int | None = None, report: Report | None = None,
+              progress: Callable[[int, int], None] | None = None) -> list[Path]:
     """Write ``seg`` as one or more DICOM SEG files; returns the paths written.
+
+    ``progress(done, total)`` is called as frames are encoded (for a progress bar).
 
     Several files are written only when the profile (``ohif``) or ``split_overlaps`` asks for
     overlapping segments, or more segments than the profile can show, to be split: ``NAME.dcm``,
@@ -78,7 +81,7 @@ def write_seg(seg: Segmentation, path: str | os.PathLike, *, type: str = "auto",
             number = (series_number or seg.series_number or 300) + i
             tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
             tmp_paths.append(tmp)
-            _write_one(part, kind, tmp, prof, compression, desc, number, report)
+            _write_one(part, kind, tmp, prof, compression, desc, number, report, progress)
             written.append(target)
         for tmp, target in zip(tmp_paths, written, strict=True):
             os.replace(tmp, target)
@@ -449,6 +452,19 @@ def _per_frame_items(seg: Segmentation, kind: str, frames: list[_Frame]) -> Iter
 # ---------------------------------------------------------------------------------------------
 # writing
 # ---------------------------------------------------------------------------------------------
+def _counted(items: Iterator, total: int,
+             progress: Callable[[int, int], None] | None) -> Iterator:
+    """Pass items through, reporting progress every 64 items."""
+    if progress is None:
+        yield from items
+        return
+    for i, item in enumerate(items):
+        if i % 64 == 0:
+            progress(i, total)
+        yield item
+    progress(total, total)
+
+
 def _choose_compression(kind: str, bits: int, columns: int, prof: Profile,
                         compression: str | None, report: Report) -> str:
     if compression is None:
@@ -484,7 +500,7 @@ def _smallest(frames_px: list[np.ndarray], bits: int, columns: int) -> str:
 
 def _write_one(seg: Segmentation, kind: str, tmp: Path, prof: Profile,
                compression: str | None, description: str, number: int,
-               report: Report) -> None:
+               report: Report, progress: Callable[[int, int], None] | None = None) -> None:
     bits = {"BINARY": 1, "FRACTIONAL": 8}.get(kind)
     if kind == "LABELMAP":
         bits = 8 if max(seg.numbers) <= 255 else 16
@@ -508,8 +524,9 @@ def _write_one(seg: Segmentation, kind: str, tmp: Path, prof: Profile,
         pffg = _per_frame_items(seg, kind, frames)
         try:
             with open(tmp, "wb") as fp:
-                _stream(fp, ds, ts, pffg, _frame_pixels(seg, kind, frames, lab), len(frames),
-                        rows, columns, bits)
+                _stream(fp, ds, ts, pffg, _counted(_frame_pixels(seg, kind, frames, lab),
+                                                   len(frames), progress),
+                        len(frames), rows, columns, bits)
             return
         except UnsupportedError as exc:
             if not chosen or attempt == "rle":
