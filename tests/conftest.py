@@ -55,3 +55,12 @@ def assert_same_segments(a, b, *, fractions: bool = False) -> None:
             np.testing.assert_array_equal(a.fraction(n), b.fraction(mb[label]), err_msg=label)
         else:
             np.testing.assert_array_equal(a.mask(n), b.mask(mb[label]), err_msg=label)
+
+
+def rotation(a: float, b: float, c: float) -> np.ndarray:
+    """Rotation matrix from three angles (x, then y, then z)."""
+    ca, sa, cb, sb, cc, sc = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(c), np.sin(c)
+    rx = np.array([[1, 0, 0], [0, ca, -sa], [0, sa, ca]])
+    ry = np.array([[cb, 0, sb], [0, 1, 0], [-sb, 0, cb]])
+    rz = np.array([[cc, -sc, 0], [sc, cc, 0], [0, 0, 1]])
+    return rz @ ry @ rx

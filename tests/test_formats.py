@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import slicerio
-from conftest import DATA, DCMQI, SLICERIO, assert_same_segments
+from conftest import DATA, DCMQI, SLICERIO, assert_same_segments, rotation
 
 import segbridge as sb
 from segbridge.errors import InvalidInputError
@@ -141,13 +141,6 @@ def test_irregular_grid_refused_by_nifti(tmp_path, ct2):
     assert not list(tmp_path.iterdir())
 
 
-def _rot(a, b, c):
-    ca, sa, cb, sb_, cc, sc = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(c), np.sin(c)
-    return (np.array([[cc, -sc, 0], [sc, cc, 0], [0, 0, 1]]) @
-            np.array([[cb, 0, sb_], [0, 1, 0], [-sb_, 0, cb]]) @
-            np.array([[1, 0, 0], [0, ca, -sa], [0, sa, ca]]))
-
-
 @pytest.mark.parametrize("seed", range(12))
 @pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
 def test_our_nifti_writer_read_by_nibabel(tmp_path, seed, suffix):
@@ -157,7 +150,7 @@ def test_our_nifti_writer_read_by_nibabel(tmp_path, seed, suffix):
     from segbridge.model import Segmentation
 
     rng = np.random.default_rng(seed)
-    direction = _rot(*rng.uniform(-np.pi, np.pi, 3))
+    direction = rotation(*rng.uniform(-np.pi, np.pi, 3))
     if seed % 2:
         direction[:, 1] *= -1  # left-handed
     grid = Grid(tuple(rng.integers(1, 9, 3)), rng.uniform(-300, 300, 3),

@@ -2,20 +2,12 @@
 
 import numpy as np
 import pytest
+from conftest import rotation
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from segbridge.errors import GeometryMismatchError, Report
 from segbridge.geometry import Grid, align_array, exact_index_map, flip_lps_ras
-
-
-def rotation(a, b, c):
-    ca, sa, cb, sb, cc, sc = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(c), np.sin(c)
-    rx = np.array([[1, 0, 0], [0, ca, -sa], [0, sa, ca]])
-    ry = np.array([[cb, 0, sb], [0, 1, 0], [-sb, 0, cb]])
-    rz = np.array([[cc, -sc, 0], [sc, cc, 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
 
 grids = st.builds(
     lambda shape, sp, ang, org: Grid(shape, org, sp, rotation(*ang)),

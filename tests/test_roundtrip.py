@@ -3,7 +3,7 @@ generated grids (oblique, anisotropic, odd sizes, 1-300 segments, overlaps, empt
 
 import numpy as np
 import pytest
-from conftest import DCMQI, SLICERIO, TOTALSEG, assert_same_segments
+from conftest import DCMQI, SLICERIO, TOTALSEG, assert_same_segments, rotation
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -155,14 +155,6 @@ def test_seg_to_nifti_to_seg(ct3, tmp_path, name):
 # -------------------------------------------------------------------------------------------
 # generated grids
 # -------------------------------------------------------------------------------------------
-def _rotation(a, b, c):
-    ca, sa, cb, sb_, cc, sc = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(c), np.sin(c)
-    rx = np.array([[1, 0, 0], [0, ca, -sa], [0, sa, ca]])
-    ry = np.array([[cb, 0, sb_], [0, 1, 0], [-sb_, 0, cb]])
-    rz = np.array([[cc, -sc, 0], [sc, cc, 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
 def memory_reference(grid: Grid) -> ReferenceImage:
     """A reference series that exists only in memory (UIDs derived from the grid)."""
     from pydicom.uid import generate_uid
@@ -182,7 +174,7 @@ def segmentations(draw, min_side=1, max_segments=300):
     spacing = draw(st.tuples(*[st.floats(0.2, 6.0)] * 3))
     angles = draw(st.tuples(*[st.floats(-3.1, 3.1)] * 3))
     origin = draw(st.tuples(*[st.floats(-500, 500)] * 3))
-    grid = Grid((nz, ny, nx), origin, spacing, _rotation(*angles), "1.2.3.4")
+    grid = Grid((nz, ny, nx), origin, spacing, rotation(*angles), "1.2.3.4")
     n = draw(st.integers(1, max_segments))
     seed = draw(st.integers(0, 2**31))
     rng = np.random.default_rng(seed)

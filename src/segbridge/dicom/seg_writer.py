@@ -350,20 +350,18 @@ def _header(seg: Segmentation, kind: str, frames: list[_Frame], prof: Profile, t
     ds.DimensionOrganizationType = "3D"
     dims = []
     if kind != "LABELMAP":
-        d = Dataset()
-        d.DimensionOrganizationUID = org_uid
-        d.DimensionIndexPointer = 0x0062000B
-        d.FunctionalGroupPointer = 0x0062000A
-        d.DimensionDescriptionLabel = "ReferencedSegmentNumber"
-        dims.append(d)
+        dims.append((0x0062000B, 0x0062000A, "ReferencedSegmentNumber"))
     if src.has_geometry:
+        dims.append((0x00200032, 0x00209113, "ImagePositionPatient"))
+    items = []
+    for pointer, group, label in dims:
         d = Dataset()
         d.DimensionOrganizationUID = org_uid
-        d.DimensionIndexPointer = 0x00200032
-        d.FunctionalGroupPointer = 0x00209113
-        d.DimensionDescriptionLabel = "ImagePositionPatient"
-        dims.append(d)
-    ds.DimensionIndexSequence = Sequence(dims)
+        d.DimensionIndexPointer = pointer
+        d.FunctionalGroupPointer = group
+        d.DimensionDescriptionLabel = label
+        items.append(d)
+    ds.DimensionIndexSequence = Sequence(items)
     # common instance reference: every instance a frame points at
     used = sorted({fr.slice for fr in frames})
     seen: dict[str, str] = {}

@@ -178,13 +178,17 @@ def _terminology(s: Segment) -> str:
         _ANATOMIC_CONTEXT, c(s.anatomic_region), c(s.anatomic_region_modifier)]) + "|")
 
 
-def _header(seg: Segmentation, nlayers: int) -> OrderedDict:
+def _header(seg: Segmentation, path: str | Path) -> OrderedDict:
+    """NRRD geometry fields (LPS) for the layers of ``seg``."""
+    if seg.is_fractional:
+        raise InvalidInputError(f"{path}: fractional segmentations are written as NIfTI "
+                                "(.nii.gz), not NRRD")
+    nlayers = len(seg.layers)
     grid = seg.grid
     if not grid.is_regular:
         raise InvalidInputError("NRRD needs evenly spaced slices; pass --resample")
     a = grid.affine
     h: OrderedDict = OrderedDict()
-    h["type"] = None
     h["space"] = "left-posterior-superior"
     dirs = [a[:3, 0], a[:3, 1], a[:3, 2]]
     if nlayers > 1:
@@ -208,22 +212,13 @@ def _stack(layers: list[np.ndarray]) -> np.ndarray:
 
 def write_nrrd(seg: Segmentation, path: str | Path) -> None:
     """Plain NRRD labelmap (4-D with a list axis when there are several layers)."""
-    if seg.is_fractional:
-        raise InvalidInputError(f"{path}: fractional segmentations are written as NIfTI "
-                                "(.nii.gz), not NRRD")
-    h = _header(seg, len(seg.layers))
-    h.pop("type")
-    nrrd.write(str(path), _stack(seg.layers), header=h, index_order="F",
-               compression_level=1)
+    h = _header(seg, path)
+    nrrd.write(str(path), _stack(seg.layers), header=h, index_order="F", compression_level=1)
 
 
 def write_seg_nrrd(seg: Segmentation, path: str | Path) -> None:
     """Slicer .seg.nrrd with Segment*_ keys; overlapping segments stay in separate layers."""
-    if seg.is_fractional:
-        raise InvalidInputError(f"{path}: fractional segmentations cannot be written as "
-                                ".seg.nrrd; use .nii.gz")
-    h = _header(seg, len(seg.layers))
-    h.pop("type")
+    h = _header(seg, path)
     for i, s in enumerate(seg.segments):
         layer, value = seg.bindings[s.number]
         rgb = s.color or default_color(i)
