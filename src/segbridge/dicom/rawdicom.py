@@ -103,10 +103,14 @@ class Walker:
     Non-sequence values are (VR, memoryview); sequences are lists of dicts.
     """
 
-    def __init__(self, buf, little: bool = True, implicit: bool = False) -> None:
+    def __init__(self, buf, little: bool = True, implicit: bool = False,
+                 lenient: bool = False) -> None:
         self.buf = memoryview(buf)
         self.little = little
         self.implicit = implicit
+        #: lenient walkers keep a truncated value (clipped) and note its tag instead of failing
+        self.lenient = lenient
+        self.truncated: list[tuple[int, int, int]] = []
         self._hdr = struct.Struct("<HH" if little else ">HH")
         self._u32 = struct.Struct("<L" if little else ">L")
         self._u16 = struct.Struct("<H" if little else ">H")
@@ -146,7 +150,10 @@ class Walker:
                 raise ValueError(f"undefined length for non-sequence element {tag:08X}")
             else:
                 if vpos + length > buf_end:
-                    raise TruncatedError(tag, buf_end - vpos, length)
+                    if not self.lenient:
+                        raise TruncatedError(tag, buf_end - vpos, length)
+                    self.truncated.append((tag, buf_end - vpos, length))
+                    length = max(buf_end - vpos, 0)
                 out[tag] = (vr, self.buf[vpos:vpos + length])
                 pos = vpos + length
             if spans is not None:

@@ -7,7 +7,6 @@ pydicom saves ~0.2 s per command. Deflated (whole-dataset) files are inflated fi
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,9 +14,10 @@ import numpy as np
 
 from ..errors import InvalidInputError, UnsupportedError
 from . import rawdicom as raw
-from .codecs import DEFLATED_LE, EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE, NATIVE, codec_for
+from .codecs import NATIVE, codec_for
 from .codecs.native import NativeFrames
-from .rawdicom import RawDataset, text_encoding
+from .parse import ParsedFile, parse_file
+from .rawdicom import RawDataset
 
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 LABELMAP_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.7"
@@ -57,55 +57,13 @@ class FrameInfo:
 class SegFile:
     """A parsed SEG: header dataset, frame information and decoded frames on demand."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, parsed: ParsedFile | None = None) -> None:
         self.path = Path(path)
-        try:
-            data = self.path.read_bytes()
-        except OSError as exc:
-            raise InvalidInputError(f"{self.path}: cannot read ({exc.strerror})") from None
-        try:
-            self._parse(data)
-        except (InvalidInputError, UnsupportedError):
-            raise
-        except Exception as exc:  # pydicom / struct errors on broken files
-            raise InvalidInputError(f"{self.path}: not a readable DICOM file "
-                                    f"({type(exc).__name__}: {exc})") from None
-
-    # -- parsing -----------------------------------------------------------------------------
-    def _parse(self, data: bytes) -> None:
-        pos = 132 if data[128:132] == b"DICM" else 0
-        meta_walker = raw.Walker(data, little=True, implicit=False)
-        meta_elems: dict = {}
-        while pos + 8 <= len(data) and data[pos:pos + 2] == b"\x02\x00":
-            tag, vr, length, vpos = meta_walker.header(pos)
-            meta_elems[tag] = (vr, meta_walker.buf[vpos:vpos + length])
-            pos = vpos + length
-        self.meta = RawDataset(meta_elems, meta_walker)
-        ts = str(self.meta.get("TransferSyntaxUID") or "")
-        if not ts:  # no file meta: explicit VR if a VR follows the first tag
-            ts = EXPLICIT_LE if data[pos + 4:pos + 6].isalpha() else IMPLICIT_LE
-        self.transfer_syntax = ts
-        self.little = ts != EXPLICIT_BE
-        self.implicit = ts == IMPLICIT_LE
-        body = memoryview(data)[pos:]  # no copy of a file that may be hundreds of MB
-        if ts == DEFLATED_LE:
-            try:
-                body = zlib.decompress(body, -zlib.MAX_WBITS)
-            except zlib.error as exc:
-                raise InvalidInputError(f"{self.path}: deflated dataset does not inflate "
-                                        f"({exc})") from None
-        self.body = body
-        walker = raw.Walker(body, self.little, self.implicit)
-        self.spans: dict = {}
-        try:
-            top, _ = walker.dataset(0, len(body), self.spans)
-        except raw.TruncatedError as exc:
-            what = "pixel data" if exc.tag == raw.PIXEL_DATA else f"element {exc.tag:08X}"
-            raise InvalidInputError(f"{self.path}: {what} is truncated ({exc})") from None
-        charset = RawDataset(top, walker).get("SpecificCharacterSet")
-        self.ds = RawDataset(top, walker, text_encoding(charset))
-        self.walker = walker
-        sop = str(self.ds.get("SOPClassUID") or self.meta.get("MediaStorageSOPClassUID") or "")
+        f = parsed if parsed is not None else parse_file(self.path)
+        self.parsed = f
+        self.meta, self.ds, self.walker = f.meta, f.ds, f.walker
+        self.transfer_syntax, self.little, self.implicit = f.transfer_syntax, f.little, f.implicit
+        sop = f.sop_class_uid
         if sop not in SEG_SOP_CLASSES:
             if not sop:
                 raise InvalidInputError(f"{self.path}: DICOM file without a SOP Class UID; "
@@ -113,21 +71,18 @@ class SegFile:
             raise UnsupportedError(f"{self.path}: DICOM {self.ds.get('Modality') or '?'} object "
                                    f"(SOP class {sop}) is not a segmentation this version reads")
         self.sop_class_uid = sop
-        self.per_frame: list[dict] = top.get(raw.PER_FRAME_FG, [])
-        self._pixel = top.get(raw.PIXEL_DATA)
-        self._parse_frames()
+        self.per_frame: list[dict] = f.top.get(raw.PER_FRAME_FG, [])
+        self._pixel = f.top.get(raw.PIXEL_DATA)
+        try:
+            self._parse_frames()
+        except (InvalidInputError, UnsupportedError):
+            raise
+        except Exception as exc:
+            raise InvalidInputError(f"{self.path}: malformed functional groups "
+                                    f"({type(exc).__name__}: {exc})") from None
 
     def header_bytes(self, keywords) -> tuple[bytes, bool, bool]:
-        """The listed top-level elements as encoded in the file (to copy them verbatim)."""
-        from .tags import TAGS
-
-        parts = []
-        for kw in keywords:
-            tag = TAGS[kw][0] if kw in TAGS else None
-            if tag in self.spans:
-                a, b = self.spans[tag]
-                parts.append((tag, bytes(self.body[a:b])))
-        return b"".join(p for _, p in sorted(parts)), self.little, self.implicit
+        return self.parsed.header_bytes(keywords)
 
     def _parse_frames(self) -> None:
         ds, w = self.ds, self.walker
