@@ -20,6 +20,29 @@ import { adaptersSEG } from '@cornerstonejs/adapters';
 const DEBUG = !!process.env.SEG2LM_DEBUG;
 const { DicomMessage, DicomMetaDictionary } = dcmjs.data;
 
+// dcmjs and all Cornerstone loggers share dcmjs's loglevel instance.  Route
+// warn/error messages logged while the adapter runs into the JSON "warnings"
+// (a skipped frame, e.g. "Image not present in stack", is only ever a warning);
+// everything else is dropped unless SEG2LM_DEBUG is set.
+const warnings = [];
+let collecting = false;
+const defaultFactory = dcmjs.log.methodFactory;
+const collectingFactory = (methodName, level, loggerName) => {
+  const original = defaultFactory(methodName, level, loggerName);
+  return (...args) => {
+    if (collecting && (methodName === 'warn' || methodName === 'error')) {
+      warnings.push(args.map(String).join(' '));
+    }
+    if (DEBUG) original(...args);
+  };
+};
+// loglevel copies the factory into each named logger when it is created, so
+// patch the ones the libraries created at import time as well as the root.
+for (const logger of [dcmjs.log, ...Object.values(dcmjs.log.getLoggers())]) {
+  logger.methodFactory = collectingFactory;
+}
+dcmjs.log.rebuild();
+
 const fail = (message) => {
   process.stderr.write(`seg2labelmaps: ${String(message).split('\n')[0]}\n`);
   process.exit(1);
@@ -36,6 +59,9 @@ function readSourceInstance(path) {
   const dicom = DicomMessage.readFile(readArrayBuffer(path), { untilTag: '7FE00010' });
   const ds = DicomMetaDictionary.naturalizeDataset(dicom.dict);
   delete ds.PixelData;
+  if (Number(ds.NumberOfFrames) > 1) {
+    throw new Error(`${path}: multi-frame source images are not supported by this harness`);
+  }
   return ds;
 }
 
@@ -136,13 +162,16 @@ function main(argv) {
   // Cornerstone's global metaData registry, exactly like OHIF does.
   metaData.addProvider(provider, 10000);
 
+  const segBuffer = readArrayBuffer(segPath);
+  collecting = true;
   return adaptersSEG.Cornerstone3D.Segmentation.createFromDICOMSegBuffer(
     referencedImageIds,
-    readArrayBuffer(segPath),
+    segBuffer,
     { metadataProvider: metaData, tolerance: 0.001 }
   ).then((result) => {
+    collecting = false;
     if (DEBUG) process.stderr.write(`metadata requests: ${JSON.stringify(Object.fromEntries(requested))}\n`);
-    return toJson(result, referencedImageIds, instances);
+    return toJson(result, instances);
   });
 }
 
@@ -155,7 +184,7 @@ function labelmapPixels(image) {
   return data;
 }
 
-function toJson(result, referencedImageIds, instances) {
+function toJson(result, instances) {
   const segments = [];
   (result.segMetadata?.data ?? []).forEach((seg, index) => {
     if (!seg) return;
@@ -179,11 +208,23 @@ function toJson(result, referencedImageIds, instances) {
     overlapping: !!result.overlappingSegments,
     encoding: 'base64-uint8-row-major',
     layers,
+    warnings,
   };
 }
 
+// The adapter processes frames in setTimeout chunks: an error thrown in a later
+// chunk is an uncaught exception, not a rejection, and leaves the promise
+// pending forever.  Treat all of these as failures.
+process.on('uncaughtException', (err) => fail(err?.message ?? err));
+process.on('unhandledRejection', (err) => fail(err?.message ?? err));
+let settled = false;
+process.on('beforeExit', () => {
+  if (!settled) fail('the adapter never resolved its promise');
+});
+
 try {
   const out = await main(process.argv.slice(2));
+  settled = true;
   process.stdout.write(JSON.stringify(out) + '\n');
   cache.purgeCache();
 } catch (err) {

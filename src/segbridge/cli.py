@@ -113,9 +113,16 @@ def convert(
                               "(a corrected copy is written next to the output).")] = False,
     series_description: Annotated[str | None, typer.Option("--series-description")] = None,
     series_number: Annotated[int | None, typer.Option("--series-number")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Write even when the output fails validation for the profile "
+                        "(the findings are still printed).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Convert segmentations between DICOM SEG, NIfTI, NRRD and Slicer seg.nrrd."""
+    """Convert segmentations between DICOM SEG, NIfTI, NRRD and Slicer seg.nrrd.
+
+    A DICOM SEG output is validated against the profile before it is put in place; an
+    error-level finding stops the conversion unless --force.
+    """
     from . import io
     from .errors import Report
 
@@ -127,12 +134,44 @@ def convert(
                             report=report)
     seg = io.read(inputs, reference=ref, meta=meta, resample=resample, strict=strict,
                   fractional=True if fractional else None, report=report)
+    findings: list = []
+    if io.format_of(output, for_writing=True) == "dicom":
+        from .validate import model_findings
+
+        findings += model_findings(seg, profile.value, type=type.value,
+                                   split_overlaps=split_overlaps)
+        errors = [f for f in findings if f.severity == "error"]
+        if errors and not force:
+            from .errors import ValidationFailed
+
+            raise ValidationFailed(
+                f"{output}: the output would fail validation for profile {profile.value}: "
+                f"{errors[0].rule}: {errors[0].message}; nothing written (--force writes "
+                "anyway)", errors)
+
+    def check(path: Path) -> None:
+        from .errors import ValidationFailed
+        from .validate import validate
+
+        result = validate(path, reference=ref, profile=profile.value, pixels=False)
+        findings.extend(result.findings)
+        if result.errors and not force:
+            first = result.errors[0]
+            raise ValidationFailed(
+                f"{output}: the output fails validation for profile {profile.value}: "
+                f"{first.rule} {first.where}: {first.message}"
+                + (f" (and {len(result.errors) - 1} more)" if len(result.errors) > 1 else "")
+                + "; nothing written (--force writes anyway)", result.errors)
+
     with _progress("encoding frames") as progress:
         written = io.write(seg, output, type=type.value, profile=profile.value,
                            compression=compression.value if compression else None,
                            split_overlaps=split_overlaps, series_description=series_description,
                            series_number=series_number, resample=resample, report=report,
-                           progress=progress)
+                           progress=progress, check=check)
+    for f in findings:
+        if f.severity != "info":
+            report.warnings.append(f"{f.rule} {f.where}: {f.message}")
     if ref is not None and ref.assigned_uids:
         from .series import write_reference_copy
 
@@ -173,6 +212,84 @@ def info(
     print_description(data, _console())
 
 
+class ValidationProfile(str, Enum):
+    standard = "standard"
+    ohif = "ohif"
+    slicer = "slicer"
+
+
+@app.command("validate")
+def validate_cmd(
+    file: Annotated[Path, typer.Argument(help="A DICOM SEG or RTSTRUCT file.")],
+    reference: ReferenceOpt = None,
+    series: SeriesOpt = None,
+    profile: Annotated[ValidationProfile, typer.Option(
+        "--profile", help="standard, or also what OHIF / Slicer need.")] = (
+        ValidationProfile.standard),
+    strict: Annotated[bool, typer.Option("--strict", help="Warnings count as errors.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print findings as JSON.")] = False,
+) -> None:
+    """Check a SEG or RTSTRUCT against the standard and real viewers; exit 1 on errors."""
+    from .validate import validate
+
+    result = validate(file, reference=reference, profile=profile.value, series_uid=series)
+    failed = bool(result.errors) or (strict and bool(result.warnings))
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        for f in result.findings:
+            print(f.line())
+            if f.severity != "info":
+                print(f"        fix: {f.hint}  [{f.source}]")
+        skipped = f"; skipped {', '.join(result.skipped)} (need --reference)" if \
+            result.skipped and reference is None else ""
+        print(f"{file}: {result.kind}, profile {result.profile}: {len(result.errors)} errors, "
+              f"{len(result.warnings)} warnings{skipped}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def repair(
+    file: Annotated[Path, typer.Argument(help="The DICOM SEG to repair.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Repaired SEG (NAME-2.dcm... "
+                                         "when split).")],
+    reference: ReferenceOpt = None,
+    series: SeriesOpt = None,
+    profile: Annotated[ProfileName, typer.Option(
+        "--profile", help="Consumer the result must satisfy.")] = ProfileName.ohif,
+    compression: Annotated[CompressionName | None, typer.Option(
+        "--compression", help="Pixel encoding (default: keep it if the profile accepts it).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Fix what can be fixed without guessing, validate the result, report every change."""
+    from . import io
+    from .validate.repair import repair as do_repair
+
+    ref = io.load_reference(reference, series_uid=series)
+    result = do_repair(file, output, reference=ref, profile=profile.value,
+                       compression=compression.value if compression else None)
+    if as_json:
+        print(json.dumps({"ok": result.ok, "written": [str(p) for p in result.written],
+                          "changes": result.changes, "unfixable": result.unfixable,
+                          "before": result.before.to_dict(),
+                          "after": [a.to_dict() for a in result.after]}, indent=2))
+    else:
+        print(f"{file}: {len(result.before.errors)} errors, {len(result.before.warnings)} "
+              f"warnings before repair")
+        for c in result.changes:
+            print(f"  {c}")
+        for p, a in zip(result.written, result.after, strict=True):
+            print(f"wrote {p}: {len(a.errors)} errors, {len(a.warnings)} warnings")
+    if not result.ok:
+        reason = "; ".join(result.unfixable) or "the result does not validate"
+        from .errors import ValidationFailed
+
+        raise ValidationFailed(f"{file}: cannot be repaired for profile {profile.value}: "
+                               f"{reason}; nothing written")
+
+
 @app.command()
 def demo(
     outdir: Annotated[Path, typer.Argument(help="Folder for the demo files.")] = Path(
@@ -198,7 +315,7 @@ def main() -> None:
         warnings.simplefilter("ignore")
         logging.getLogger("pydicom").setLevel(logging.ERROR)
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # typer.Exit comes back as the return value here
     except SegbridgeError as exc:
         if debug:
             raise
@@ -218,6 +335,7 @@ def main() -> None:
         print(f"segbridge: internal error: {type(exc).__name__}: {exc} (set SEGBRIDGE_DEBUG=1 "
               "for details, and please report it)", file=sys.stderr)
         sys.exit(3)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,6 +30,14 @@ class RemoteError(SegbridgeError):
     """A server could not be reached or answered with an error."""
 
 
+class ValidationFailed(SegbridgeError):
+    """An output (or input) has error-level validation findings."""
+
+    def __init__(self, message: str, findings: list | None = None) -> None:
+        super().__init__(message)
+        self.findings = findings or []
+
+
 class StrictModeError(InvalidInputError):
     """A warning raised as an error because ``strict`` was asked for."""
 

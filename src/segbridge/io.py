@@ -219,7 +219,7 @@ def write(seg: Segmentation, path: str | os.PathLike, *, type: str = "auto",
           profile: str = "ohif", compression: str | None = None,
           split_overlaps: bool | None = None, series_description: str | None = None,
           series_number: int | None = None, resample: bool = False, sidecar: bool = True,
-          report: Report | None = None, progress=None) -> list[Path]:
+          report: Report | None = None, progress=None, check=None) -> list[Path]:
     """Write ``seg`` in the format named by the suffix of ``path``; returns the files written."""
     report = report if report is not None else seg.report
     target = Path(path)
@@ -231,7 +231,8 @@ def write(seg: Segmentation, path: str | os.PathLike, *, type: str = "auto",
 
         return write_seg(seg, target, type=type, profile=profile, compression=compression,
                          split_overlaps=split_overlaps, series_description=series_description,
-                         series_number=series_number, report=report, progress=progress)
+                         series_number=series_number, report=report, progress=progress,
+                         check=check)
     if type == "labelmap" and seg.has_overlap():
         raise InvalidInputError("segments overlap, so they cannot share one label map")
     if series_description:

@@ -62,6 +62,9 @@ def read_seg(path: str | Path, reference: ReferenceImage | None = None, *,
                 content_description=_text(f.ds, "ContentDescription"),
                 content_creator=_text(f.ds, "ContentCreatorName"))
     frames = f.frame_source()
+    if getattr(frames, "padded_frames", False):
+        report.warn(f"{f.path.name}: 1-bit frames are padded to whole bytes one by one "
+                    "(not continuous as the standard requires); read as such")
     if kind == "LABELMAP":
         return _fill_labelmap(f, frames, grid, segments, placements, report, meta)
     if kind == "FRACTIONAL":

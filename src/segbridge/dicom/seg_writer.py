@@ -48,10 +48,13 @@ def write_seg(seg: Segmentation, path: str | os.PathLike, *, type: str = "auto",
               profile: str | Profile = "ohif", compression: str | None = None,
               split_overlaps: bool | None = None, series_description: str | None = None,
               series_number: int | None = None, report: Report | None = None,
-              progress: Callable[[int, int], None] | None = None) -> list[Path]:
+              progress: Callable[[int, int], None] | None = None,
+              check: Callable[[Path], None] | None = None) -> list[Path]:
     """Write ``seg`` as one or more DICOM SEG files; returns the paths written.
 
-    ``progress(done, total)`` is called as frames are encoded (for a progress bar).
+    ``progress(done, total)`` is called as frames are encoded (for a progress bar);
+    ``check(path)`` is called on every finished temporary file before any is renamed into
+    place, and may raise to stop the write (nothing is left behind).
 
     Several files are written only when the profile (``ohif``) or ``split_overlaps`` asks for
     overlapping segments, or more segments than the profile can show, to be split: ``NAME.dcm``,
@@ -83,6 +86,9 @@ def write_seg(seg: Segmentation, path: str | os.PathLike, *, type: str = "auto",
             tmp_paths.append(tmp)
             _write_one(part, kind, tmp, prof, compression, desc, number, report, progress)
             written.append(target)
+        if check is not None:
+            for tmp in tmp_paths:
+                check(tmp)
         for tmp, target in zip(tmp_paths, written, strict=True):
             os.replace(tmp, target)
     finally:

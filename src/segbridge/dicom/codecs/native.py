@@ -60,6 +60,14 @@ class NativeFrames:
         self.bits = bits_allocated
         self.big_endian = big_endian
         need = native_length(nframes, rows, columns, bits_allocated)
+        #: 1-bit frames packed one by one (each padded to a whole byte) instead of continuously,
+        #: as some writers (Cornerstone's exporter) do: recognised by the data length
+        self.padded_frames = False
+        per_frame = (rows * columns + 7) // 8
+        if bits_allocated == 1 and (rows * columns) % 8 and self.buf.size in (
+                nframes * per_frame, nframes * per_frame + 1) and nframes > 1:
+            self.padded_frames = True
+            need = nframes * per_frame
         if self.buf.size < need:
             raise InvalidInputError(
                 f"pixel data holds {self.buf.size} bytes but {nframes} frames of "
@@ -69,6 +77,10 @@ class NativeFrames:
         r, c = self.rows, self.columns
         n = r * c
         if self.bits == 1:
+            if self.padded_frames:
+                per_frame = (n + 7) // 8
+                block = self.buf[k * per_frame:(k + 1) * per_frame]
+                return np.unpackbits(block, bitorder="little", count=n).reshape(r, c)
             start = k * n
             b0, shift = divmod(start, 8)
             b1 = (start + n + 7) // 8
