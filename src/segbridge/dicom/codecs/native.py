@@ -64,7 +64,8 @@ class NativeFrames:
         #: as some writers (Cornerstone's exporter) do: recognised by the data length
         self.padded_frames = False
         per_frame = (rows * columns + 7) // 8
-        if bits_allocated == 1 and (rows * columns) % 8 and self.buf.size in (
+        standard = self.buf.size in (need, need + need % 2)
+        if bits_allocated == 1 and (rows * columns) % 8 and not standard and self.buf.size in (
                 nframes * per_frame, nframes * per_frame + 1) and nframes > 1:
             self.padded_frames = True
             need = nframes * per_frame
