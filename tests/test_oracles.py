@@ -47,7 +47,7 @@ def written(models, tmp_path_factory):
                                         fractional={s.number: model.fraction(s.number)
                                                     for s in model.segments})
             path = out / f"{key}_{t}_{c}.dcm"
-            sb.write(model, path, type=t, compression=c, profile="slicer")
+            sb.write(model, path, type=t, compression=c, profile="archive")
             files[(key, t, c)] = (path, ref, model)
     return files
 

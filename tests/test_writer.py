@@ -87,7 +87,7 @@ def test_binary_renumbering_is_reported(tmp_path, ct3):
 
 def test_encapsulated_one_fragment_per_frame_with_offset_table(overlap, tmp_path):
     path = sb.write(overlap, tmp_path / "x.dcm", type="binary", compression="rle",
-                    profile="slicer")[0]
+                    profile="archive")[0]
     ds = pydicom.dcmread(path)
     from pydicom.encaps import generate_fragments
 
@@ -129,11 +129,17 @@ def test_archive_picks_a_small_encoding(overlap, tmp_path, ct3):
     assert archive.stat().st_size < native.stat().st_size / 10
 
 
-def test_ohif_native_binary_only_when_columns_align(tmp_path):
+def test_ohif_binary_needs_aligned_columns(tmp_path):
+    """Native 1-bit frames with 23 columns fail per-frame retrieval, 1-bit RLE loads empty in
+    Cornerstone: there is no BINARY encoding OHIF loads here, so the ohif profile refuses."""
     ref = sb.read_series(DCMQI / "23x38x3" / "image")
     seg = sb.read(DCMQI / "23x38x3" / "seg" / "label.seg", reference=ref)
-    path = sb.write(seg, tmp_path / "x.dcm", type="binary", profile="ohif")[0]
-    assert pydicom.dcmread(path).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.5"
+    for comp in (None, "rle"):
+        with pytest.raises(sb.errors.ValidationFailed, match="OHIF-(NATIVE-1BIT-COLUMNS|RLE-1BIT)"):
+            sb.write(seg, tmp_path / "x.dcm", type="binary", profile="ohif", compression=comp)
+        assert not list(tmp_path.iterdir())
+    path = sb.write(seg, tmp_path / "x.dcm", profile="ohif")[0]  # auto: a label map
+    assert pydicom.dcmread(path).SegmentationType == "LABELMAP"
 
 
 def test_needs_a_reference(tmp_path):

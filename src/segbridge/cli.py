@@ -134,44 +134,12 @@ def convert(
                             report=report)
     seg = io.read(inputs, reference=ref, meta=meta, resample=resample, strict=strict,
                   fractional=True if fractional else None, report=report)
-    findings: list = []
-    if io.format_of(output, for_writing=True) == "dicom":
-        from .validate import model_findings
-
-        findings += model_findings(seg, profile.value, type=type.value,
-                                   split_overlaps=split_overlaps)
-        errors = [f for f in findings if f.severity == "error"]
-        if errors and not force:
-            from .errors import ValidationFailed
-
-            raise ValidationFailed(
-                f"{output}: the output would fail validation for profile {profile.value}: "
-                f"{errors[0].rule}: {errors[0].message}; nothing written (--force writes "
-                "anyway)", errors)
-
-    def check(path: Path) -> None:
-        from .errors import ValidationFailed
-        from .validate import validate
-
-        result = validate(path, reference=ref, profile=profile.value, pixels=False)
-        findings.extend(result.findings)
-        if result.errors and not force:
-            first = result.errors[0]
-            raise ValidationFailed(
-                f"{output}: the output fails validation for profile {profile.value}: "
-                f"{first.rule} {first.where}: {first.message}"
-                + (f" (and {len(result.errors) - 1} more)" if len(result.errors) > 1 else "")
-                + "; nothing written (--force writes anyway)", result.errors)
-
     with _progress("encoding frames") as progress:
         written = io.write(seg, output, type=type.value, profile=profile.value,
                            compression=compression.value if compression else None,
                            split_overlaps=split_overlaps, series_description=series_description,
                            series_number=series_number, resample=resample, report=report,
-                           progress=progress, check=check)
-    for f in findings:
-        if f.severity != "info":
-            report.warnings.append(f"{f.rule} {f.where}: {f.message}")
+                           progress=progress, reference=ref, force=force)
     if ref is not None and ref.assigned_uids:
         from .series import write_reference_copy
 

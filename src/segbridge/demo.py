@@ -124,7 +124,7 @@ def run_demo(outdir: str | Path, console) -> bool:
     for col in ("SEG type", "profile", "pixels", "SEG files", "size", "time", "exact"):
         table.add_column(col)
     cases = [
-        ("binary", "slicer", None, seg), ("binary", "slicer", "rle", seg),
+        ("binary", "slicer", None, seg), ("binary", "archive", "rle", seg),
         ("labelmap", "ohif", None, seg), ("labelmap", "archive", "jpegls",
                                           seg.subset([1, 2, 3])),
         ("binary", "dense", None, seg), ("fractional", "archive", "jpeg2000", frac),

@@ -101,7 +101,7 @@ def read(inputs: str | os.PathLike | Sequence[str | os.PathLike], *, reference=N
         else:
             from .formats.nrrd import read_nrrd
 
-            vols = read_nrrd(p, report=report)
+            vols = read_nrrd(p, report=report, fractional=bool(fractional))
         volumes.extend(vols)
     meta_doc = None
     if isinstance(meta, dict):
@@ -215,12 +215,47 @@ def _sidecar_meta(seg: Segmentation) -> dict:
                       content_creator=seg.content_creator)
 
 
+def _validating_check(seg: Segmentation, target: Path, profile: str, type: str,
+                      split_overlaps: bool | None, reference, force: bool, report: Report):
+    """Validation for write(): model findings now, file findings on each temporary file."""
+    from .errors import ValidationFailed
+    from .validate import model_findings, validate
+
+    def fail_or_warn(findings, would: str) -> None:
+        errors = [f for f in findings if f.severity == "error"]
+        if errors and not force:
+            e = errors[0]
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            raise ValidationFailed(
+                f"{target}: the output {would} fail validation for profile {profile}: "
+                f"{e.rule} {e.where}: {e.message}{more}; fix: {e.hint} Nothing written "
+                "(force writes anyway).", errors)
+        for f in findings:
+            if f.severity in ("warning", "error"):  # errors reach here only with force
+                report.warn(f"{f.rule} {f.where}: {f.message}")
+
+    fail_or_warn(model_findings(seg, profile, type=type, split_overlaps=split_overlaps), "would")
+
+    def check(path: Path) -> None:
+        fail_or_warn(validate(path, reference=reference, profile=profile, pixels=False).findings,
+                     "does")
+
+    return check
+
+
 def write(seg: Segmentation, path: str | os.PathLike, *, type: str = "auto",
           profile: str = "ohif", compression: str | None = None,
           split_overlaps: bool | None = None, series_description: str | None = None,
           series_number: int | None = None, resample: bool = False, sidecar: bool = True,
-          report: Report | None = None, progress=None, check=None) -> list[Path]:
-    """Write ``seg`` in the format named by the suffix of ``path``; returns the files written."""
+          report: Report | None = None, progress=None, validate: bool = True,
+          force: bool = False, reference=None) -> list[Path]:
+    """Write ``seg`` in the format named by the suffix of ``path``; returns the files written.
+
+    A DICOM SEG is validated against the profile before it is put in place (structure rules on
+    the written file, pixel rules from the model); an error-level finding raises
+    ValidationFailed and nothing is written, unless ``force`` (findings then become warnings in
+    the report). ``reference`` (a ReferenceImage) enables the reference rules.
+    """
     report = report if report is not None else seg.report
     target = Path(path)
     fmt = format_of(target, for_writing=True)
@@ -229,6 +264,10 @@ def write(seg: Segmentation, path: str | os.PathLike, *, type: str = "auto",
     if fmt == "dicom":
         from .dicom.seg_writer import write_seg
 
+        check = None
+        if validate:
+            check = _validating_check(seg, target, profile, type, split_overlaps, reference,
+                                      force, report)
         return write_seg(seg, target, type=type, profile=profile, compression=compression,
                          split_overlaps=split_overlaps, series_description=series_description,
                          series_number=series_number, report=report, progress=progress,

@@ -48,11 +48,13 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile(
         name="ohif",
         description="OHIF / Cornerstone3D: label maps numbered 1..N (<=255), overlapping "
-                    "segments split into several SEG series, native or RLE pixels only",
+                    "segments split into several SEG series, RLE label maps; BINARY only "
+                    "native with Columns a multiple of 8 (1-bit RLE loads empty in "
+                    "Cornerstone 5.14)",
         auto_type="labelmap", split_overlaps=True, max_segment_number=255,
         contiguous_numbers=True, dense=False, background_segment=False,
-        allowed={1: {"none", "rle"}, 8: {"none", "rle"}, 16: {"none", "rle"}},
-        default_compression={1: "native-if-aligned", 8: "rle", 16: "rle"},
+        allowed={1: {"none"}, 8: {"none", "rle"}, 16: {"none", "rle"}},
+        default_compression={1: "none", 8: "rle", 16: "rle"},
     ),
     Profile(
         name="slicer",

@@ -19,7 +19,7 @@ from ..colors import default_color
 from ..errors import InvalidInputError, Report
 from ..geometry import Grid
 from ..model import Segment, Segmentation, label_dtype
-from .volumes import LabelVolume, as_labels
+from .volumes import LabelVolume, as_fraction, as_labels
 
 _SPACE_SIGNS = {
     "left-posterior-superior": (1, 1, 1), "lps": (1, 1, 1),
@@ -82,16 +82,21 @@ def _volumes(path: Path, data: np.ndarray, spatial_first: int | None) -> list[np
     return [np.ascontiguousarray(np.transpose(v, (2, 1, 0))) for v in moved]
 
 
-def read_nrrd(path: str | Path, report: Report | None = None) -> list[LabelVolume]:
-    """Volumes of a plain NRRD labelmap (3-D, or 4-D with one layer per list entry)."""
+def read_nrrd(path: str | Path, report: Report | None = None,
+              fractional: bool = False) -> list[LabelVolume]:
+    """Volumes of a plain NRRD: labels (3-D, or 4-D with one layer per list entry) or, with
+    ``fractional``, probabilities (one segment per volume)."""
     report = report if report is not None else Report()
     p = Path(path)
     data, header = _read(p)
     grid, list_axis = _geometry(p, data, header, report)
     vols = _volumes(p, data, list_axis)
-    return [LabelVolume(grid, as_labels(v, p.name if len(vols) == 1 else
-                                        f"{p.name}[layer {i}]"), p.name)
-            for i, v in enumerate(vols)]
+    out = []
+    for i, v in enumerate(vols):
+        name = p.name if len(vols) == 1 else f"{p.name}[layer {i}]"
+        out.append(LabelVolume(grid, as_fraction(v, name) if fractional else as_labels(v, name),
+                               p.name, fractional=fractional))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -146,6 +146,16 @@ def ohif_native_one_bit(ctx: SegContext):
         yield "Columns", f"{ctx.columns} is not a multiple of 8 for native 1-bit frames"
 
 
+@rule("OHIF-RLE-1BIT", SEG, ERROR, "No RLE-compressed 1-bit frames: Cornerstone 5.14 decodes "
+      "them as bit-packed bytes, while the standard (and segbridge) store one byte per pixel; "
+      "the segments load empty, silently.", hint="For OHIF write a LABELMAP (the ohif default), "
+      "or native BINARY with Columns a multiple of 8.",
+      source="interop matrix (@cornerstonejs/adapters 5.14), PS3.5 G.2", profiles=OHIF)
+def ohif_rle_one_bit(ctx: SegContext):
+    if ctx.bits == 1 and ctx.transfer_syntax == RLE_LOSSLESS:
+        yield "TransferSyntaxUID", "RLE with 1-bit frames loads empty in Cornerstone"
+
+
 @rule("OHIF-TRANSFER-SYNTAX", SEG, ERROR, "A transfer syntax Cornerstone decodes: native little "
       "endian or RLE everywhere; JPEG-LS, JPEG 2000 and deflate only in the image-loader path.",
       hint="Use --compression rle or none for OHIF.", source="viewer-behaviour A23, D",
