@@ -1,0 +1,45 @@
+"""Run the interop tests and write docs/interop.md from their results.
+
+usage: python interop/write_matrix.py [--json results.json] [--out docs/interop.md]
+(--json reuses results of an earlier run instead of running the tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def main() -> None:
+    from interop_matrix import Cell, markdown
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "interop.md")
+    args = ap.parse_args()
+    results = args.json
+    if results is None:
+        results = Path(tempfile.mkdtemp()) / "interop.json"
+        env = {**os.environ, "SEGBRIDGE_INTEROP_JSON": str(results)}
+        run = subprocess.run([sys.executable, "-m", "pytest", "-q", "tests/test_interop.py"],
+                             cwd=ROOT, env=env)
+        if run.returncode != 0:
+            print("interop tests failed; the matrix shows the failures", file=sys.stderr)
+    cells = [Cell(**c) for c in json.loads(results.read_text())]
+    args.out.write_text(markdown(cells))
+    kept = args.out.with_suffix(".json")  # for docs/make_guide.py
+    kept.write_text(json.dumps([{k: v for k, v in c.__dict__.items() if k != "files"}
+                                for c in cells], indent=1))
+    print(f"wrote {args.out} ({len(cells)} cells)")
+
+
+if __name__ == "__main__":
+    main()
