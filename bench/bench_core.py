@@ -19,7 +19,6 @@ usage: python bench/bench_core.py [--reps 3] [--slices 200] [--labels 100] [--ou
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shutil
 import sys
@@ -29,7 +28,7 @@ import nibabel as nib
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BIN, HERE, PY, ROOT, dcmqi_meta, make_labels, repeat, write_json  # noqa: E402
+from common import BIN, HERE, PY, dcmqi_meta, make_labels, repeat, write_json  # noqa: E402
 
 TARGETS = {"write BINARY": 0.5, "write LABELMAP (RLE)": 1.0,
            "read BINARY": 0.5, "read LABELMAP": 1.0}

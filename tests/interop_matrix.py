@@ -159,7 +159,7 @@ def read_dcmqi(files, ref, tmp: Path) -> dict[str, np.ndarray]:
                              capture_output=True, text=True, timeout=120)
         if res.returncode != 0:
             msg = [ln for ln in (res.stdout + res.stderr).splitlines() if "ERROR" in ln]
-            raise RuntimeError((msg or ["exit %d" % res.returncode])[0].strip())
+            raise RuntimeError((msg or [f"exit {res.returncode}"])[0].strip())
         meta = json.loads((d / "meta.json").read_text())
         for group, nrrd_file in zip(meta["segmentAttributes"], sorted(
                 d.glob("*.nrrd"), key=lambda p: int(p.stem)), strict=True):
