@@ -267,13 +267,21 @@ class Segmentation:
         if self.has_overlap():
             raise InvalidInputError("segments overlap, so they do not fit in one labelmap")
         nmax = max(self.numbers, default=0)
-        out = np.zeros(self.grid.shape, label_dtype(nmax))
+        dtype = label_dtype(nmax)
         identity = all(v == n for n, (_, v) in self.bindings.items())
         used = sorted({layer for layer, _ in self.bindings.values()})
         if identity and len(used) == 1:
-            return self.layers[used[0]].astype(out.dtype, copy=False)
-        for n, (layer, value) in self.bindings.items():
-            out[self.layers[layer] == value] = n
+            return self.layers[used[0]].astype(dtype, copy=False)
+        out = np.zeros(self.grid.shape, dtype)
+        for li in used:  # no overlap: the layers' remapped values simply add up
+            layer = self.layers[li]
+            top = max([int(layer.max(initial=0))] + [v for bl, v in self.bindings.values()
+                                                     if bl == li])
+            lut = np.zeros(top + 1, dtype)
+            for n, (bl, value) in self.bindings.items():
+                if bl == li:
+                    lut[value] = n
+            out += lut[layer]
         return out
 
     # -- construction ------------------------------------------------------------------------
@@ -343,8 +351,23 @@ class Segmentation:
         if self.fractional is not None:
             return self.copy_meta(segments=segs,
                                   fractional={n: self.fractional[n] for n in keep})
-        return Segmentation.from_masks(self.grid, [(s, self.mask(s.number)) for s in segs],
-                                       **self._meta_kw())
+        # keep the layer structure: one look-up per used layer zeroes the dropped segments
+        used = sorted({self.bindings[s.number][0] for s in segs})
+        layers, bindings = [], {}
+        for new_index, li in enumerate(used):
+            layer = self.layers[li]
+            top = max([int(layer.max(initial=0))] + [v for bl, v in self.bindings.values()
+                                                     if bl == li])
+            lut = np.zeros(top + 1, layer.dtype)
+            for s in segs:
+                bl, value = self.bindings[s.number]
+                if bl == li:
+                    lut[value] = value
+                    bindings[s.number] = (new_index, value)
+            layers.append(lut[layer])
+        if not layers:
+            layers.append(np.zeros(self.grid.shape, np.uint8))
+        return Segmentation(self.grid, segs, layers=layers, bindings=bindings, **self._meta_kw())
 
     def _meta_kw(self) -> dict:
         return dict(source=self.source, series_description=self.series_description,

@@ -23,6 +23,8 @@ UNDEFINED = 0xFFFFFFFF
 PIXEL_DATA = 0x7FE00010
 PER_FRAME_FG = 0x52009230
 
+_EXPLICIT_LE_HEADER = struct.Struct("<HH2sH")
+_U32_LE = struct.Struct("<L")
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR",
              b"UT", b"UV"}
 _ODD_PAD_NUL = {b"UI", b"OB", b"UN"}
@@ -134,6 +136,8 @@ class Walker:
         Encapsulated pixel data becomes ("encapsulated", [fragments]); ``spans`` (if given)
         receives the byte range of every element, to copy elements verbatim later.
         """
+        if self.little and not self.implicit and spans is None:
+            return self._dataset_explicit_le(pos, end)
         out: dict = {}
         buf_end = len(self.buf)
         while pos < end and pos + 8 <= buf_end:
@@ -158,6 +162,44 @@ class Walker:
                 pos = vpos + length
             if spans is not None:
                 spans[tag] = (start, pos)
+        return out, pos
+
+    def _dataset_explicit_le(self, pos: int, end: int) -> tuple[dict, int]:
+        """dataset() for Explicit VR Little Endian with the header parse inlined (the hot path:
+        thousands of per-frame functional group items)."""
+        out: dict = {}
+        buf = self.buf
+        buf_end = len(buf)
+        hdr = _EXPLICIT_LE_HEADER.unpack_from
+        u32 = _U32_LE.unpack_from
+        long_vrs = _LONG_VRS
+        while pos < end and pos + 8 <= buf_end:
+            g, e, vr, length = hdr(buf, pos)
+            tag = (g << 16) | e
+            if g == 0xFFFE:
+                if tag == ITEM_DELIM:
+                    return out, pos + 8
+                raise ValueError(f"unexpected item tag {tag:08X} at offset {pos}")
+            if vr in long_vrs:
+                length = u32(buf, pos + 8)[0]
+                vpos = pos + 12
+            else:
+                vpos = pos + 8
+            if tag == PIXEL_DATA and length == UNDEFINED:
+                frags, pos = self.fragments(vpos)
+                out[tag] = (b"encapsulated", frags)
+            elif vr == b"SQ" or (length == UNDEFINED and vr == b"UN"):
+                out[tag], pos = self.sequence(vpos, length)
+            elif length == UNDEFINED:
+                raise ValueError(f"undefined length for non-sequence element {tag:08X}")
+            else:
+                if vpos + length > buf_end:
+                    if not self.lenient:
+                        raise TruncatedError(tag, buf_end - vpos, length)
+                    self.truncated.append((tag, buf_end - vpos, length))
+                    length = max(buf_end - vpos, 0)
+                out[tag] = (vr, buf[vpos:vpos + length])
+                pos = vpos + length
         return out, pos
 
     def sequence(self, pos: int, length: int) -> tuple[list[dict], int]:

@@ -156,6 +156,12 @@ def _groups(seg: Segmentation, cap: int, by_overlap: bool) -> list[list[int]]:
     if not by_overlap:
         nums = seg.numbers
         return [nums[i:i + cap] for i in range(0, len(nums), cap)]
+    if not seg.is_fractional:  # segments in one layer never overlap: a layer is a group
+        groups = []
+        for li in sorted({layer for layer, _ in seg.bindings.values()}):
+            nums = [s.number for s in seg.segments if seg.bindings[s.number][0] == li]
+            groups += [nums[i:i + cap] for i in range(0, len(nums), cap)]
+        return groups
     groups: list[list[int]] = []
     unions: list[np.ndarray] = []
     for s in seg.segments:

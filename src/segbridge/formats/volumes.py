@@ -14,7 +14,7 @@ import numpy as np
 from ..colors import default_color
 from ..errors import InvalidInputError, Report
 from ..geometry import Grid, align_array
-from ..model import Segment, Segmentation, label_dtype, place_first_fit, present_values
+from ..model import Segment, Segmentation, label_dtype, present_values
 from .dcmqi_json import segment_from_json, series_fields
 
 
@@ -117,7 +117,8 @@ def assemble(volumes: list[LabelVolume], *, meta: dict | None = None,
                 if attrs is not None or vol.segments is not None:
                     report.warn(f"{vol.name}: label value {v} is not described by the metadata; "
                                 "added with default attributes")
-                pairs.append((Segment(v, color=default_color(index)), v))
+                label = f"Segment {v}" if len(volumes) == 1 else f"{_stem(vol.name)} {v}"
+                pairs.append((Segment(v, label, color=default_color(index)), v))
             index += 1
         per_volume.append(pairs)
 
@@ -148,12 +149,26 @@ def assemble(volumes: list[LabelVolume], *, meta: dict | None = None,
             layer = arrays[0].astype(dt, copy=False)
             return Segmentation(target, order, layers=[layer],
                                 bindings={n: (0, n) for n in numbers[0]}, **kw)
+    # several volumes: each goes whole into the first layer where it collides with nothing
+    # (a volume never overlaps itself), else into a new layer -- at most one layer per input
     layers: list[np.ndarray] = []
     bindings: dict[int, tuple[int, int]] = {}
     dtype = label_dtype(max((s.number for s in segments), default=1))
     for arr, pairs, nums in zip(arrays, per_volume, numbers, strict=True):
+        lut = np.zeros(int(arr.max(initial=0)) + 1, dtype)
         for (_, v), n in zip(pairs, nums, strict=True):
-            li = place_first_fit(layers, arr == v, n, target.shape, dtype)
+            if v < lut.size:
+                lut[v] = n
+        mapped = lut[arr]
+        occupied = mapped != 0
+        li = next((i for i, layer in enumerate(layers)
+                   if not np.any((layer != 0) & occupied)), None)
+        if li is None:
+            layers.append(mapped)
+            li = len(layers) - 1
+        else:
+            np.copyto(layers[li], mapped, where=occupied)
+        for n in nums:
             bindings[n] = (li, n)
     if not layers:
         layers.append(np.zeros(target.shape, dtype))
@@ -161,6 +176,13 @@ def assemble(volumes: list[LabelVolume], *, meta: dict | None = None,
     if len(layers) > 1:
         report.note(f"overlapping segments kept in {len(layers)} layers")
     return seg
+
+
+def _stem(name: str) -> str:
+    for suffix in (".nii.gz", ".seg.nrrd", ".nii", ".nrrd", ".nhdr"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def _assemble_fractional(volumes, attrs, target, resample, report, source, extra):

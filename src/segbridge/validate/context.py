@@ -90,21 +90,36 @@ class SegContext:
     def frames(self):
         return self.seg.frames if self.seg is not None else []
 
+    @cached_property
+    def _frame_segments(self) -> list[int | None]:
+        shared = raw.first(self.shared_raw, 0x0062000A, 0x0062000B)
+        out = []
+        for fg in self.per_frame:
+            v = raw.first(fg, 0x0062000A, 0x0062000B) or shared
+            out.append(self.walker.ints(v)[0] if v is not None else None)
+        return out
+
     def frame_segment(self, i: int) -> int | None:
-        fg = self.per_frame[i] if i < len(self.per_frame) else {}
-        v = raw.first(fg, 0x0062000A, 0x0062000B) or raw.first(self.shared_raw, 0x0062000A,
-                                                                 0x0062000B)
-        return self.walker.ints(v)[0] if v is not None else None
+        segs = self._frame_segments
+        return segs[i] if i < len(segs) else None
+
+    @cached_property
+    def _frame_sources(self) -> list[tuple[str | None, int | None]]:
+        out = []
+        for fg in self.per_frame:
+            src = raw.first(fg, 0x00089124, 0x00082112)
+            if not isinstance(src, list) or not src:
+                out.append((None, None))
+                continue
+            uid = src[0].get(0x00081155)
+            frame = src[0].get(0x00081160)
+            out.append((self.walker.text(uid) if uid is not None else None,
+                        self.walker.ints(frame)[0] if frame is not None else None))
+        return out
 
     def frame_source_uid(self, i: int) -> tuple[str | None, int | None]:
-        fg = self.per_frame[i] if i < len(self.per_frame) else {}
-        src = raw.first(fg, 0x00089124, 0x00082112)
-        if not isinstance(src, list) or not src:
-            return None, None
-        uid = src[0].get(0x00081155)
-        frame = src[0].get(0x00081160)
-        return (self.walker.text(uid) if uid is not None else None,
-                self.walker.ints(frame)[0] if frame is not None else None)
+        srcs = self._frame_sources
+        return srcs[i] if i < len(srcs) else (None, None)
 
     # -- pixels -------------------------------------------------------------------------------
     @cached_property
