@@ -3,7 +3,9 @@
 A synthetic 512x512x200 CT series with 100 non-overlapping labels (organ-sized ellipsoids):
 
 - labels -> BINARY SEG (native)         segbridge | dcmqi itkimage2segimage | highdicom
-- labels -> LABELMAP SEG (RLE)          segbridge | highdicom (RLE) | dcmqi (labelmap, uncompressed)
+- labels -> LABELMAP SEG (RLE)          segbridge | highdicom | dcmqi (itkimage2segimage, then
+                                        bin2labelsegimage --compress rle: its only RLE route)
+- labels -> LABELMAP SEG (uncompressed) segbridge | highdicom | dcmqi --segmentationType labelmap
 - BINARY SEG -> labelmap volume         segbridge | dcmqi segimage2itkimage | highdicom get_volume
 - LABELMAP SEG -> labelmap volume       same three
 
@@ -31,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BIN, HERE, PY, dcmqi_meta, make_labels, repeat, write_json  # noqa: E402
 
 TARGETS = {"write BINARY": 0.5, "write LABELMAP (RLE)": 1.0,
-           "read BINARY": 0.5, "read LABELMAP": 1.0}
+           "write LABELMAP (uncompressed)": 1.0, "read BINARY": 0.5, "read LABELMAP": 1.0}
 
 
 def prepare(out: Path, slices: int, n_labels: int) -> dict:
@@ -88,11 +90,27 @@ def tasks(p: dict, work: Path) -> list[tuple[str, str, list[str], Path, str]]:
          w / "sb_labelmap.dcm", "RLE"),
         ("write LABELMAP (RLE)", "highdicom", [PY, hd_w, ct, labels, str(w / "hd_labelmap.dcm"),
                                                "LABELMAP", "rle"], w / "hd_labelmap.dcm", "RLE"),
-        ("write LABELMAP (RLE)", "dcmqi", [str(BIN / "itkimage2segimage"), "--inputImageList",
-                                           labels, "--inputDICOMDirectory", ct, "--outputDICOM",
-                                           str(w / "dcmqi_labelmap.dcm"), "--inputMetadata", meta,
-                                           "--segmentationType", "labelmap"],
-         w / "dcmqi_labelmap.dcm", "uncompressed: dcmqi has no RLE writer here"),
+        # dcmqi writes RLE label maps only by converting a BINARY SEG (bin2labelsegimage)
+        ("write LABELMAP (RLE)", "dcmqi", ["sh", "-c", " && ".join([
+            " ".join([str(BIN / "itkimage2segimage"), "--inputImageList", labels,
+                      "--inputDICOMDirectory", ct, "--outputDICOM",
+                      str(w / "dcmqi_lm_binary.dcm"), "--inputMetadata", meta]),
+            " ".join([str(BIN / "bin2labelsegimage"), "--inputDICOM",
+                      str(w / "dcmqi_lm_binary.dcm"), "--outputDICOM",
+                      str(w / "dcmqi_labelmap_rle.dcm"), "--compress", "rle"])])],
+         w / "dcmqi_labelmap_rle.dcm", "RLE"),
+        ("write LABELMAP (uncompressed)", "segbridge", [
+            sb, "convert", labels, "-o", str(w / "sb_labelmap_native.dcm"), "-r", ct, "--meta",
+            meta, "--type", "labelmap", "--profile", "archive", "--compression", "none"],
+         w / "sb_labelmap_native.dcm", "Explicit VR LE"),
+        ("write LABELMAP (uncompressed)", "highdicom", [PY, hd_w, ct, labels,
+                                                        str(w / "hd_labelmap_native.dcm"),
+                                                        "LABELMAP", "explicit"],
+         w / "hd_labelmap_native.dcm", "Explicit VR LE"),
+        ("write LABELMAP (uncompressed)", "dcmqi", [
+            str(BIN / "itkimage2segimage"), "--inputImageList", labels, "--inputDICOMDirectory",
+            ct, "--outputDICOM", str(w / "dcmqi_labelmap.dcm"), "--inputMetadata", meta,
+            "--segmentationType", "labelmap"], w / "dcmqi_labelmap.dcm", "Explicit VR LE"),
     ]
     for kind, src in (("BINARY", "hd_binary.dcm"), ("LABELMAP", "hd_labelmap.dcm")):
         task = f"read {kind}"
@@ -199,6 +217,8 @@ def main() -> None:
     print(md)
     if args.markdown:
         args.markdown.write_text(md)
+        write_json(args.markdown.with_suffix(".json"), {"meta": meta, "rows": rows,
+                                                        "summary": summary})
 
 
 def summarise(rows: list[dict]) -> list[dict]:
