@@ -480,3 +480,14 @@ def test_repair_refuses_what_needs_a_guess(bases, refs, tmp_path):
                           str(tmp_path / "y.dcm")], capture_output=True, text=True)
     assert run.returncode == 1 and "cannot be repaired" in run.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_guide_is_generated_from_the_measurements():
+    """docs/guide.md holds no hand-typed numbers: it is exactly what make_guide.py renders."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "make_guide.py"
+    spec = importlib.util.spec_from_file_location("make_guide", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert (path.parent / "guide.md").read_text() == mod.guide(*mod.load())
