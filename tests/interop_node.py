@@ -57,3 +57,13 @@ def cornerstone_masks(path, ref) -> dict[int, np.ndarray]:
                 if v:
                     masks.setdefault(int(v), np.zeros(grid.shape, bool))[k] |= px == v
     return masks
+
+
+def cornerstone_measure(request: dict) -> dict:
+    """Run Cornerstone3D's own measurement code (interop/node/measure_check.mjs)."""
+    why = available()
+    assert why is None, f"Cornerstone harness unavailable: {why}"
+    res = subprocess.run(["node", str(HARNESS / "measure_check.mjs")], input=json.dumps(request),
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)

@@ -49,7 +49,10 @@ class CompressionName(str, Enum):
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    stream = sys.stderr if stderr else sys.stdout
+    # piped output is read by people in logs and files: do not squeeze tables to 80 columns
+    width = None if stream.isatty() else 160
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
 
 
 @contextmanager
@@ -256,6 +259,186 @@ def repair(
 
         raise ValidationFailed(f"{file}: cannot be repaired for profile {profile.value}: "
                                f"{reason}; nothing written")
+
+
+class StatsMode(str, Enum):
+    individual = "individual"
+    collective = "collective"
+
+
+class StatsFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+InputsArg = Annotated[list[Path], typer.Argument(
+    help="Segmentation: a DICOM SEG, or label volume(s) (.nii.gz, .nrrd, .seg.nrrd).")]
+SegmentsOpt = Annotated[str | None, typer.Option(
+    "--segments", help="Segment numbers, e.g. 1,3 or 2-5 (default: all).")]
+SrOpt = Annotated[Path | None, typer.Option(
+    "--sr", help="Also write a DICOM SR (TID 1500) measurement report.")]
+
+
+def _emit(text: str, output: Path | None) -> None:
+    """Print, or write a file through a temporary name (no partial output)."""
+    if output is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return
+    if not output.parent.exists():
+        from .errors import InvalidInputError
+
+        raise InvalidInputError(f"{output}: output folder {output.parent} does not exist")
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, output)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _print_report(report, *, stream=None) -> None:
+    stream = stream or sys.stderr
+    for n in report.notes:
+        print(f"note: {n}", file=stream)
+    for w in report.warnings:
+        print(f"warning: {w}", file=stream)
+
+
+@app.command()
+def stats(
+    inputs: InputsArg,
+    image: Annotated[Path, typer.Option(
+        "--image", "-i", help="The image series the values come from (folder or files).")],
+    series: SeriesOpt = None,
+    segments: SegmentsOpt = None,
+    mode: Annotated[StatsMode, typer.Option(
+        "--mode", help="individual: one row per segment; collective: their union.")] = (
+        StatsMode.individual),
+    fmt: Annotated[StatsFormat, typer.Option("--format", help="Output format.")] = (
+        StatsFormat.table),
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None,
+    sr: SrOpt = None,
+    assign_uids: Annotated[bool, typer.Option(
+        "--assign-uids", help="Accept images with blank study/series UIDs.")] = False,
+) -> None:
+    """Per-segment statistics (volume, HU / SUV, percentiles...) as Cornerstone3D defines them."""
+    from .errors import Report
+    from .measure import job
+    from .measure.stats import compute_stats, parse_segment_list
+    from .measure.tables import stats_table, to_csv, to_json
+
+    report = Report()
+    loaded = job.load(inputs, image, series_uid=series, assign_uids=assign_uids, report=report)
+    numbers = parse_segment_list(segments, loaded.seg)
+    result = compute_stats(loaded.seg, loaded.image, numbers=numbers, mode=mode.value,
+                           report=report)
+    written = []
+    if sr is not None:
+        from .measure.bidirectional import measure_all
+
+        per_segment = result if mode == StatsMode.individual else compute_stats(
+            loaded.seg, loaded.image, numbers=numbers, report=Report())
+        axes = measure_all(loaded.seg, numbers)
+        written = job.write_sr(loaded, sr, numbers, stats=per_segment, axes=axes, report=report)
+    if fmt == StatsFormat.table and output is None:
+        stats_table(result, _console(), f"{', '.join(p.name for p in inputs)} on "
+                    f"{loaded.image.modality or 'image'} series "
+                    f"{loaded.image.source.series_instance_uid}")
+    elif fmt == StatsFormat.csv:
+        _emit(to_csv([s.as_dict() for s in result]), output)
+    else:
+        _emit(to_json({"inputs": [str(p) for p in inputs], "image": str(image),
+                       "mode": mode.value, "segments": [s.as_dict() for s in result],
+                       "notes": report.notes, "warnings": report.warnings}), output)
+    for p in written:
+        print(f"wrote {p}", file=sys.stderr)
+    _print_report(report)
+
+
+@app.command()
+def measure(
+    inputs: InputsArg,
+    image: Annotated[Path | None, typer.Option(
+        "--image", "-i", help="The image series (gives SOP Instance UIDs and statistics for "
+                              "the SR).")] = None,
+    series: SeriesOpt = None,
+    segments: SegmentsOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write the JSON to a file.")] = None,
+    sr: SrOpt = None,
+    assign_uids: Annotated[bool, typer.Option(
+        "--assign-uids", help="Accept images with blank study/series UIDs.")] = False,
+) -> None:
+    """Largest bidirectional (long and short axis) of every segment, as Cornerstone3D defines it."""
+    from .errors import Report
+    from .measure import job
+    from .measure.bidirectional import measure_all
+    from .measure.stats import compute_stats, parse_segment_list
+    from .measure.tables import axes_table, to_json
+
+    report = Report()
+    loaded = job.load(inputs, image, series_uid=series, assign_uids=assign_uids, report=report)
+    numbers = parse_segment_list(segments, loaded.seg)
+    axes = measure_all(loaded.seg, numbers, report=report)
+    written = []
+    if sr is not None:
+        st = compute_stats(loaded.seg, loaded.image, numbers=numbers, report=Report())
+        written = job.write_sr(loaded, sr, numbers, stats=st, axes=axes, report=report)
+    if as_json or output is not None:
+        _emit(to_json({"inputs": [str(p) for p in inputs],
+                       "segments": [a.as_dict() for a in axes],
+                       "notes": report.notes, "warnings": report.warnings}), output)
+    else:
+        axes_table(axes, _console(), f"largest bidirectional, {', '.join(p.name for p in inputs)}")
+    for p in written:
+        print(f"wrote {p}", file=sys.stderr)
+    _print_report(report)
+
+
+@app.command()
+def render(
+    inputs: InputsArg,
+    image: Annotated[Path, typer.Option(
+        "--image", "-i", help="The image series to draw on (folder or files).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")],
+    series: SeriesOpt = None,
+    segments: SegmentsOpt = None,
+    slice_: Annotated[str, typer.Option(
+        "--slice", help="Axial slice index, or auto (the slice of the chosen segment's largest "
+                        "bidirectional).")] = "auto",
+    focus: Annotated[int | None, typer.Option(
+        "--focus", help="Segment the views go through (default: the largest).")] = None,
+    assign_uids: Annotated[bool, typer.Option(
+        "--assign-uids", help="Accept images with blank study/series UIDs.")] = False,
+) -> None:
+    """A PNG preview: axial, coronal and sagittal views with every segment and the axes."""
+    from . import io
+    from .errors import InvalidInputError, Report
+    from .measure import job
+    from .measure.bidirectional import measure_all
+    from .measure.render import render as do_render
+    from .measure.stats import parse_segment_list
+
+    report = Report()
+    loaded = job.load(inputs, image, series_uid=series, assign_uids=assign_uids, report=report)
+    seg = loaded.seg
+    if not seg.grid.same_as(loaded.image.grid):
+        seg = io.read(inputs, reference=loaded.image, resample=True, report=report)
+    numbers = parse_segment_list(segments, seg)
+    if focus is not None and focus not in numbers:
+        raise InvalidInputError(f"--focus {focus} is not among the rendered segments")
+    if slice_ != "auto" and not slice_.lstrip("-").isdigit():
+        raise InvalidInputError(f"--slice must be auto or a slice number, got {slice_!r}")
+    axes = measure_all(seg, numbers)
+    title = f"{', '.join(p.name for p in inputs)} on {loaded.image.modality or 'image'}"
+    out = do_render(seg, loaded.image, output, numbers=numbers, focus=focus,
+                    slice_index=None if slice_ == "auto" else int(slice_), axes=axes,
+                    title=title, report=report)
+    print(f"wrote {out}")
+    _print_report(report)
 
 
 @app.command()

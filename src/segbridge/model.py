@@ -242,6 +242,51 @@ class Segmentation:
                 out[n] = int(counts[value])
         return out
 
+    def bounding_boxes(self) -> dict[int, tuple[slice, slice, slice] | None]:
+        """Index-space bounding box ([z, y, x] slices) of every segment, None when empty.
+
+        One pass per layer: per slice, a bincount of (row, value) and (column, value) pairs
+        finds the extents of all the layer's values at once, instead of one full-volume
+        comparison per segment.
+        """
+        if self.fractional is not None:
+            return {n: _bbox(a > 0) for n, a in self.fractional.items()}
+        out: dict[int, tuple[slice, slice, slice] | None] = {n: None for n in self.numbers}
+        by_layer: dict[int, dict[int, int]] = {}
+        for n, (layer, value) in self.bindings.items():
+            by_layer.setdefault(layer, {})[value] = n
+        nz, ny, nx = self.grid.shape
+        for li, values in by_layer.items():
+            arr = self.layers[li]
+            size = max(max(values), int(arr.max(initial=0))) + 1
+            zs = np.zeros((nz, size), bool)
+            ys = np.zeros((ny, size), bool)
+            xs = np.zeros((nx, size), bool)
+            for k in range(nz):
+                flat = arr[k].ravel()
+                at = np.flatnonzero(flat)  # labelled voxels only: usually a small part
+                if at.size == 0:
+                    continue
+                v = flat[at].astype(np.int64)
+                r = at // nx
+                ys |= np.bincount(r * size + v, minlength=ny * size).reshape(ny, size) > 0
+                xs |= np.bincount((at - r * nx) * size + v,
+                                  minlength=nx * size).reshape(nx, size) > 0
+                zs[k] = np.bincount(v, minlength=size) > 0
+            for value, n in values.items():
+                z, y, x = (np.flatnonzero(a[:, value]) for a in (zs, ys, xs))
+                if z.size:
+                    out[n] = (slice(int(z[0]), int(z[-1]) + 1), slice(int(y[0]), int(y[-1]) + 1),
+                              slice(int(x[0]), int(x[-1]) + 1))
+        return out
+
+    def mask_in(self, number: int, box: tuple[slice, ...]) -> np.ndarray:
+        """Boolean mask of one segment inside an index box (cheap for small segments)."""
+        if self.fractional is not None:
+            return self.fractional[number][box] > 0
+        layer, value = self.bindings[number]
+        return self.layers[layer][box] == value
+
     def has_overlap(self) -> bool:
         """True when at least one voxel belongs to two segments."""
         if self.fractional is not None:

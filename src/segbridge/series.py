@@ -72,6 +72,7 @@ class ReferenceImage:
     frames: list[int | None]
     report: Report = field(default_factory=Report)
     assigned_uids: dict[str, str] = field(default_factory=dict)
+    headers: list = field(default_factory=list, repr=False)
     _pixels: np.ndarray | None = None
 
     @property
@@ -79,23 +80,41 @@ class ReferenceImage:
         return self.source.modality
 
     def pixels(self) -> np.ndarray:
-        """Image voxels on the grid, [z, y, x], in real-world units (rescale applied)."""
+        """Image voxels on the grid, [z, y, x], in real-world units (rescale applied).
+
+        Rescale slope and intercept are taken per slice (PET slices each have their own) and,
+        for enhanced multi-frame images, per frame from the functional groups.
+        """
         if self._pixels is None:
             out = np.empty(self.grid.shape, np.float32)
             import pydicom
 
-            cache: dict[Path, np.ndarray] = {}
+            cache: dict[Path, tuple[np.ndarray, object]] = {}
             for k, (path, frame) in enumerate(zip(self.paths, self.frames, strict=True)):
                 if path not in cache:
                     ds = pydicom.dcmread(path, force=True)
-                    arr = ds.pixel_array.astype(np.float32)
-                    slope = float(ds.get("RescaleSlope", 1) or 1)
-                    inter = float(ds.get("RescaleIntercept", 0) or 0)
-                    cache[path] = arr * slope + inter
-                arr = cache[path]
-                out[k] = arr[frame - 1] if frame else arr
+                    cache = {path: (ds.pixel_array, ds)}  # one file's pixels at a time
+                arr, ds = cache[path]
+                plane = arr[frame - 1] if frame else arr
+                slope, inter = _rescale(ds, frame)
+                out[k] = plane.astype(np.float32) * np.float32(slope) + np.float32(inter)
             self._pixels = out
         return self._pixels
+
+
+def _rescale(ds: Dataset, frame: int | None) -> tuple[float, float]:
+    """Rescale slope and intercept of a slice or of one frame of an enhanced image."""
+    src = ds
+    if frame:
+        for seq_kw, i in (("PerFrameFunctionalGroupsSequence", frame - 1),
+                          ("SharedFunctionalGroupsSequence", 0)):
+            seq = ds.get(seq_kw)
+            if seq and len(seq) > i and "PixelValueTransformationSequence" in seq[i]:
+                src = seq[i].PixelValueTransformationSequence[0]
+                break
+    slope = src.get("RescaleSlope", 1)
+    inter = src.get("RescaleIntercept", 0)
+    return float(slope if slope not in (None, "") else 1), float(inter or 0)
 
 
 def _is_dicom_candidate(p: Path) -> bool:
@@ -159,7 +178,7 @@ def _find_fg(path: Path, i: int, fg: Dataset, shared: Dataset, seq_kw: str, kw: 
     raise InvalidInputError(f"{path}: frame {i + 1} has no {kw}")
 
 
-def _slices_of(path: Path, ds: Dataset, report: Report) -> list[_Slice]:
+def _slices_of(path: Path, ds: Dataset, report: Report, blank: list[str]) -> list[_Slice]:
     from pydicom.dataset import Dataset
 
     sop_class = _uid(ds, "SOPClassUID", "MediaStorageSOPClassUID")
@@ -170,8 +189,7 @@ def _slices_of(path: Path, ds: Dataset, report: Report) -> list[_Slice]:
         if not sop_inst:
             raise InvalidInputError(f"{path}: SOP Instance UID is blank and the file has no "
                                     "Media Storage SOP Instance UID either")
-        report.warn(f"{path.name}: blank SOP Instance UID; using the file meta Media Storage "
-                    f"SOP Instance UID {sop_inst}")
+        blank.append(path.name)  # reported once for the whole series
     nframes = int(ds.get("NumberOfFrames", 1) or 1)
     if "PerFrameFunctionalGroupsSequence" in ds and (
             nframes > 1 or "ImagePositionPatient" not in ds):
@@ -250,8 +268,13 @@ def read_series(paths: str | os.PathLike | Sequence[str | os.PathLike], *,
         items = next(iter(groups.values()))
 
     slices: list[_Slice] = []
+    blank: list[str] = []
     for path, ds in items:
-        slices.extend(_slices_of(path, ds, report))
+        slices.extend(_slices_of(path, ds, report, blank))
+    if blank:
+        report.warn(f"{label}: {len(blank)} image(s) have a blank SOP Instance UID ({blank[0]}"
+                    f"{', ...' if len(blank) > 1 else ''}); using their file meta Media Storage "
+                    "SOP Instance UIDs")
     first = slices[0].ds
     rows, cols = int(first.Rows), int(first.Columns)
     for s in slices:
@@ -333,7 +356,7 @@ def read_series(paths: str | os.PathLike | Sequence[str | os.PathLike], *,
     )
     return ReferenceImage(grid=grid, source=source, paths=[s.path for s in slices],
                           frames=[s.frame for s in slices], report=report,
-                          assigned_uids=assigned)
+                          assigned_uids=assigned, headers=[s.ds for s in slices])
 
 
 def write_reference_copy(ref: ReferenceImage, folder: str | os.PathLike) -> Path:

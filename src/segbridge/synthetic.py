@@ -20,26 +20,83 @@ def write_ct_series(folder: str | Path, hu: np.ndarray, grid: Grid, *,
                     patient: str = "SEGBRIDGE^DEMO", series_description: str = "Synthetic CT",
                     uid_seed: str | None = None) -> list[Path]:
     """Write ``hu`` ([z, y, x] Hounsfield units on ``grid``) as single-frame CT files."""
+    stored = np.clip(np.round(hu) + 1024, 0, 4095).astype(np.uint16)
+
+    def ct(ds: Dataset, k: int) -> None:
+        ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 12, 11, 0
+        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -1024, 1, "HU"
+        ds.WindowCenter, ds.WindowWidth = 40, 400
+        ds.PixelData = stored[k].tobytes()
+
+    return _write_series(folder, grid, "CT", CTImageStorage, ct, patient=patient,
+                         series_description=series_description, uid_seed=uid_seed)
+
+
+PET_STORAGE = "1.2.840.10008.5.1.4.1.1.128"
+
+
+def write_pet_series(folder: str | Path, bqml: np.ndarray, grid: Grid, *,
+                     weight_kg: float | None = 75.0, dose_bq: float = 3.7e8,
+                     half_life_s: float = 6586.2, injection_time: str = "093000",
+                     series_time: str = "103000", acquisition_times: list[str] | None = None,
+                     decay_correction: str = "START", units: str = "BQML",
+                     uid_seed: str | None = None) -> list[Path]:
+    """Write ``bqml`` ([z, y, x] activity in Bq/ml) as single-frame PET files with what SUVbw
+    needs (weight, dose, half-life, injection and scan times, decay correction).
+
+    Each slice gets its own rescale slope, as scanners do. ``weight_kg=None`` or an empty
+    ``decay_correction`` leave those attributes out (for the error paths).
+    """
+    acquisition_times = acquisition_times or [series_time] * grid.shape[0]
+    slopes = np.maximum(bqml.reshape(grid.shape[0], -1).max(axis=1), 1e-3) / 32000.0
+
+    def pet(ds: Dataset, k: int) -> None:
+        ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 15, 1
+        ds.RescaleIntercept, ds.RescaleSlope = 0, f"{slopes[k]:.8g}"
+        ds.Units = units
+        ds.CorrectedImage = ["ATTN", "DECY", "SCAT"]
+        if decay_correction:
+            ds.DecayCorrection = decay_correction
+        if weight_kg is not None:
+            ds.PatientWeight = weight_kg
+        ds.SeriesTime = series_time
+        ds.AcquisitionDate = ds.SeriesDate
+        ds.AcquisitionTime = acquisition_times[k]
+        info = Dataset()
+        info.RadiopharmaceuticalStartTime = injection_time
+        info.RadionuclideTotalDose = dose_bq
+        info.RadionuclideHalfLife = half_life_s
+        info.Radiopharmaceutical = "Fluorodeoxyglucose"
+        ds.RadiopharmaceuticalInformationSequence = [info]
+        stored = np.round(bqml[k] / float(ds.RescaleSlope)).astype(np.int16)
+        ds.PixelData = stored.tobytes()
+
+    return _write_series(folder, grid, "PT", PET_STORAGE, pet, patient="SEGBRIDGE^PET",
+                         series_description="Synthetic PET", uid_seed=uid_seed)
+
+
+def _write_series(folder: str | Path, grid: Grid, modality: str, sop_class: str, fill, *,
+                  patient: str, series_description: str, uid_seed: str | None) -> list[Path]:
+    """Single-frame 16-bit images on ``grid``; ``fill(ds, k)`` adds pixels and modality data."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     seed = [uid_seed] if uid_seed else None
     study = generate_uid(entropy_srcs=[*seed, "study"] if seed else None)
-    series = generate_uid(entropy_srcs=[*seed, "series"] if seed else None)
+    series = generate_uid(entropy_srcs=[*seed, "series", modality] if seed else None)
     for_uid = grid.frame_of_reference_uid or generate_uid(
         entropy_srcs=[*seed, "for"] if seed else None)
     now = _dt.datetime.now()
     iop = [round(float(v), 10) for v in grid.image_orientation]
-    stored = np.clip(np.round(hu) + 1024, 0, 4095).astype(np.uint16)
     paths = []
     positions = grid.slice_positions()
     for k in range(grid.shape[0]):
         ds = Dataset()
         ds.file_meta = FileMetaDataset()
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-        sop = generate_uid(entropy_srcs=[*seed, "sop", str(k)] if seed else None)
+        ds.file_meta.MediaStorageSOPClassUID = sop_class
+        sop = generate_uid(entropy_srcs=[*seed, "sop", modality, str(k)] if seed else None)
         ds.file_meta.MediaStorageSOPInstanceUID = sop
-        ds.SOPClassUID = CTImageStorage
+        ds.SOPClassUID = sop_class
         ds.SOPInstanceUID = sop
         ds.PatientName = patient
         ds.PatientID = "SB0001"
@@ -52,10 +109,11 @@ def write_ct_series(folder: str | Path, hu: np.ndarray, grid: Grid, *,
         ds.AccessionNumber = "SB1"
         ds.ReferringPhysicianName = ""
         ds.StudyDescription = "segbridge synthetic study"
-        ds.Modality = "CT"
+        ds.Modality = modality
         ds.SeriesInstanceUID = series
         ds.SeriesNumber = 1
         ds.SeriesDescription = series_description
+        ds.SeriesDate = ds.StudyDate
         ds.FrameOfReferenceUID = for_uid
         ds.PositionReferenceIndicator = ""
         ds.Manufacturer = "segbridge"
@@ -69,16 +127,8 @@ def write_ct_series(folder: str | Path, hu: np.ndarray, grid: Grid, *,
         ds.PhotometricInterpretation = "MONOCHROME2"
         ds.Rows, ds.Columns = grid.shape[1], grid.shape[2]
         ds.BitsAllocated = 16
-        ds.BitsStored = 12
-        ds.HighBit = 11
-        ds.PixelRepresentation = 0
-        ds.RescaleIntercept = -1024
-        ds.RescaleSlope = 1
-        ds.RescaleType = "HU"
-        ds.WindowCenter = 40
-        ds.WindowWidth = 400
-        ds.PixelData = stored[k].tobytes()
-        p = out / f"CT{k + 1:04d}.dcm"
+        fill(ds, k)
+        p = out / f"{modality}{k + 1:04d}.dcm"
         ds.save_as(p, enforce_file_format=True)
         paths.append(p)
     return paths

@@ -1,0 +1,1 @@
+"""Measurements on segmentations: statistics, bidirectional axes, SR export, previews."""
