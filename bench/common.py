@@ -90,3 +90,21 @@ def dcmqi_meta(n_labels: int) -> dict:
 
 def write_json(path: Path, data) -> None:
     path.write_text(json.dumps(data, indent=2))
+
+
+def update_section(path: Path, name: str, markdown: str) -> None:
+    """Put ``markdown`` into ``path`` between <!-- begin NAME --> and <!-- end NAME -->.
+
+    Each benchmark owns one section of docs/performance.md, so running one does not erase the
+    others' results.
+    """
+    begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
+    block = f"{begin}\n{markdown.strip()}\n{end}\n"
+    text = path.read_text() if path.exists() else "# Performance\n\n"
+    if begin in text and end in text:
+        a = text.index(begin)
+        b = text.index(end) + len(end)
+        text = text[:a] + block.rstrip("\n") + text[b:]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    path.write_text(text)

@@ -91,8 +91,9 @@ SeriesOpt = Annotated[str | None, typer.Option(
 def convert(
     inputs: Annotated[list[Path], typer.Argument(help="Segmentation file(s): .dcm SEG, .nii, "
                                                  ".nii.gz, .nrrd, .seg.nrrd.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output file; the suffix picks "
-                                         "the format (.dcm, .nii.gz, .nrrd, .seg.nrrd).")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Output file; the suffix picks the format (.dcm, .nii.gz, .nrrd, "
+                               ".seg.nrrd).")] = None,
     reference: ReferenceOpt = None,
     series: SeriesOpt = None,
     meta: Annotated[Path | None, typer.Option(
@@ -119,16 +120,33 @@ def convert(
     force: Annotated[bool, typer.Option(
         "--force", help="Write even when the output fails validation for the profile "
                         "(the findings are still printed).")] = False,
+    to: Annotated[str | None, typer.Option(
+        "--to", help="What a .dcm output is: seg (default) or rtstruct. A .dcm file name here "
+                     "writes an RTSTRUCT to it (then -o is not needed).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Convert segmentations between DICOM SEG, NIfTI, NRRD and Slicer seg.nrrd.
+    """Convert segmentations between DICOM SEG, RTSTRUCT, NIfTI, NRRD and Slicer seg.nrrd.
 
     A DICOM SEG output is validated against the profile before it is put in place; an
     error-level finding stops the conversion unless --force.
     """
     from . import io
-    from .errors import Report
+    from .errors import InvalidInputError, Report
 
+    kind = "seg"
+    if to is not None:
+        if to.lower() in ("seg", "rtstruct"):
+            kind = to.lower()
+        elif to.lower().endswith(".dcm"):
+            kind = "rtstruct"
+            if output is not None and output != Path(to):
+                raise InvalidInputError(f"--to {to} and -o {output} name two outputs")
+            output = Path(to)
+        else:
+            raise InvalidInputError(f"--to must be seg, rtstruct or an RTSTRUCT file name "
+                                    f"ending in .dcm, got {to!r}")
+    if output is None:
+        raise InvalidInputError("no output: give -o FILE (or --to NAME.dcm for an RTSTRUCT)")
     report = Report(strict=strict)
     if type == SegType.fractional and not fractional and \
             all(io.format_of(p) != "dicom" for p in inputs if p.exists()):
@@ -142,7 +160,7 @@ def convert(
                            compression=compression.value if compression else None,
                            split_overlaps=split_overlaps, series_description=series_description,
                            series_number=series_number, resample=resample, report=report,
-                           progress=progress, reference=ref, force=force)
+                           progress=progress, reference=ref, force=force, to=kind)
     if ref is not None and ref.assigned_uids:
         from .series import write_reference_copy
 
@@ -342,10 +360,17 @@ def stats(
             loaded.seg, loaded.image, numbers=numbers, report=Report())
         axes = measure_all(loaded.seg, numbers)
         written = job.write_sr(loaded, sr, numbers, stats=per_segment, axes=axes, report=report)
-    if fmt == StatsFormat.table and output is None:
-        stats_table(result, _console(), f"{', '.join(p.name for p in inputs)} on "
+    if fmt == StatsFormat.table:
+        from io import StringIO
+
+        from rich.console import Console
+
+        console = _console() if output is None else Console(file=StringIO(), width=160)
+        stats_table(result, console, f"{', '.join(p.name for p in inputs)} on "
                     f"{loaded.image.modality or 'image'} series "
                     f"{loaded.image.source.series_instance_uid}")
+        if output is not None:
+            _emit(console.file.getvalue(), output)
     elif fmt == StatsFormat.csv:
         _emit(to_csv([s.as_dict() for s in result]), output)
     else:

@@ -18,6 +18,8 @@ def describe(path: str | os.PathLike, *, reference=None, series_uid: str | None 
     report = Report()
     fmt = io.format_of(p)
     data: dict = {"file": str(p), "format": fmt}
+    if fmt == "dicom" and io.is_rtstruct(p):
+        return describe_rtstruct(p, reference=reference, series_uid=series_uid)
     if fmt == "dicom":
         from .dicom.segfile import SegFile
 
@@ -77,9 +79,46 @@ def describe(path: str | os.PathLike, *, reference=None, series_uid: str | None 
     return data
 
 
+def describe_rtstruct(path: Path, *, reference=None, series_uid: str | None = None) -> dict:
+    """ROIs, contour counts, slices and references of an RT Structure Set."""
+    from .rt.reader import parse_rtstruct
+
+    report = Report()
+    rt = parse_rtstruct(path, report)
+    data: dict = {"file": str(path), "format": "rtstruct", "label": rt.label,
+                  "sop_instance_uid": rt.sop_instance_uid,
+                  "frame_of_reference_uid": rt.frame_of_reference_uid,
+                  "referenced_series": rt.referenced_series,
+                  "referenced_images": len(rt.referenced_images)}
+    rois = []
+    for r in rt.rois:
+        kinds: dict[str, int] = {}
+        for c in r.contours:
+            kinds[c.kind] = kinds.get(c.kind, 0) + 1
+        planes = {round(float(c.points[2::3].mean()), 2) for c in r.contours
+                  if c.kind == "CLOSED_PLANAR" and c.points.size >= 3}
+        rois.append({"number": r.number, "name": r.name, "color": list(r.color) if r.color
+                     else None, "interpreted_type": r.interpreted_type,
+                     "algorithm": r.algorithm, "contours": len(r.contours),
+                     "contour_types": kinds, "slices": len(planes)})
+    if reference is not None:
+        seg = io.read(path, reference=reference, series_uid=series_uid, report=report)
+        counts = seg.voxel_counts()
+        for item in rois:
+            item["voxels"] = counts.get(item["number"], 0)
+        data["series_matched"] = seg.source.series_instance_uid
+    data["rois"] = rois
+    data["notes"] = report.notes
+    data["warnings"] = report.warnings
+    return data
+
+
 def print_description(data: dict, console) -> None:
     from rich.table import Table
 
+    if data["format"] == "rtstruct":
+        _print_rtstruct(data, console)
+        return
     console.print(f"[bold]{data['file']}[/bold] ({data['format']})")
     if data["format"] == "dicom":
         console.print(f"  {data['sop_class']} ({data['sop_class_uid']}), "
@@ -103,6 +142,35 @@ def print_description(data: dict, console) -> None:
         swatch = f"[rgb({col[0]},{col[1]},{col[2]})]■[/] {col}" if col else "-"
         t.add_row(str(s["number"]), s["label"], s["type"], swatch, str(s["voxels"]),
                   f"{s.get('layer', '-')}:{s.get('value', '-')}")
+    console.print(t)
+    for n in data["notes"]:
+        console.print(f"[dim]note:[/dim] {n}")
+    for w in data["warnings"]:
+        console.print(f"[yellow]warning:[/yellow] {w}")
+
+
+def _print_rtstruct(data: dict, console) -> None:
+    from rich.table import Table
+
+    console.print(f"[bold]{data['file']}[/bold] (RT Structure Set \"{data['label']}\")")
+    console.print(f"  references series {data['referenced_series'] or '(none)'} "
+                  f"({data['referenced_images']} images), frame of reference "
+                  f"{data['frame_of_reference_uid'] or '(none)'}")
+    t = Table(show_edge=False, pad_edge=False)
+    cols = ["#", "name", "type", "colour", "contours", "slices"]
+    if any("voxels" in r for r in data["rois"]):
+        cols.append("voxels")
+    for col in cols:
+        t.add_column(col)
+    for r in data["rois"]:
+        col = r["color"]
+        swatch = f"[rgb({col[0]},{col[1]},{col[2]})]■[/] {col}" if col else "-"
+        kinds = ", ".join(f"{n} {k}" for k, n in r["contour_types"].items()) or "0"
+        row = [str(r["number"]), r["name"], r["interpreted_type"] or "-", swatch, kinds,
+               str(r["slices"])]
+        if "voxels" in cols:
+            row.append(str(r.get("voxels", "-")))
+        t.add_row(*row)
     console.print(t)
     for n in data["notes"]:
         console.print(f"[dim]note:[/dim] {n}")

@@ -80,7 +80,12 @@ def read(inputs: str | os.PathLike | Sequence[str | os.PathLike], *, reference=N
     formats = [format_of(p) for p in paths]
     if "dicom" in formats:
         if len(paths) > 1:
-            raise UnsupportedError("one DICOM SEG at a time; convert the others separately")
+            raise UnsupportedError("one DICOM SEG or RTSTRUCT at a time; convert the others "
+                                   "separately")
+        if is_rtstruct(paths[0]):
+            from .rt.reader import read_rtstruct
+
+            return read_rtstruct(paths[0], ref, report=report, strict=strict)
         from .dicom.seg_reader import read_seg
 
         return read_seg(paths[0], ref, resample=resample, strict=strict, report=report)
@@ -119,6 +124,14 @@ def read(inputs: str | os.PathLike | Sequence[str | os.PathLike], *, reference=N
     if info.get("max") and seg.is_fractional:
         seg.max_fractional_value = int(info["max"])
     return seg
+
+
+def is_rtstruct(path: str | os.PathLike) -> bool:
+    """True for an RT Structure Set file (by SOP class)."""
+    from .dicom.parse import sop_class_of
+    from .rt.reader import RTSTRUCT_SOP_CLASS
+
+    return sop_class_of(path) == RTSTRUCT_SOP_CLASS
 
 
 def _has_segment_keys(path: Path) -> bool:
@@ -248,8 +261,10 @@ def write(seg: Segmentation, path: str | os.PathLike, *, type: str = "auto",
           split_overlaps: bool | None = None, series_description: str | None = None,
           series_number: int | None = None, resample: bool = False, sidecar: bool = True,
           report: Report | None = None, progress=None, validate: bool = True,
-          force: bool = False, reference=None) -> list[Path]:
+          force: bool = False, reference=None, to: str = "seg") -> list[Path]:
     """Write ``seg`` in the format named by the suffix of ``path``; returns the files written.
+
+    A ``.dcm`` output is a DICOM SEG, or an RT Structure Set with ``to="rtstruct"``.
 
     A DICOM SEG is validated against the profile before it is put in place (structure rules on
     the written file, pixel rules from the model); an error-level finding raises
@@ -261,6 +276,15 @@ def write(seg: Segmentation, path: str | os.PathLike, *, type: str = "auto",
     fmt = format_of(target, for_writing=True)
     if not target.parent.exists():
         raise InvalidInputError(f"{target}: output folder {target.parent} does not exist")
+    if to not in ("seg", "rtstruct"):
+        raise InvalidInputError(f"--to must be seg or rtstruct, got {to!r}")
+    if to == "rtstruct":
+        if fmt != "dicom":
+            raise InvalidInputError(f"{target}: an RTSTRUCT is a DICOM file; name it .dcm")
+        from .rt.writer import write_rtstruct
+
+        return [write_rtstruct(seg, target, series_description=series_description,
+                               series_number=series_number, report=report)]
     if fmt == "dicom":
         from .dicom.seg_writer import write_seg
 

@@ -454,17 +454,28 @@ def present_values(labels: np.ndarray) -> list[int]:
 
 
 def place_first_fit(layers: list[np.ndarray], mask: np.ndarray, value: int,
-                    shape: tuple[int, int, int], dtype: np.dtype) -> int:
+                    shape: tuple[int, int, int], dtype: np.dtype,
+                    box: tuple[slice, ...] | None = None) -> int:
     """Put ``mask`` with ``value`` into the first layer where it collides with nothing.
 
-    Adds a layer when needed and returns the index of the layer used.
+    ``mask`` covers the whole grid, or only ``box`` when one is given. Adds a layer when
+    needed and returns the index of the layer used.
     """
-    box = _bbox(mask)
+    if box is None:
+        box = _bbox(mask)
+        sub = mask[box] if box is not None else None
+    else:
+        inner = _bbox(mask)
+        if inner is not None:  # tighten the given box to the voxels that are set
+            sub = mask[inner]
+            box = tuple(slice(b.start + i.start, b.start + i.stop) for b, i in
+                        zip(box, inner, strict=True))
+        else:
+            box = sub = None
     if box is None:
         if not layers:
             layers.append(np.zeros(shape, dtype))
         return 0
-    sub = mask[box]
     for i, layer in enumerate(layers):
         if not np.any(layer[box][sub]):
             if layer.dtype.itemsize < np.dtype(dtype).itemsize:

@@ -95,3 +95,22 @@ def _parse(p: Path, data: bytes, lenient: bool) -> ParsedFile:
     charset = RawDataset(top, walker).get("SpecificCharacterSet")
     ds = RawDataset(top, walker, text_encoding(charset))
     return ParsedFile(p, meta, ds, top, walker, ts, little, implicit, body, spans, has_preamble)
+
+
+def sop_class_of(path: str | Path) -> str:
+    """SOP Class UID of a DICOM file from its file meta (reads the first 64 KiB only)."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as fp:
+            head = fp.read(65536)
+    except OSError as exc:
+        raise InvalidInputError(f"{p}: cannot read ({exc.strerror})") from None
+    if head[128:132] == b"DICM":
+        walker = raw.Walker(head, little=True, implicit=False)
+        pos = 132
+        while pos + 8 <= len(head) and head[pos:pos + 2] == b"\x02\x00":
+            tag, _, length, vpos = walker.header(pos)
+            if tag == 0x00020002:
+                return bytes(head[vpos:vpos + length]).decode("ascii", "replace").strip("\x00 ")
+            pos = vpos + length
+    return parse_file(p).sop_class_uid

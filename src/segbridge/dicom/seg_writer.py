@@ -32,6 +32,7 @@ from ..profiles import Profile, get_profile
 from . import rawdicom as raw
 from .codecs import COMPRESSIONS, DEFLATED_LE, NATIVE, codec_for
 from .codecs.native import encode_native_frame, native_length, pack_binary_frames
+from .derived import base_dataset
 from .segfile import LABELMAP_SOP_CLASS, SEG_SOP_CLASS
 from .segments import item_from_segment
 
@@ -267,25 +268,11 @@ def _header(seg: Segmentation, kind: str, frames: list[_Frame], prof: Profile, t
             description: str, number: int, bits: int) -> Dataset:
     src = seg.source
     grid = seg.grid
-    ds = Dataset()
-    header = src.header
-    if isinstance(header, raw.EncodedHeader):
-        header = header.to_pydicom()
-    if not isinstance(header, Dataset):
-        header = Dataset()
-    for elem in header:
-        ds[elem.tag] = elem
+    ds = base_dataset(src)
     now = _dt.datetime.now()
     sop_uid = generate_uid()
     ds.SOPClassUID = LABELMAP_SOP_CLASS if kind == "LABELMAP" else SEG_SOP_CLASS
     ds.SOPInstanceUID = sop_uid
-    ds.StudyInstanceUID = src.study_instance_uid or header.get("StudyInstanceUID", "")
-    if not ds.StudyInstanceUID:
-        raise InvalidInputError("the source has no Study Instance UID; pass --assign-uids")
-    for kw in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
-               "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber"):
-        if kw not in ds:
-            setattr(ds, kw, "")
     ds.Modality = "SEG"
     ds.SeriesInstanceUID = generate_uid()
     ds.SeriesNumber = int(number)

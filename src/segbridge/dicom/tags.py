@@ -146,6 +146,7 @@ TAGS: dict[str, tuple[int, str]] = {
     "SpatialLocationsPreserved": (0x0028135A, "CS"),
     # RT Structure Set
     "StructureSetLabel": (0x30060002, "SH"),
+    "StructureSetName": (0x30060004, "LO"),
     "StructureSetDate": (0x30060008, "DA"),
     "StructureSetTime": (0x30060009, "TM"),
     "ReferencedFrameOfReferenceSequence": (0x30060010, "SQ"),
@@ -168,6 +169,7 @@ TAGS: dict[str, tuple[int, str]] = {
     "RTROIObservationsSequence": (0x30060080, "SQ"),
     "ObservationNumber": (0x30060082, "IS"),
     "ReferencedROINumber": (0x30060084, "IS"),
+    "ROIObservationLabel": (0x30060085, "SH"),
     "RTROIInterpretedType": (0x300600A4, "CS"),
     "ROIInterpreter": (0x300600A6, "PN"),
 }

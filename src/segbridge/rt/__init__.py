@@ -1,0 +1,1 @@
+"""RT Structure Sets: contours <-> voxels, read and write."""

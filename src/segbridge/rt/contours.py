@@ -1,0 +1,286 @@
+"""Planar contours <-> voxel masks, exactly, in a slice's index coordinates.
+
+The rule, in both directions: **a voxel belongs to a structure when its centre lies inside an odd
+number of the structure's contours on that slice** (even-odd, so a contour inside another cuts a
+hole) **or on one of its contours**. Index coordinates put voxel centres at integers: x = column,
+y = row. The second half matters only for contours drawn through voxel centres (rt-utils,
+Cornerstone's labelmap-to-contour): their boundary voxels are kept instead of half of them lost.
+
+- :func:`rasterize` fills contours by that rule with a scan line through every row of voxel
+  centres (edges counted half-open, so a vertex on a scan line is neither lost nor doubled).
+- :func:`trace` goes the other way: marching squares at iso 0.5 puts every contour vertex
+  half-way between an inside and an outside voxel centre, so no centre is ever on a contour and
+  :func:`rasterize` gives the mask back voxel for voxel. Vertices in the middle of a straight
+  run (horizontal, vertical or 45 degrees) are dropped, which does not change the polygon at
+  all. Where two voxels touch only at a corner they are traced as two contours (4-connected).
+  Segments are linked into loops for all slices at once with pointer jumping, no Python loop
+  per vertex.
+- :func:`split_rows` cuts a polygon along lines between rows (or columns) of centres so each
+  piece's ContourData stays under the 64 KiB limit of an explicit-VR DS value; even-odd filling
+  of the pieces gives the same voxels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# corners of a marching-squares cell, (dx, dy) from the cell's top-left pixel centre
+_CORNERS = {"TL": (0, 0), "TR": (1, 0), "BR": (1, 1), "BL": (0, 1)}
+# edge midpoints: (x, y) offsets and the two corners each edge joins
+_EDGES = {"T": ((0.5, 0.0), ("TL", "TR")), "R": ((1.0, 0.5), ("TR", "BR")),
+          "B": ((0.5, 1.0), ("BL", "BR")), "L": ((0.0, 0.5), ("TL", "BL"))}
+_EDGE_CODE = {"T": 0, "R": 1, "B": 2, "L": 3}
+
+
+def _case_table() -> tuple[np.ndarray, np.ndarray]:
+    """For each of 16 corner patterns: up to two directed segments (start edge, end edge).
+
+    Segments keep the inside on the left of their direction (cross product > 0); a saddle
+    (two diagonal corners inside) cuts each inside corner off on its own.
+    """
+    starts = np.full((16, 2), -1, np.int64)
+    ends = np.full((16, 2), -1, np.int64)
+    order = ("TL", "TR", "BR", "BL")
+    for case in range(16):
+        inside = {c for i, c in enumerate(order) if case >> (3 - i) & 1}
+        crossing = [e for e, (_, (a, b)) in _EDGES.items() if (a in inside) != (b in inside)]
+        if not crossing:
+            continue
+        if len(crossing) == 2:
+            pairs = [(crossing, next(iter(inside)))]
+        else:  # saddle: one segment around each inside corner
+            pairs = [([e for e in crossing if corner in _EDGES[e][1]], corner)
+                     for corner in sorted(inside)]
+        for s, (edges, corner) in enumerate(pairs):
+            p, q = (np.array(_EDGES[e][0]) for e in edges)
+            x = np.array(_CORNERS[corner], float)
+            u, v = q - p, x - p
+            if u[0] * v[1] - u[1] * v[0] < 0:
+                edges = edges[::-1]
+            starts[case, s] = _EDGE_CODE[edges[0]]
+            ends[case, s] = _EDGE_CODE[edges[1]]
+    return starts, ends
+
+
+_SEG_START, _SEG_END = _case_table()
+
+
+def rasterize(contours: list[tuple[int, np.ndarray]], shape: tuple[int, int, int]) -> np.ndarray:
+    """Voxels of ``shape`` ([z, y, x]) inside the contours, each ``(slice, (m, 2) xy array)``."""
+    nz, ny, nx = shape
+    out = np.zeros(shape, bool)
+    by_slice: dict[int, list[np.ndarray]] = {}
+    for k, poly in contours:
+        if 0 <= k < nz and len(poly) >= 1:  # 1-2 points: only the centres on them
+            by_slice.setdefault(int(k), []).append(np.asarray(poly, np.float64))
+    if not by_slice or ny == 0 or nx == 0:
+        return out
+    step = max(1, (1 << 24) // (ny * (nx + 1)))  # bounded scratch memory
+    ks = sorted(by_slice)
+    for i in range(0, len(ks), step):
+        chunk = ks[i:i + step]
+        out[chunk] = _fill([by_slice[k] for k in chunk], ny, nx)
+    return out
+
+
+def _fill(slices: list[list[np.ndarray]], ny: int, nx: int) -> np.ndarray:
+    """Even-odd scan-line fill of several slices' polygons -> [len(slices), ny, nx]."""
+    ks, xa, ya, xb, yb = [], [], [], [], []
+    for i, polys in enumerate(slices):
+        for p in polys:
+            q = np.roll(p, -1, axis=0)
+            ks.append(np.full(len(p), i, np.int64))
+            xa.append(p[:, 0])
+            ya.append(p[:, 1])
+            xb.append(q[:, 0])
+            yb.append(q[:, 1])
+    k = np.concatenate(ks)
+    xa, ya, xb, yb = (np.concatenate(a) for a in (xa, ya, xb, yb))
+    lo, hi = np.minimum(ya, yb), np.maximum(ya, yb)
+    j0 = np.clip(np.ceil(lo), 0, ny).astype(np.int64)  # rows with lo <= j < hi
+    j1 = np.clip(np.ceil(hi), 0, ny).astype(np.int64)
+    n = np.maximum(j1 - j0, 0)
+    total = int(n.sum())
+    if total == 0:
+        return np.zeros((len(slices), ny, nx), bool)
+    edge = np.repeat(np.arange(len(n)), n)
+    first = np.cumsum(n) - n
+    j = j0[edge] + (np.arange(total) - first[edge])
+    t = (j - ya[edge]) / (yb[edge] - ya[edge])
+    x = xa[edge] + t * (xb[edge] - xa[edge])
+    col = np.clip(np.floor(x).astype(np.int64) + 1, 0, nx)  # toggles every centre right of x
+    flat = (k[edge] * ny + j) * (nx + 1) + col
+    counts = np.bincount(flat, minlength=len(slices) * ny * (nx + 1)).astype(np.uint8) & 1
+    parity = np.bitwise_xor.accumulate(counts.reshape(len(slices), ny, nx + 1), axis=2)
+    out = parity[:, :, :nx].astype(bool)
+    kk, jj, ii = _centres_on_edges(k, xa, ya, xb, yb)
+    ok = (jj >= 0) & (jj < ny) & (ii >= 0) & (ii < nx)
+    out[kk[ok], jj[ok], ii[ok]] = True
+    return out
+
+
+def _centres_on_edges(k, xa, ya, xb, yb, eps: float = 1e-3):
+    """Voxel centres lying on a contour edge (within ``eps`` voxel): they count as inside.
+
+    Contours drawn through voxel centres (rt-utils' OpenCV chains, Cornerstone's marching
+    squares at iso value 1) would otherwise lose about half of their boundary voxels; traced
+    contours from :func:`trace` never touch a centre. Edges between two lattice points give every
+    lattice point on them; other edges only when horizontal or vertical on a row or column.
+    """
+    rx, ry, sx, sy = (np.round(v) for v in (xa, ya, xb, yb))
+    on_lattice = (np.abs(xa - rx) < eps) & (np.abs(ya - ry) < eps) & \
+        (np.abs(xb - sx) < eps) & (np.abs(yb - sy) < eps)
+    dx, dy = (sx - rx).astype(np.int64), (sy - ry).astype(np.int64)
+    g = np.gcd(np.abs(dx), np.abs(dy))
+    n = np.where(on_lattice, g + 1, 0)
+    # horizontal / vertical edges on a row / column of centres, ends anywhere
+    horiz = ~on_lattice & (np.abs(ya - yb) < eps) & (np.abs(ya - ry) < eps)
+    vert = ~on_lattice & (np.abs(xa - xb) < eps) & (np.abs(xa - rx) < eps)
+    lo_h = np.ceil(np.minimum(xa, xb) - eps)
+    hi_h = np.floor(np.maximum(xa, xb) + eps)
+    lo_v = np.ceil(np.minimum(ya, yb) - eps)
+    hi_v = np.floor(np.maximum(ya, yb) + eps)
+    n = n + np.where(horiz, np.maximum(hi_h - lo_h + 1, 0), 0).astype(np.int64)
+    n = n + np.where(vert, np.maximum(hi_v - lo_v + 1, 0), 0).astype(np.int64)
+    total = int(n.sum())
+    if total == 0:
+        e = np.zeros(0, np.int64)
+        return e, e, e
+    edge = np.repeat(np.arange(len(n)), n)
+    t = np.arange(total) - (np.cumsum(n) - n)[edge]
+    lat = on_lattice[edge]
+    gs = np.maximum(g[edge], 1)
+    i = np.where(lat, rx[edge] + t * dx[edge] // gs, 0)
+    j = np.where(lat, ry[edge] + t * dy[edge] // gs, 0)
+    h, v = horiz[edge], vert[edge]
+    i = np.where(h, lo_h[edge] + t, np.where(v, rx[edge], i))
+    j = np.where(h, ry[edge], np.where(v, lo_v[edge] + t, j))
+    return k[edge], j.astype(np.int64), i.astype(np.int64)
+
+
+def trace(mask: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """Closed polygons (``(slice, (m, 2) xy vertices)``) whose even-odd fill is ``mask``."""
+    mask = np.asarray(mask, bool)
+    nz, ny, nx = mask.shape
+    p = np.zeros((nz, ny + 2, nx + 2), np.uint8)
+    p[:, 1:-1, 1:-1] = mask
+    h, w = ny + 2, nx + 2
+    case = (p[:, :-1, :-1] << 3) | (p[:, :-1, 1:] << 2) | (p[:, 1:, 1:] << 1) | p[:, 1:, :-1]
+    kk, rr, cc = np.nonzero((case != 0) & (case != 15))
+    if kk.size == 0:
+        return []
+    cs = case[kk, rr, cc]
+    n_h, n_v = h * (w - 1), (h - 1) * w
+    per_slice = n_h + n_v
+
+    def node(code: np.ndarray, k, r, c) -> np.ndarray:
+        """Id of the midpoint of edge ``code`` (T, R, B, L) of cell (r, c)."""
+        base = k * per_slice
+        return np.select(
+            [code == 0, code == 1, code == 2],
+            [base + r * (w - 1) + c, base + n_h + r * w + c + 1, base + (r + 1) * (w - 1) + c],
+            base + n_h + r * w + c)
+
+    starts, ends = [], []
+    for s in (0, 1):
+        a, b = _SEG_START[cs, s], _SEG_END[cs, s]
+        ok = a >= 0
+        starts.append(node(a[ok], kk[ok], rr[ok], cc[ok]))
+        ends.append(node(b[ok], kk[ok], rr[ok], cc[ok]))
+    start, end = np.concatenate(starts), np.concatenate(ends)
+    order = np.argsort(start)
+    nxt = order[np.searchsorted(start, end, sorter=order)]  # segment that continues each one
+    loops = _loops(nxt)
+    return _polygons(start, nxt, loops, per_slice, n_h, w)
+
+
+def _loops(nxt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Loop label (smallest member) and steps to the loop's last member, by pointer jumping."""
+    n = len(nxt)
+    rounds = max(1, int(np.ceil(np.log2(n))) + 1)
+    label = np.arange(n)
+    jump = nxt.copy()
+    for _ in range(rounds):
+        label = np.minimum(label, label[jump])
+        jump = jump[jump]
+    tail = nxt == label  # the member just before the loop's first one
+    succ = np.where(tail, np.arange(n), nxt)
+    dist = (~tail).astype(np.int64)
+    for _ in range(rounds):
+        dist = dist + dist[succ]
+        succ = succ[succ]
+    return label, dist
+
+
+def _polygons(start: np.ndarray, nxt: np.ndarray, loops, per_slice: int, n_h: int,
+              w: int) -> list[tuple[int, np.ndarray]]:
+    label, dist = loops
+    order = np.lexsort((-dist, label))  # each loop from its first member to its last
+    ids = start[order]
+    k, rem = ids // per_slice, ids % per_slice
+    horizontal = rem < n_h
+    r = np.where(horizontal, rem // (w - 1), (rem - n_h) // w)
+    c = np.where(horizontal, rem % (w - 1), (rem - n_h) % w)
+    x2 = np.where(horizontal, 2 * c + 1, 2 * c) - 2  # doubled coordinates, padding removed
+    y2 = np.where(horizontal, 2 * r, 2 * r + 1) - 2
+    lab = label[order]
+    bounds = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1], True])
+    # drop vertices in the middle of a straight run: same step in and out
+    pos = np.arange(len(ids))
+    first = np.repeat(bounds[:-1], np.diff(bounds))
+    last = np.repeat(bounds[1:] - 1, np.diff(bounds))
+    prev = np.where(pos == first, last, pos - 1)
+    after = np.where(pos == last, first, pos + 1)
+    keep = ~((x2 - x2[prev] == x2[after] - x2) & (y2 - y2[prev] == y2[after] - y2))
+    out = []
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        sel = keep[a:b]
+        out.append((int(k[a]), np.stack([x2[a:b][sel], y2[a:b][sel]], axis=1) / 2.0))
+    return out
+
+
+def split_rows(poly: np.ndarray, max_vertices: int) -> list[np.ndarray]:
+    """Cut a polygon into pieces of at most ``max_vertices`` along lines between voxel centres
+    (y = m + 1/2, or x = m + 1/2 when a piece spans a single row)."""
+    poly = np.asarray(poly, float)
+    if len(poly) <= max_vertices:
+        return [poly]
+    extent = poly.max(axis=0) - poly.min(axis=0)
+    for axis in np.argsort(-extent):
+        lo, hi = float(poly[:, axis].min()), float(poly[:, axis].max())
+        cut = np.floor((lo + hi) / 2) + 0.5
+        if lo < cut < hi:
+            break
+    else:
+        return [poly]  # a single voxel's contour cannot be cut
+    out = []
+    for piece in (_clip(poly, axis, cut, below=True), _clip(poly, axis, cut, below=False)):
+        if len(piece) >= 3:
+            out += split_rows(piece, max_vertices)
+    return out
+
+
+def _clip(poly: np.ndarray, axis: int, cut: float, below: bool) -> np.ndarray:
+    """Sutherland-Hodgman against coordinate ``axis`` <= cut (below) or >= cut; bridges along
+    the cut line hold no voxel centre, so even-odd filling is unaffected."""
+    def inside(p):
+        return p[axis] <= cut if below else p[axis] >= cut
+
+    out = []
+    n = len(poly)
+    for i in range(n):
+        cur, nxt = poly[i], poly[(i + 1) % n]
+        if inside(cur):
+            out.append(cur)
+            if not inside(nxt):
+                out.append(_cross(cur, nxt, axis, cut))
+        elif inside(nxt):
+            out.append(_cross(cur, nxt, axis, cut))
+    return np.array(out) if out else np.zeros((0, 2))
+
+
+def _cross(a: np.ndarray, b: np.ndarray, axis: int, value: float) -> np.ndarray:
+    t = (value - a[axis]) / (b[axis] - a[axis])
+    out = a + t * (b - a)
+    out[axis] = value
+    return out

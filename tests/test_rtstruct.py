@@ -1,0 +1,447 @@
+"""RTSTRUCT contours <-> labelmaps (issue: RTSTRUCT).
+
+Round trips on real segmentations and random shapes must be voxel-exact; foreign structure sets
+are compared with plastimatch's and rt-utils' rasterisation and with the area the contours
+enclose; what we write must load in rt-utils and plastimatch to the same masks.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nrrd
+import numpy as np
+import pydicom
+import pytest
+from conftest import CT3, DATA, DCMQI, TOTALSEG, rotation
+
+import segbridge as sb
+from segbridge.errors import InvalidInputError, Report
+from segbridge.geometry import Grid
+from segbridge.model import Segment, Segmentation
+from segbridge.rt.contours import rasterize, split_rows, trace
+from segbridge.synthetic import write_ct_series
+
+PPS = DATA / "pps" / "tests" / "tests_validation" / "benchmark_data" / "DVH-Analysis-Data-Etc"
+PPS_CT = PPS / "CT" / "3 mm CT"
+PHANTOMS = ["Sphere_30_0", "Cylinder_30_0", "Cone_30_0", "RtCone_30_0"]
+RTU = DATA / "rt-utils" / "tests" / "mock_data"
+PLASTIMATCH = shutil.which("plastimatch") or str(Path(sys.executable).parent / "plastimatch")
+DCIODVFY = shutil.which("dciodvfy")
+
+
+def same_masks(a: Segmentation, b: Segmentation) -> None:
+    assert [s.label for s in a.segments] == [s.label for s in b.segments]
+    for sa, sb_ in zip(a.segments, b.segments, strict=True):
+        np.testing.assert_array_equal(a.mask(sa.number), b.mask(sb_.number), err_msg=sa.label)
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
+
+
+# --- the contour engine ---------------------------------------------------------------------
+def test_trace_then_rasterize_is_exact_on_random_masks():
+    """Holes, islands, single voxels and corner-touching voxels (saddles) on every slice."""
+    rng = np.random.default_rng(7)
+    for _ in range(150):
+        m = rng.random((2, 17, 19)) < rng.uniform(0.1, 0.9)
+        np.testing.assert_array_equal(rasterize(trace(m), m.shape), m)
+
+
+def test_trace_vertices_never_sit_on_a_voxel_centre_and_straight_runs_are_merged():
+    m = np.zeros((1, 20, 20), bool)
+    m[0, 3:15, 4:12] = True
+    (k, poly), = trace(m)
+    assert len(poly) == 8  # four sides and four cut corners, whatever the size
+    frac = np.abs(poly - np.round(poly))
+    assert np.all((frac[:, 0] == 0.5) | (frac[:, 1] == 0.5))
+
+
+def test_split_rows_keeps_the_voxels():
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        m = rng.random((1, 40, 40)) < 0.6
+        pieces = [(k, q) for k, p in trace(m) for q in split_rows(p, 40)]
+        assert max(len(q) for _, q in pieces) <= 40
+        np.testing.assert_array_equal(rasterize(pieces, m.shape), m)
+
+
+def test_rasterize_even_odd_and_centre_rule():
+    square = np.array([[0.5, 0.5], [6.5, 0.5], [6.5, 6.5], [0.5, 6.5]])
+    hole = np.array([[2.5, 2.5], [4.5, 2.5], [4.5, 4.5], [2.5, 4.5]])
+    m = rasterize([(0, square), (0, hole)], (1, 8, 8))[0]
+    expected = np.zeros((8, 8), bool)
+    expected[1:7, 1:7] = True
+    expected[3:5, 3:5] = False
+    np.testing.assert_array_equal(m, expected)
+
+
+# --- round trips -----------------------------------------------------------------------------
+@pytest.mark.parametrize("nrrd_file", ["liver_seg.nrrd", "spine_seg.nrrd", "heart_seg.nrrd"])
+def test_round_trip_exact_on_dcmqi_ct(tmp_path, nrrd_file):
+    ref = sb.read_series(CT3)
+    seg = sb.read(DCMQI / nrrd_file, reference=ref)
+    out = tmp_path / "rt.dcm"
+    sb.write(seg, out, to="rtstruct")
+    back = sb.read(out, reference=ref)
+    same_masks(seg, back)
+    assert not back.report.warnings
+
+
+def test_round_trip_exact_on_totalsegmentator_31_labels(tmp_path):
+    ref = sb.read_series(TOTALSEG / "example_ct_dicom", assign_uids=True)
+    seg = sb.read(TOTALSEG / "example_seg_dicom.nii.gz", reference=ref)
+    assert len(seg.segments) == 31
+    out = tmp_path / "rt.dcm"
+    sb.write(seg, out, to="rtstruct")
+    same_masks(seg, sb.read(out, reference=ref))
+
+
+def random_shapes(shape, rng) -> list[np.ndarray]:
+    """Blobs with holes and several islands per slice, plus single-voxel structures."""
+    nz, ny, nx = shape
+    zz, yy, xx = np.indices(shape)
+    blob = np.zeros(shape, bool)
+    for _ in range(4):
+        c = rng.uniform([0, 3, 3], [nz, ny - 3, nx - 3])
+        r = rng.uniform(2, min(ny, nx) / 4)
+        blob |= ((yy - c[1]) ** 2 + (xx - c[2]) ** 2 <= r * r) & (abs(zz - c[0]) < 3)
+    ring = ((yy - ny / 2) ** 2 + (xx - nx / 2) ** 2 <= (ny / 3) ** 2) & \
+        ((yy - ny / 2) ** 2 + (xx - nx / 2) ** 2 > (ny / 6) ** 2)
+    noise = rng.random(shape) < 0.3
+    dots = np.zeros(shape, bool)
+    dots[tuple(rng.integers(0, s, 5) for s in shape)] = True
+    return [blob, ring, noise, dots]
+
+
+@pytest.mark.parametrize("kind", ["axial", "oblique", "anisotropic"])
+def test_round_trip_exact_on_random_shapes(tmp_path, kind):
+    rng = np.random.default_rng({"axial": 1, "oblique": 2, "anisotropic": 3}[kind])
+    shape = (6, 30, 34)
+    direction = rotation(0.4, -0.3, 0.9) if kind == "oblique" else np.eye(3)
+    spacing = (2.0, 0.7, 1.3) if kind == "anisotropic" else (1.5, 1.0, 1.0)
+    grid = Grid(shape, (-20.0, 13.0, 40.0), spacing, direction, frame_of_reference_uid="1.2.3.9")
+    write_ct_series(tmp_path / "ct", np.zeros(shape), grid, uid_seed=kind)
+    ref = sb.read_series(tmp_path / "ct")
+    masks = random_shapes(shape, rng)
+    seg = Segmentation.from_masks(ref.grid, [(Segment(i + 1, f"s{i + 1}"), m)
+                                             for i, m in enumerate(masks)], source=ref.source)
+    assert len(seg.layers) > 1  # the shapes overlap
+    out = tmp_path / "rt.dcm"
+    sb.write(seg, out, to="rtstruct")
+    back = sb.read(out, reference=ref)
+    same_masks(seg, back)
+
+
+def test_long_contours_are_split_under_the_64k_limit(tmp_path):
+    """Ragged rows give a contour of thousands of vertices; it is cut between rows."""
+    shape = (1, 500, 300)
+    grid = Grid(shape, (-100.0, -100.0, 0.0), (1.0, 0.5, 0.5), np.eye(3),
+                frame_of_reference_uid="1.2.3.10")
+    write_ct_series(tmp_path / "ct", np.zeros(shape), grid, uid_seed="long")
+    ref = sb.read_series(tmp_path / "ct")
+    rng = np.random.default_rng(0)
+    m = np.zeros(shape, bool)
+    for y in range(10, 490):
+        a, b = rng.integers(5, 60), rng.integers(240, 295)
+        m[0, y, a:b] = True
+    seg = Segmentation.from_masks(ref.grid, [(Segment(1, "ragged"), m)], source=ref.source)
+    out = tmp_path / "rt.dcm"
+    sb.write(seg, out, to="rtstruct")
+    ds = pydicom.dcmread(out)
+    contours = ds.ROIContourSequence[0].ContourSequence
+    assert len(contours) > 1
+    raw = pydicom.dcmread(out, defer_size=None)
+    for c in raw.ROIContourSequence[0].ContourSequence:
+        length = len("\\".join(str(v) for v in c.ContourData))
+        assert length <= 65534
+    np.testing.assert_array_equal(sb.read(out, reference=ref).mask(1), m)
+
+
+# --- foreign structure sets: the DVH phantom and rt-utils data --------------------------------
+def contour_volume(path: Path, roi_name: str) -> float:
+    """Polygon areas (shoelace, in the axial plane) times the slice spacing, even-odd."""
+    ds = pydicom.dcmread(path)
+    number = next(r.ROINumber for r in ds.StructureSetROISequence if r.ROIName == roi_name)
+    item = next(i for i in ds.ROIContourSequence if i.ReferencedROINumber == number)
+    area = 0.0
+    for c in item.ContourSequence:
+        p = np.array(c.ContourData, float).reshape(-1, 3)
+        x, y = p[:, 0], p[:, 1]
+        area += 0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+    return area * 3.0
+
+
+def plastimatch_masks(rt: Path, ct: Path, out: Path) -> dict[str, np.ndarray]:
+    """{ROI name: mask [z, y, x]} rasterised by plastimatch on the CT's grid."""
+    res = subprocess.run([PLASTIMATCH, "convert", "--input", str(rt), "--referenced-ct",
+                          str(ct), "--output-prefix", str(out), "--prefix-format", "nrrd"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    masks = {}
+    for f in out.glob("*.nrrd"):
+        arr, hdr = nrrd.read(str(f))
+        assert np.allclose(np.diag(hdr["space directions"]) > 0, True)  # axial, no flips here
+        masks[f.stem] = np.transpose(arr, (2, 1, 0)) > 0
+    return masks
+
+
+@pytest.fixture(scope="module")
+def pps_ref():
+    return sb.read_series(PPS_CT)
+
+
+@pytest.mark.parametrize("phantom", PHANTOMS)
+def test_dvh_phantom_volume_and_plastimatch_agreement(tmp_path, pps_ref, phantom):
+    rt = PPS / "STRUCTURES" / f"{phantom}.dcm"
+    report = Report()
+    seg = sb.read(rt, reference=pps_ref, report=report)
+    s = next(x for x in seg.segments if x.label.replace("RtCone30", "RtCone_30") == phantom)
+    ours = seg.mask(s.number)
+    voxel = float(np.prod(pps_ref.grid.spacing))
+    enclosed = contour_volume(rt, s.label)
+    assert abs(ours.sum() * voxel - enclosed) / enclosed < 0.03
+    theirs = plastimatch_masks(rt, PPS_CT, tmp_path / "pm")[s.label]
+    assert abs(int(ours.sum()) - int(theirs.sum())) / theirs.sum() < 0.01
+    assert dice(ours, theirs) >= 0.98
+
+
+def rt_utils_masks(ref, rt_path: Path) -> dict[str, np.ndarray]:
+    """{ROI name: mask [z, y, x]} as rt-utils rasterises them (slices matched by SOP UID)."""
+    from rt_utils import RTStructBuilder
+
+    rts = RTStructBuilder.create_from(str(ref.paths[0].parent), str(rt_path), warn_only=True)
+    order = [str(d.SOPInstanceUID) for d in rts.series_data]
+    uids = [i.sop_instance_uid for i in ref.source.instances]
+    out = {}
+    for name in rts.get_roi_names():
+        rck = rts.get_roi_mask_by_name(name)
+        m = np.zeros(ref.grid.shape, bool)
+        for j, uid in enumerate(order):
+            m[uids.index(uid)] = rck[:, :, j]
+        out[name] = m
+    return out
+
+
+def dilate(m: np.ndarray) -> np.ndarray:
+    """One voxel in the slice plane (8-neighbourhood)."""
+    p = np.pad(m, ((0, 0), (1, 1), (1, 1)))
+    out = np.zeros_like(m)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            out |= p[:, 1 + dy:p.shape[1] - 1 + dy, 1 + dx:p.shape[2] - 1 + dx]
+    return out
+
+
+@pytest.mark.parametrize("rt_file", ["rt.dcm", "non_existent_reference_rt.dcm"])
+def test_rt_utils_data_against_rt_utils_and_the_contour_areas(rt_file):
+    """rt-utils rounds vertices to whole pixels and fills the pixels on the outline too
+    (cv2.fillPoly): its masks are ours plus a rim of at most one voxel, 4-13 % larger than the
+    area the contours enclose. Ours are within 0.1 % of that area (2 % for the 2-contour ring of
+    rt.dcm, whose hole is small), and the Dice between the two is 0.976-0.982 on the four 20-40
+    mm structures and 0.93 on the small ring: below the 0.98 the issue asks for, because of
+    rt-utils' rim, not because of a misplaced voxel."""
+    ref = sb.read_series(RTU)
+    report = Report()
+    seg = sb.read(RTU / rt_file, reference=ref, report=report)
+    theirs = rt_utils_masks(ref, RTU / rt_file)
+    ds = pydicom.dcmread(RTU / rt_file)
+    zs = {round(float(p[2]), 2) for p in ref.grid.slice_positions()}
+    px = float(ref.grid.spacing[1] * ref.grid.spacing[2])
+    for s in seg.segments:
+        ours = seg.mask(s.number)
+        other = theirs[s.label]
+        assert not (ours & ~other).any()  # nothing of ours outside theirs
+        assert not (other & ~dilate(ours)).any()  # theirs = ours + a rim of one voxel at most
+        d = dice(ours, other)
+        assert d >= (0.92 if rt_file == "rt.dcm" else 0.975), (s.label, d)
+        item = next(i for i in ds.ROIContourSequence if i.ReferencedROINumber == s.number)
+        areas: dict[float, list[float]] = {}
+        for c in item.ContourSequence:
+            p = np.array(c.ContourData, float).reshape(-1, 3)
+            a = 0.5 * abs(np.dot(p[:, 0], np.roll(p[:, 1], -1)) -
+                          np.dot(p[:, 1], np.roll(p[:, 0], -1)))
+            if round(float(p[0, 2]), 2) in zs:
+                areas.setdefault(round(float(p[0, 2]), 2), []).append(a)
+        enclosed = sum(max(v) - (sum(v) - max(v)) for v in areas.values()) / px
+        tol = 0.03 if rt_file == "rt.dcm" else 0.001
+        assert abs(ours.sum() - enclosed) / enclosed <= tol, (s.label, ours.sum(), enclosed)
+        assert other.sum() > ours.sum()
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """An RTSTRUCT we write from the dcmqi NRRDs (three organs) on the dcmqi CT."""
+    out = tmp_path_factory.mktemp("written")
+    ref = sb.read_series(CT3)
+    seg = sb.read([DCMQI / "liver_seg.nrrd", DCMQI / "spine_seg.nrrd", DCMQI / "heart_seg.nrrd"],
+                  reference=ref)
+    path = out / "rt.dcm"
+    sb.write(seg, path, to="rtstruct")
+    return path, ref, seg
+
+
+def test_rt_utils_loads_what_we_write(written):
+    """rt-utils reads our contours without error, to our masks plus its one-voxel rim."""
+    path, ref, seg = written
+    theirs = rt_utils_masks(ref, path)
+    assert sorted(theirs) == sorted(s.label for s in seg.segments)
+    for s in seg.segments:
+        ours = seg.mask(s.number)
+        assert not (ours & ~theirs[s.label]).any(), s.label
+        assert not (theirs[s.label] & ~dilate(ours)).any(), s.label
+        assert dice(ours, theirs[s.label]) >= 0.97, s.label  # the rim: 2 % on the spine
+
+
+def test_plastimatch_loads_what_we_write(written, tmp_path):
+    path, ref, seg = written
+    theirs = plastimatch_masks(path, CT3, tmp_path / "pm")
+    for s in seg.segments:
+        ours = seg.mask(s.number)
+        assert dice(ours, theirs[s.label]) >= 0.99, s.label
+
+
+@pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy not installed (dicom3tools)")
+def test_dciodvfy_reports_no_errors(written):
+    res = subprocess.run([DCIODVFY, str(written[0])], capture_output=True, text=True)
+    errors = [x for x in (res.stdout + res.stderr).splitlines() if x.startswith("Error")]
+    assert errors == [], "\n".join(errors)
+
+
+def test_rtstruct_to_seg_to_rtstruct_keeps_every_roi_name_and_colour(tmp_path, pps_ref):
+    rt = PPS / "STRUCTURES" / "Cylinder_30_0.dcm"
+    first = sb.read(rt, reference=pps_ref)
+    seg_path = tmp_path / "seg.dcm"
+    sb.write(first, seg_path, profile="slicer")
+    again = sb.read(seg_path, reference=pps_ref)
+    rt2 = tmp_path / "rt2.dcm"
+    sb.write(again, rt2, to="rtstruct")
+    ds = pydicom.dcmread(rt2)
+    src = pydicom.dcmread(rt)
+    names = [r.ROIName for r in src.StructureSetROISequence]
+    assert [r.ROIName for r in ds.StructureSetROISequence] == names
+    colours = {i.ReferencedROINumber: list(i.ROIDisplayColor) for i in src.ROIContourSequence
+               if "ROIDisplayColor" in i}
+    by_name = {r.ROINumber: r.ROIName for r in src.StructureSetROISequence}
+    ours = {r.ROINumber: r.ROIName for r in ds.StructureSetROISequence}
+    for item in ds.ROIContourSequence:
+        name = ours[item.ReferencedROINumber]
+        want = next((c for n, c in colours.items() if by_name[n] == name), None)
+        if want is not None:
+            assert list(item.ROIDisplayColor) == want, name
+    same_masks(first, sb.read(rt2, reference=pps_ref))
+
+
+# --- bad input: warnings or one clear message, never a crash ----------------------------------
+@pytest.mark.parametrize("name, expected", [
+    ("invalid_reference_rt.dcm", "lies on no slice"),
+    ("non_existent_reference_rt.dcm", "names no referenced series"),
+])
+def test_rt_utils_broken_reference_files(name, expected):
+    report = Report()
+    seg = sb.read(RTU / name, reference=sb.read_series(RTU), report=report)
+    assert any(expected in w for w in report.warnings), report.warnings
+    assert len(seg.segments) == 4
+
+
+def _edited(tmp_path: Path, edit) -> Path:
+    ds = pydicom.dcmread(PPS / "STRUCTURES" / "Sphere_30_0.dcm")
+    edit(ds)
+    out = tmp_path / "edited.dcm"
+    ds.save_as(out)
+    return out
+
+
+def test_wrong_point_count_few_points_and_off_slice_contours_are_warnings(tmp_path, pps_ref):
+    def edit(ds):
+        cs = ds.ROIContourSequence[0].ContourSequence  # the sphere (POI_1 has none)
+        cs[3].NumberOfContourPoints = int(cs[3].NumberOfContourPoints) + 5
+        cs[4].ContourData = list(cs[4].ContourData)[:6]
+        cs[4].NumberOfContourPoints = 2
+        pts = np.array(cs[5].ContourData, float).reshape(-1, 3)
+        pts[:, 2] += 200.0  # far outside the series
+        cs[5].ContourData = [float(v) for v in pts.ravel()]
+        point = pydicom.Dataset()
+        point.ContourGeometricType = "POINT"
+        point.NumberOfContourPoints = 1
+        point.ContourData = [1.0, 2.0, 3.0]
+        cs.append(point)
+
+    report = Report()
+    seg = sb.read(_edited(tmp_path, edit), reference=pps_ref, report=report)
+    text = "\n".join(report.warnings)
+    for expected in ("NumberOfContourPoints disagrees", "fewer than 3 points (only the voxels",
+                     "lies on no slice", "POINT contour(s): kept as metadata"):
+        assert expected in text, text
+    s = seg.segment(2)
+    assert s.extras["rt_other_contours"] == [{"type": "POINT", "points": [[1.0, 2.0, 3.0]]}]
+    assert seg.voxel_counts()[2] > 0
+
+
+def test_structure_set_without_referenced_series_is_a_warning(tmp_path, pps_ref):
+    path = _edited(tmp_path, lambda ds: delattr(ds, "ReferencedFrameOfReferenceSequence"))
+    report = Report()
+    seg = sb.read(path, reference=pps_ref, report=report)
+    assert any("names no referenced series" in w for w in report.warnings)
+    assert seg.voxel_counts()[2] == 6584
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "segbridge", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_needs_reference_for_rtstruct(tmp_path):
+    res = _cli("convert", PPS / "STRUCTURES" / "Sphere_30_0.dcm", "-o", tmp_path / "x.nii.gz")
+    assert res.returncode == 1 and "--reference" in res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(InvalidInputError, match="--reference"):
+        sb.read(PPS / "STRUCTURES" / "Sphere_30_0.dcm")
+
+
+def test_cli_convert_and_info(tmp_path):
+    rt = PPS / "STRUCTURES" / "Cone_30_0.dcm"
+    res = _cli("info", rt, "--json")
+    assert res.returncode == 0, res.stderr
+    import json
+
+    info = json.loads(res.stdout)
+    cone = next(r for r in info["rois"] if r["name"] == "Cone_30_0")
+    assert info["format"] == "rtstruct" and cone["contours"] == 9 and cone["slices"] == 9
+    assert info["referenced_series"] == "1.3.6.1.4.1.22213.2.6291.2.1.1"
+    nii = tmp_path / "cone.nii.gz"
+    assert _cli("convert", rt, "-r", PPS_CT, "-o", nii).returncode == 0
+    back = tmp_path / "cone_rt.dcm"
+    res = _cli("convert", nii, "-r", PPS_CT, "--to", back)
+    assert res.returncode == 0, res.stderr
+    res = _cli("convert", nii, "-r", PPS_CT, "-o", tmp_path / "b.dcm", "--to", "rtstruct")
+    assert res.returncode == 0, res.stderr
+    for p in (back, tmp_path / "b.dcm"):
+        assert pydicom.dcmread(p).Modality == "RTSTRUCT"
+    ref = sb.read_series(PPS_CT)
+    same_masks(sb.read(rt, reference=ref).subset([2]),
+               sb.read(back, reference=ref).subset([2]))
+
+
+def test_contours_through_voxel_centres_read_back_exactly(tmp_path):
+    """rt-utils draws its contours through the centres of the boundary voxels (OpenCV chains):
+    with the 'on the contour counts' half of the rule, its RTSTRUCT gives the mask back."""
+    from rt_utils import RTStructBuilder
+
+    ref = sb.read_series(CT3)
+    seg = sb.read([DCMQI / "liver_seg.nrrd", DCMQI / "spine_seg.nrrd"], reference=ref)
+    rts = RTStructBuilder.create_new(dicom_series_path=str(CT3))
+    order = [str(d.SOPInstanceUID) for d in rts.series_data]
+    uids = [i.sop_instance_uid for i in ref.source.instances]
+    for s in seg.segments:
+        m = seg.mask(s.number)
+        rts.add_roi(mask=np.stack([m[uids.index(u)] for u in order], axis=2), name=s.label)
+    out = tmp_path / "rtutils.dcm"
+    rts.save(str(out))
+    back = sb.read(out, reference=ref)
+    same_masks(seg, back)
