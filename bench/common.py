@@ -69,7 +69,9 @@ def make_labels(shape, n_labels: int, seed: int = 0) -> np.ndarray:
     return labels
 
 
-def dcmqi_meta(n_labels: int) -> dict:
+def dcmqi_meta(labels) -> dict:
+    """dcmqi metadata for labels 1..n (an int) or for the given label values."""
+    numbers = range(1, labels + 1) if isinstance(labels, int) else labels
     return {
         "ContentCreatorName": "Bench^Mark", "SeriesDescription": "bench", "SeriesNumber": "300",
         "InstanceNumber": "1",
@@ -84,7 +86,7 @@ def dcmqi_meta(n_labels: int) -> dict:
                 "CodeMeaning": "Tissue"},
             "recommendedDisplayRGBValue": [int(40 + (i * 37) % 200), int(40 + (i * 91) % 200),
                                            int(40 + (i * 53) % 200)],
-        } for i in range(1, n_labels + 1)]],
+        } for i in numbers]],
     }
 
 

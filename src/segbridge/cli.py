@@ -81,8 +81,32 @@ def _size(path: Path) -> str:
     return f"{n} B"
 
 
-ReferenceOpt = Annotated[Path | None, typer.Option(
-    "--reference", "-r", help="Source image series: folder, file, or multi-frame image.")]
+ReferenceOpt = Annotated[str | None, typer.Option(
+    "--reference", "-r", help="Source image series: folder, file, multi-frame image, or a "
+                              "DICOMweb series URL (.../studies/<uid>/series/<uid>).")]
+UserOpt = Annotated[str | None, typer.Option(
+    "--user", help="DICOMweb user for HTTP basic auth (or SEGBRIDGE_USER).")]
+PasswordOpt = Annotated[str | None, typer.Option(
+    "--password", help="DICOMweb password (or SEGBRIDGE_PASSWORD, which keeps it out of the "
+                       "process list).")]
+TokenOpt = Annotated[str | None, typer.Option(
+    "--token", help="DICOMweb bearer token (or SEGBRIDGE_TOKEN).")]
+CaOpt = Annotated[str | None, typer.Option(
+    "--ca-bundle", help="CA certificates to trust for https (or SEGBRIDGE_CA_BUNDLE); "
+                        "verification is always on.")]
+TimeoutOpt = Annotated[float | None, typer.Option(
+    "--timeout", help="Seconds to wait for each DICOMweb request (default 30, or "
+                      "SEGBRIDGE_TIMEOUT).")]
+
+
+def _web(user=None, password=None, token=None, ca_bundle=None, timeout=None):
+    """Web options from flags and environment, made the default for this command."""
+    from .web.client import WebOptions, set_default_options
+
+    options = WebOptions.from_env(user=user, password=password, token=token,
+                                  ca_bundle=ca_bundle, timeout=timeout)
+    set_default_options(options)
+    return options
 SeriesOpt = Annotated[str | None, typer.Option(
     "--series", help="SeriesInstanceUID to use when the reference folder holds several.")]
 
@@ -124,6 +148,11 @@ def convert(
         "--to", help="What a .dcm output is: seg (default) or rtstruct. A .dcm file name here "
                      "writes an RTSTRUCT to it (then -o is not needed).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    push_url: Annotated[str | None, typer.Option(
+        "--push", help="Store the DICOM output on this DICOMweb server (STOW-RS) right away.")
+    ] = None,
+    user: UserOpt = None, password: PasswordOpt = None, token: TokenOpt = None,
+    ca_bundle: CaOpt = None, timeout: TimeoutOpt = None,
 ) -> None:
     """Convert segmentations between DICOM SEG, RTSTRUCT, NIfTI, NRRD and Slicer seg.nrrd.
 
@@ -132,6 +161,8 @@ def convert(
     """
     from . import io
     from .errors import InvalidInputError, Report
+
+    _web(user, password, token, ca_bundle, timeout)
 
     kind = "seg"
     if to is not None:
@@ -147,6 +178,8 @@ def convert(
                                     f"ending in .dcm, got {to!r}")
     if output is None:
         raise InvalidInputError("no output: give -o FILE (or --to NAME.dcm for an RTSTRUCT)")
+    if push_url is not None and io.format_of(output) != "dicom":
+        raise InvalidInputError(f"--push stores DICOM; {output} is not a .dcm output")
     report = Report(strict=strict)
     if type == SegType.fractional and not fractional and \
             all(io.format_of(p) != "dicom" for p in inputs if p.exists()):
@@ -166,10 +199,21 @@ def convert(
 
         copy_dir = output.parent / f"{output.name.split('.')[0]}-reference"
         written.append(write_reference_copy(ref, copy_dir))
+    pushed = None
+    if push_url is not None:
+        from .web.transfer import push as do_push
+
+        study = ref.source.study_instance_uid if ref is not None else None
+        pushed = do_push([p for p in written if p.is_file() and p.suffix == ".dcm"], push_url,
+                         study=study)
     if as_json:
         print(json.dumps({"written": [str(p) for p in written],
                           "segments": len(seg.segments),
+                          "pushed": None if pushed is None else {
+                              "stored": pushed.stored, "failed": pushed.failed},
                           "notes": report.notes, "warnings": report.warnings}, indent=2))
+        if pushed is not None and not pushed.ok:
+            raise typer.Exit(1)
         return
     # plain print: the summary needs no styling, and rich costs start-up time on every call
     print(f"read {', '.join(p.name for p in inputs)}: {len(seg.segments)} segments, "
@@ -180,6 +224,79 @@ def convert(
         print(f"warning: {w}", file=sys.stderr)
     for p in written:
         print(f"wrote {p} ({_size(p) if p.is_file() else 'folder'})")
+    if pushed is not None:
+        _print_push(pushed, push_url)
+        if not pushed.ok:
+            raise typer.Exit(1)
+
+
+def _print_push(result, url: str) -> None:
+    from .web.client import public
+
+    print(f"stored {len(result.stored)} instance(s) on {public(url)}")
+    for file, uid, why in result.warnings:
+        print(f"warning: {file or uid}: stored with a warning: {why}", file=sys.stderr)
+    for file, uid, why in result.failed:
+        print(f"refused: {file or uid}{f' ({uid})' if uid and file else ''}: {why}",
+              file=sys.stderr)
+
+
+@app.command()
+def pull(
+    url: Annotated[str, typer.Argument(help="DICOMweb root (http://host/dicom-web), or a "
+                                            ".../studies/<uid>[/series/<uid>] URL.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to fill "
+                                         "(one sub-folder per series).")],
+    study: Annotated[str | None, typer.Option("--study", help="StudyInstanceUID.")] = None,
+    series: Annotated[str | None, typer.Option("--series", help="Only this series.")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Instances fetched at once.")] = 4,
+    user: UserOpt = None, password: PasswordOpt = None, token: TokenOpt = None,
+    ca_bundle: CaOpt = None, timeout: TimeoutOpt = None,
+) -> None:
+    """Fetch a study or series (QIDO-RS + WADO-RS); a rerun resumes where one stopped."""
+    from .errors import InvalidInputError
+    from .web.client import split_series_url
+    from .web.transfer import pull as do_pull
+
+    options = _web(user, password, token, ca_bundle, timeout)
+    root, url_study, url_series = split_series_url(url)
+    study, series = study or url_study, series or url_series
+    if not study:
+        raise InvalidInputError("which study? give --study UID (or a .../studies/<uid> URL)")
+    with _progress("pulling") as progress:
+        result = do_pull(root, study, output, series=series, options=options, workers=workers,
+                         progress=progress)
+    print(f"pulled {len(result.fetched)} instance(s) ({result.bytes / 1e6:.1f} MB) of "
+          f"{len(result.series)} series into {output}"
+          + (f"; {len(result.skipped)} already there" if result.skipped else ""))
+
+
+@app.command()
+def push(
+    paths: Annotated[list[Path], typer.Argument(help="DICOM files or folders.")],
+    url: Annotated[str, typer.Option("--url", help="DICOMweb root (http://host/dicom-web).")],
+    batch: Annotated[int, typer.Option("--batch", help="Instances per STOW-RS request.")] = 50,
+    study: Annotated[str | None, typer.Option(
+        "--study", help="Store only into this study (the server refuses instances of "
+                        "others).")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="STOW-RS requests at once.")] = 2,
+    user: UserOpt = None, password: PasswordOpt = None, token: TokenOpt = None,
+    ca_bundle: CaOpt = None, timeout: TimeoutOpt = None,
+) -> None:
+    """Store DICOM files (STOW-RS); exit 1 if the server refused any instance."""
+    from .web.transfer import push as do_push
+
+    options = _web(user, password, token, ca_bundle, timeout)
+    with _progress("pushing") as progress:
+        result = do_push(paths, url, options=options, study=study, batch_size=max(1, batch),
+                         workers=max(1, workers),
+                         progress=progress)
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} file(s) that are not DICOM ({result.skipped[0]}"
+              f"{', ...' if len(result.skipped) > 1 else ''})", file=sys.stderr)
+    _print_push(result, url)
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -294,6 +411,42 @@ InputsArg = Annotated[list[Path], typer.Argument(
     help="Segmentation: a DICOM SEG, or label volume(s) (.nii.gz, .nrrd, .seg.nrrd).")]
 SegmentsOpt = Annotated[str | None, typer.Option(
     "--segments", help="Segment numbers, e.g. 1,3 or 2-5 (default: all).")]
+@app.command()
+def batch(
+    manifest: Annotated[Path, typer.Argument(help="CSV manifest: case,inputs[,reference,meta,"
+                                                  "output,type,profile,to,push,...].")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the outputs and "
+                                         "results.csv.")],
+    workers: Annotated[int, typer.Option("--workers", "-j", help="Cases at once (local "
+                                         "processes, or LocalCluster workers).")] = 1,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", help="Run on a Dask cluster: its scheduler address "
+                            "(tcp://host:8786), or 'local' for a LocalCluster.")] = None,
+    user: UserOpt = None, password: PasswordOpt = None, token: TokenOpt = None,
+    ca_bundle: CaOpt = None, timeout: TimeoutOpt = None,
+) -> None:
+    """Convert every case of a manifest; a failing case never stops the others.
+
+    A rerun skips the cases whose outputs are complete. Exit code 1 when any case failed.
+    """
+    from .batch import run_batch
+
+    options = _web(user, password, token, ca_bundle, timeout)
+    use_web = any(v is not None for v in (user, password, token, ca_bundle, timeout)) or any(
+        os.environ.get(f"SEGBRIDGE_{k}") for k in ("USER", "PASSWORD", "TOKEN", "CA_BUNDLE",
+                                                    "TIMEOUT"))
+    with _progress("cases") as progress:
+        result = run_batch(manifest, output, workers=max(1, workers), scheduler=scheduler,
+                           web=options if use_web else None, progress=progress)
+    counts = {s: sum(r["status"] == s for r in result.rows) for s in ("ok", "skipped", "error")}
+    print(f"{counts['ok']} converted, {counts['skipped']} already done, {counts['error']} "
+          f"failed; results in {result.results_csv}")
+    for r in result.failed:
+        print(f"error: case {r['case']}: {r['message']}", file=sys.stderr)
+    if result.failed:
+        raise typer.Exit(1)
+
+
 SrOpt = Annotated[Path | None, typer.Option(
     "--sr", help="Also write a DICOM SR (TID 1500) measurement report.")]
 
@@ -327,8 +480,9 @@ def _print_report(report, *, stream=None) -> None:
 @app.command()
 def stats(
     inputs: InputsArg,
-    image: Annotated[Path, typer.Option(
-        "--image", "-i", help="The image series the values come from (folder or files).")],
+    image: Annotated[str, typer.Option(
+        "--image", "-i", help="The image series the values come from (folder, files, or a "
+                              "DICOMweb series URL).")],
     series: SeriesOpt = None,
     segments: SegmentsOpt = None,
     mode: Annotated[StatsMode, typer.Option(
@@ -385,7 +539,7 @@ def stats(
 @app.command()
 def measure(
     inputs: InputsArg,
-    image: Annotated[Path | None, typer.Option(
+    image: Annotated[str | None, typer.Option(
         "--image", "-i", help="The image series (gives SOP Instance UIDs and statistics for "
                               "the SR).")] = None,
     series: SeriesOpt = None,
@@ -426,8 +580,9 @@ def measure(
 @app.command()
 def render(
     inputs: InputsArg,
-    image: Annotated[Path, typer.Option(
-        "--image", "-i", help="The image series to draw on (folder or files).")],
+    image: Annotated[str, typer.Option(
+        "--image", "-i", help="The image series to draw on (folder, files, or DICOMweb "
+                              "series URL).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")],
     series: SeriesOpt = None,
     segments: SegmentsOpt = None,
@@ -489,7 +644,8 @@ def main() -> None:
         import warnings
 
         warnings.simplefilter("ignore")
-        logging.getLogger("pydicom").setLevel(logging.ERROR)
+        for name in ("pydicom", "retrying", "dicomweb_client", "distributed"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     try:
         code = app(standalone_mode=False)  # typer.Exit comes back as the return value here
     except SegbridgeError as exc:

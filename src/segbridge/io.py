@@ -49,9 +49,15 @@ def _is_dicom(path: str | os.PathLike) -> bool:
 
 def load_reference(reference, *, series_uid: str | None = None, assign_uids: bool = False,
                    report: Report | None = None) -> ReferenceImage | None:
-    """A ReferenceImage from a path (folder, file, list) or pass one through."""
+    """A ReferenceImage from a path (folder, file, list), a DICOMweb series URL, or as is."""
     if reference is None or isinstance(reference, ReferenceImage):
         return reference
+    if isinstance(reference, str) and reference.lower().startswith(("http://", "https://")):
+        from .web.client import default_options
+        from .web.series import read_remote_series
+
+        return read_remote_series(reference, options=default_options(), series_uid=series_uid,
+                                  assign_uids=assign_uids, report=report)
     return read_series(reference, series_uid=series_uid, assign_uids=assign_uids, report=report)
 
 

@@ -87,12 +87,10 @@ class ReferenceImage:
         """
         if self._pixels is None:
             out = np.empty(self.grid.shape, np.float32)
-            import pydicom
-
             cache: dict[Path, tuple[np.ndarray, object]] = {}
-            for k, (path, frame) in enumerate(zip(self.paths, self.frames, strict=True)):
+            for k, ((path, frame), ds) in enumerate(zip(zip(self.paths, self.frames, strict=True),
+                                                        _datasets(self.paths), strict=True)):
                 if path not in cache:
-                    ds = pydicom.dcmread(path, force=True)
                     cache = {path: (ds.pixel_array, ds)}  # one file's pixels at a time
                 arr, ds = cache[path]
                 plane = arr[frame - 1] if frame else arr
@@ -100,6 +98,34 @@ class ReferenceImage:
                 out[k] = plane.astype(np.float32) * np.float32(slope) + np.float32(inter)
             self._pixels = out
         return self._pixels
+
+
+def load_dataset(source) -> Dataset:
+    """The whole data set of a series member: a file, or a remote instance."""
+    if hasattr(source, "read_dataset"):
+        return source.read_dataset()
+    import pydicom
+
+    return pydicom.dcmread(source, force=True)
+
+
+def _datasets(sources):
+    """The data set behind each source in order (each file once, remote ones in parallel)."""
+    remote = [s for s in dict.fromkeys(sources) if hasattr(s, "read_dataset")]
+    fetched = {}
+    if remote:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            fetched = dict(zip(remote, pool.map(load_dataset, remote), strict=True))
+    last = None
+    for s in sources:
+        if s in fetched:
+            yield fetched[s]
+        else:
+            if last is None or last[0] != s:
+                last = (s, load_dataset(s))
+            yield last[1]
 
 
 def _rescale(ds: Dataset, frame: int | None) -> tuple[float, float]:
@@ -239,17 +265,28 @@ def read_series(paths: str | os.PathLike | Sequence[str | os.PathLike], *,
     study or series UIDs are an error unless ``assign_uids`` (new UIDs, derived from the file
     contents so a rerun gives the same ones, are reported in ``assigned_uids``).
     """
+    report = report if report is not None else Report()
+    files = expand_paths(paths)
+    label = str(paths if isinstance(paths, (str, os.PathLike)) else (paths[0] if paths else ""))
+    headers = ((f, ds) for f in files if (ds := read_header(f)) is not None)
+    return series_from_headers(label, headers, series_uid=series_uid, assign_uids=assign_uids,
+                               report=report)
+
+
+def series_from_headers(label: str, headers, *, series_uid: str | None = None,
+                        assign_uids: bool = False, report: Report | None = None
+                        ) -> ReferenceImage:
+    """The grid and references of a series from (source, header) pairs.
+
+    A source is a file path or anything with a ``name`` and a ``read_dataset()`` (an instance on
+    a DICOMweb server): the headers come from wherever, pixels are fetched only when asked for.
+    """
     from pydicom.dataset import Dataset
     from pydicom.uid import generate_uid
 
     report = report if report is not None else Report()
-    files = expand_paths(paths)
-    label = str(paths if isinstance(paths, (str, os.PathLike)) else (paths[0] if paths else ""))
     groups: dict[str, list[tuple[Path, Dataset]]] = {}
-    for f in files:
-        ds = read_header(f)
-        if ds is None:
-            continue
+    for f, ds in headers:
         sop_class = _uid(ds, "SOPClassUID", "MediaStorageSOPClassUID")
         if sop_class in NON_IMAGE_SOP_CLASSES or "Rows" not in ds:
             continue
@@ -365,7 +402,6 @@ def write_reference_copy(ref: ReferenceImage, folder: str | os.PathLike) -> Path
     Blank SOP Instance UIDs get the file meta's Media Storage SOP Instance UID (the one the
     segmentation references), so the images and the segmentation can be stored together.
     """
-    import pydicom
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
@@ -374,7 +410,7 @@ def write_reference_copy(ref: ReferenceImage, folder: str | os.PathLike) -> Path
         if path in done:
             continue
         done.add(path)
-        ds = pydicom.dcmread(path, force=True)
+        ds = load_dataset(path)
         for kw, uid in ref.assigned_uids.items():
             setattr(ds, kw, uid)
         meta = getattr(ds, "file_meta", None)

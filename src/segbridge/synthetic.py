@@ -174,3 +174,54 @@ def demo_grid(shape=(24, 60, 70)) -> Grid:
     """An axial grid with anisotropic voxels; Columns (70) is not a multiple of 8 on purpose."""
     return Grid(shape, origin=(-120.0, -100.0, -60.0), spacing=(2.5, 0.9, 0.8),
                 direction=np.eye(3), frame_of_reference_uid=generate_uid())
+
+
+def write_collection(folder: str | Path, n: int, *, broken: tuple[int, ...] = (),
+                     shape=(12, 40, 48), outputs: tuple[str, ...] = (".dcm",)) -> Path:
+    """``n`` small cases (a CT series + a labelmap NIfTI each) and a batch manifest for them.
+
+    Cases whose index is in ``broken`` fail on purpose, alternately with a missing input file
+    and with labels on a grid that does not match the CT. Outputs cycle through ``outputs``
+    (file suffixes). Returns the manifest path.
+    """
+    import csv
+
+    import nibabel as nib
+
+    from .geometry import flip_lps_ras
+
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        name = f"case{i:03d}"
+        grid = Grid(shape, origin=(-100.0 + i, -90.0, -50.0 - 2 * i), spacing=(3.0, 1.0, 0.9),
+                    direction=np.eye(3), frame_of_reference_uid=generate_uid(
+                        entropy_srcs=["collection", name]))
+        hu, labels, tumor = demo_phantom(shape)
+        labels = np.roll(labels, i % 5, axis=2)
+        labels[(tumor > 0) & (labels == 0)] = 4
+        write_ct_series(root / name / "ct", hu, grid, patient=f"SEGBRIDGE^{name}",
+                        uid_seed=name)
+        bad = i in broken
+        kind = broken.index(i) % 2 if bad else None
+        affine = flip_lps_ras(grid.affine)
+        if kind == 1:  # labels half a voxel off the CT grid
+            affine = affine.copy()
+            affine[0, 3] += 0.45
+        vol = labels
+        img = nib.Nifti1Image(np.transpose(vol, (2, 1, 0)), affine)
+        img.set_sform(affine, 1)
+        img.set_qform(affine, 1)
+        label_file = root / name / "labels.nii.gz"
+        nib.save(img, str(label_file))
+        inputs = f"{name}/missing.nii.gz" if kind == 0 else f"{name}/labels.nii.gz"
+        suffix = outputs[i % len(outputs)]
+        rows.append({"case": name, "inputs": inputs, "reference": f"{name}/ct",
+                     "output": f"{name}{suffix}", "type": "labelmap" if i % 2 else "binary"})
+    manifest = root / "manifest.csv"
+    with open(manifest, "w", newline="") as fp:
+        w = csv.DictWriter(fp, fieldnames=["case", "inputs", "reference", "output", "type"])
+        w.writeheader()
+        w.writerows(rows)
+    return manifest

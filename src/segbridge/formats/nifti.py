@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -161,11 +162,14 @@ def write_nifti(seg: Segmentation, path: str | Path) -> None:
     shape = (nx, ny, nz) if len(vols) == 1 else (nx, ny, nz, len(vols))
     header = _header(shape, dtype, flip_lps_ras(grid.affine), grid.spacing[::-1], descrip)
     name = os.fspath(path)
-    opener = gzip.open(name, "wb", compresslevel=1) if name.endswith(".gz") else open(name, "wb")
-    with opener as fp:
-        fp.write(header)
-        for v in vols:  # [z, y, x] in C order is NIfTI's x-fastest order
-            fp.write(np.ascontiguousarray(v, dtype=dtype).data)  # no extra copy
+    with open(name, "wb") as raw:
+        # no name and no time in the gzip header: the same segmentation gives the same bytes
+        opener = gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=1, mtime=0) \
+            if name.endswith(".gz") else nullcontext(raw)
+        with opener as fp:
+            fp.write(header)
+            for v in vols:  # [z, y, x] in C order is NIfTI's x-fastest order
+                fp.write(np.ascontiguousarray(v, dtype=dtype).data)  # no extra copy
 
 
 def _gaps(grid: Grid) -> str:

@@ -1,0 +1,1 @@
+"""DICOMweb: a client with real-world error handling, pull / push, remote reference series."""
