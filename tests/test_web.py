@@ -412,3 +412,13 @@ def test_stream_parts_splits_multipart_at_any_chunk_size(chunk):
 
     assert list(stream_parts(Answer(), chunk)) == parts
     assert multipart_parts(body, ctype) == parts
+
+
+def test_info_and_validate_take_a_dicomweb_reference(pacs):
+    push([CT3], pacs.url, options=creds(pacs))
+    url = _series_url(pacs, CT3)
+    env = auth_env(pacs)
+    for cmd in (["info", "--json"], ["validate", "--json"]):
+        remote = cli(*cmd, DCMQI / "liver.dcm", "-r", url, env_extra=env, check=0)
+        local = cli(*cmd, DCMQI / "liver.dcm", "-r", CT3, check=0)
+        assert remote.stdout.replace(url, "REF") == local.stdout.replace(str(CT3), "REF")
