@@ -174,3 +174,31 @@ def test_manifest_errors_are_one_line(tmp_path):
     case = read_manifest(m)[0]
     assert case["inputs"] == [str(tmp_path / "one.nii.gz"), str(tmp_path / "two.nii.gz")]
     assert case["reference"] == str(tmp_path / "ct") and case["output"] == "a.dcm"
+
+
+def test_a_changed_case_runs_again_and_outputs_must_be_unique(tmp_path):
+    collection = write_collection(tmp_path / "c", 3)
+    out = tmp_path / "out"
+    assert not run_batch(collection, out).failed
+    rows = list(csv.DictReader(open(collection, newline="")))
+    rows[0]["type"] = "binary" if rows[0]["type"] == "labelmap" else "labelmap"  # changed row
+    rows[1]["output"] = "renamed.dcm"                                               # new name
+    with open(collection, "w", newline="") as fp:
+        w = csv.DictWriter(fp, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    again = {r["case"]: r["status"] for r in run_batch(collection, out).rows}
+    assert again == {"case000": "ok", "case001": "ok", "case002": "skipped"}
+    assert (out / "renamed.dcm").is_file()
+    # an input touched since: that case runs again
+    label = collection.parent / "case002" / "labels.nii.gz"
+    os.utime(label, ns=(label.stat().st_atime_ns, label.stat().st_mtime_ns + 10**9))
+    again = {r["case"]: r["status"] for r in run_batch(collection, out).rows}
+    assert again == {"case000": "skipped", "case001": "skipped", "case002": "ok"}
+    rows[2]["output"] = "renamed.dcm"
+    with open(collection, "w", newline="") as fp:
+        w = csv.DictWriter(fp, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    with pytest.raises(InvalidInputError, match="writes renamed.dcm, as case 'case001' does"):
+        read_manifest(collection)

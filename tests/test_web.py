@@ -422,3 +422,80 @@ def test_info_and_validate_take_a_dicomweb_reference(pacs):
         remote = cli(*cmd, DCMQI / "liver.dcm", "-r", url, env_extra=env, check=0)
         local = cli(*cmd, DCMQI / "liver.dcm", "-r", CT3, check=0)
         assert remote.stdout.replace(url, "REF") == local.stdout.replace(str(CT3), "REF")
+
+
+def test_user_mistakes_in_urls_and_secrets_are_one_line_without_the_secret(pacs, tmp_path):
+    out = tmp_path / "o"
+    cases = [
+        (["pull", "http:///dicom-web", "--study", "1"], {}, "no host name in the URL"),
+        (["pull", "http://u:pw-99@127.0.0.1:99999/dicom-web", "--study", "1"], {},
+         "the port is not a number from 1 to 65535"),
+        (["pull", pacs.url, "--study", "1"], {"SEGBRIDGE_TIMEOUT": "abc"},
+         "SEGBRIDGE_TIMEOUT='abc' is not a number of seconds"),
+        (["pull", pacs.url, "--study", "1"], {"SEGBRIDGE_TOKEN": "topSECRET\r"},
+         "the token given contains characters HTTP authentication cannot carry"),
+        (["pull", pacs.url, "--study", "1", "--user", "alice", "--password", "pässwörd€"], {},
+         "the password given contains characters"),
+        (["batch", tmp_path / "m.csv", "-o", tmp_path / "b", "--scheduler", "foo"], {},
+         "cannot reach the Dask scheduler at foo"),
+    ]
+    (tmp_path / "m.csv").write_text("case,inputs\na,x.nii.gz\n")
+    for args, env, message in cases:
+        r = cli(*args, *(["-o", out] if args[0] == "pull" else []), env_extra=env)
+        assert r.returncode == 1, (args, r.stderr)
+        assert message in r.stderr and r.stderr.count("\n") == 1, (args, r.stderr)
+        for secret in ("pw-99", "topSECRET", "pässwörd"):
+            assert secret not in r.stderr
+        assert not out.exists()
+    # credentials in the URL that the server refuses are called refused, not missing
+    r = cli("pull", pacs.url.replace("http://", "http://alice:wrong@"), "--study", "1", "-o",
+            out)
+    assert "the credentials were refused" in r.stderr
+
+
+def test_push_to_a_study_url_guards_the_study_and_a_series_url_is_refused(pacs, tmp_path):
+    ds = pydicom.dcmread(sorted(CT3.glob("*.dcm"))[0])
+    env = auth_env(pacs)
+    r = cli("push", CT3, "--url", f"{pacs.url}/studies/{ds.StudyInstanceUID}", env_extra=env,
+            check=0)
+    assert "stored 3 instance(s)" in r.stdout
+    r = cli("push", CT3, "--url", f"{pacs.url}/studies/1.2.3", env_extra=env)
+    assert r.returncode == 1 and r.stderr.count("refused:") == 3
+    r = cli("push", CT3, "--url", _series_url(pacs, CT3), env_extra=env)
+    assert r.returncode == 1 and "stores into a study, not a series" in r.stderr
+
+
+def test_ctrl_c_stops_a_pull_without_waiting_for_a_stalled_server(pacs, tmp_path):
+    import signal
+    import time as _time
+
+    push([CT3], pacs.url, options=creds(pacs))
+    study = str(pydicom.dcmread(sorted(CT3.glob("*.dcm"))[0]).StudyInstanceUID)
+
+    def retrieval(path):  # WADO-RS of a whole series (not its QIDO listing or metadata)
+        return path.split("?")[0].rstrip("/").split("/")[-2] == "series"
+
+    def stall(method, path, n):
+        if retrieval(path):
+            _time.sleep(20)
+        return None
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEGBRIDGE_")}
+    env.update(auth_env(pacs))
+    with FaultProxy(pacs.root, stall) as proxy:
+        p = subprocess.Popen([sys.executable, "-m", "segbridge", "pull", proxy.root +
+                              "/dicom-web", "--study", study, "-o", str(tmp_path / "p")],
+                             stderr=subprocess.PIPE, text=True, env=env,
+                             # a shell's background job ignores SIGINT, and so would the child
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        deadline = _time.time() + 30
+        while not any(retrieval(q) for _, q, _ in proxy.requests):
+            assert _time.time() < deadline
+            _time.sleep(0.1)
+        t0 = _time.time()
+        p.send_signal(signal.SIGINT)
+        err = p.communicate(timeout=15)[1]
+        stopped_after = _time.time() - t0
+    assert p.returncode == 130 and "segbridge: aborted" in err
+    assert stopped_after < 10  # not the 20 s the server stalls
+    assert not [q for q in (tmp_path / "p").rglob("*") if q.is_file()]

@@ -49,7 +49,7 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
         if unknown:
             raise InvalidInputError(f"{path}: unknown column(s) {', '.join(unknown)}; known: "
                                     f"{', '.join(COLUMNS)}")
-        cases, seen = [], set()
+        cases, seen, outputs = [], set(), {}
         for line, row in enumerate(reader, start=2):
             row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
             if not any(row.values()):
@@ -70,6 +70,11 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
                 if case[k] and not case[k].lower().startswith(("http://", "https://")):
                     case[k] = str(_resolve(base, case[k]))
             case["output"] = case["output"] or f"{name}.dcm"
+            out = os.path.normpath(case["output"])
+            if out in outputs:
+                raise InvalidInputError(f"{path}: line {line}: case {name!r} writes "
+                                        f"{case['output']}, as case {outputs[out]!r} does")
+            outputs[out] = name
             cases.append(case)
     if not cases:
         raise InvalidInputError(f"{path}: the manifest has no cases")
@@ -79,6 +84,19 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
 def _resolve(base: Path, p: str) -> Path:
     q = Path(p.strip()).expanduser()
     return q if q.is_absolute() else base / q
+
+
+def fingerprint(case: dict) -> str:
+    """What a case's outputs depend on: its row and the size and time of its local inputs.
+    A rerun redoes a case whose fingerprint changed, even if its outputs are still there."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps(case, sort_keys=True).encode())
+    for p in [*case["inputs"], case["meta"], case["reference"]]:
+        if p and not p.lower().startswith(("http://", "https://")) and os.path.exists(p):
+            st = os.stat(p)
+            h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:32]
 
 
 def run_case(case: dict, outdir: str, web: dict | None = None) -> dict:
@@ -142,15 +160,24 @@ def _run_local(cases, outdir, web, workers, done):
     from concurrent.futures.process import BrokenProcessPool
 
     ctx = multiprocessing.get_context("spawn")  # no fork of a threaded parent
+    broken = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         futures = {pool.submit(run_case, c, outdir, web): c for c in cases}
         for f in as_completed(futures):
             try:
                 done(f.result())
             except BrokenProcessPool:
-                done({"case": futures[f]["case"], "status": "error", "outputs": "",
-                      "message": "the worker process died (out of memory?)", "seconds": 0,
-                      "bytes": 0, "segments": ""})
+                broken.append(futures[f])
+    # a worker died (killed, out of memory): the pool gives up on every case it still held;
+    # run those again one by one, each in its own process, so only the culprit fails
+    for c in broken:
+        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+            try:
+                done(pool.submit(run_case, c, outdir, web).result())
+            except BrokenProcessPool:
+                done({"case": c["case"], "status": "error", "outputs": "",
+                      "message": "the worker process died (killed, or out of memory?)",
+                      "seconds": 0, "bytes": 0, "segments": ""})
 
 
 def _run_dask(cases, outdir, web, scheduler, workers, done):
@@ -166,7 +193,7 @@ def _run_dask(cases, outdir, web, scheduler, workers, done):
     try:
         try:
             client = Client(address, timeout="15s")
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:
             raise SegbridgeError(f"cannot reach the Dask scheduler at {address} "
                                  f"({type(exc).__name__})") from None
         with client:
@@ -196,7 +223,8 @@ class BatchResult:
 
 
 def _journal(outdir: Path) -> dict[str, dict]:
-    """Cases a previous run finished, whose outputs are still whole."""
+    """Cases a previous run finished, whose outputs are still whole (by recorded size);
+    each with the fingerprint it ran with."""
     done = {}
     path = outdir / JOURNAL
     if not path.exists():
@@ -229,9 +257,10 @@ def run_batch(manifest: str | os.PathLike, outdir: str | os.PathLike, *, workers
     rows: dict[str, dict] = {}
     total = len(cases)
     todo = []
+    keys = {c["case"]: fingerprint(c) for c in cases}
     for c in cases:
-        if c["case"] in previous:
-            p = previous[c["case"]]
+        p = previous.get(c["case"])
+        if p is not None and p.get("key") == keys[c["case"]]:
             rows[c["case"]] = {**{k: p.get(k, "") for k in RESULT_COLUMNS}, "status": "skipped",
                                "message": "outputs of an earlier run are complete"}
         else:
@@ -244,7 +273,7 @@ def run_batch(manifest: str | os.PathLike, outdir: str | os.PathLike, *, workers
         rows[row["case"]] = row
         sizes = {p: Path(p).stat().st_size for p in row["outputs"].split(";")
                  if p and Path(p).is_file()} if row["status"] == "ok" else {}
-        journal.write(json.dumps({**row, "sizes": sizes}) + "\n")
+        journal.write(json.dumps({**row, "sizes": sizes, "key": keys[row["case"]]}) + "\n")
         journal.flush()
         if on_row:
             on_row(row)

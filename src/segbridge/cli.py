@@ -634,6 +634,15 @@ def demo(
         raise typer.Exit(1)
 
 
+def _aborted() -> None:
+    print("segbridge: aborted", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # the main thread has cleaned up its temporary files by now; do not wait for transfer
+    # threads blocked on the network (a pull removes their leftovers when rerun)
+    os._exit(130)
+
+
 def main() -> None:
     """Console entry point: run the app, turn SegbridgeError into one line and an exit code."""
     debug = os.environ.get("SEGBRIDGE_DEBUG") == "1"
@@ -654,10 +663,11 @@ def main() -> None:
         print(f"segbridge: error: {exc}", file=sys.stderr)
         sys.exit(1)
     except typer.Exit as exc:
+        if exc.exit_code == 130:
+            _aborted()
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        print("segbridge: aborted", file=sys.stderr)
-        sys.exit(130)
+        _aborted()
     except Exception as exc:  # usage errors (typer's click) and anything unexpected
         if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
@@ -667,6 +677,8 @@ def main() -> None:
         print(f"segbridge: internal error: {type(exc).__name__}: {exc} (set SEGBRIDGE_DEBUG=1 "
               "for details, and please report it)", file=sys.stderr)
         sys.exit(3)
+    if code == 130:  # typer turns Ctrl-C into Exit(130), which comes back as the result
+        _aborted()
     sys.exit(code if isinstance(code, int) else 0)
 
 

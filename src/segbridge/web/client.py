@@ -46,11 +46,39 @@ class WebOptions:
                  timeout: float | None = None) -> WebOptions:
         """Flags win over SEGBRIDGE_USER / _PASSWORD / _TOKEN / _CA_BUNDLE / _TIMEOUT."""
         env = os.environ.get
-        t = timeout if timeout is not None else float(env("SEGBRIDGE_TIMEOUT", "30") or 30)
-        return cls(user=user or env("SEGBRIDGE_USER") or None,
-                   password=password if password is not None else env("SEGBRIDGE_PASSWORD"),
-                   token=token or env("SEGBRIDGE_TOKEN") or None,
-                   ca_bundle=ca_bundle or env("SEGBRIDGE_CA_BUNDLE") or None, timeout=t)
+        if timeout is None:
+            text = env("SEGBRIDGE_TIMEOUT", "") or "30"
+            try:
+                timeout = float(text)
+            except ValueError:
+                raise InvalidInputError(f"SEGBRIDGE_TIMEOUT={text!r} is not a number of "
+                                        "seconds") from None
+        if not timeout > 0:
+            raise InvalidInputError(f"the timeout must be more than 0 seconds, got {timeout:g}")
+        options = cls(user=user or env("SEGBRIDGE_USER") or None,
+                      password=password if password is not None else env("SEGBRIDGE_PASSWORD"),
+                      token=token or env("SEGBRIDGE_TOKEN") or None,
+                      ca_bundle=ca_bundle or env("SEGBRIDGE_CA_BUNDLE") or None,
+                      timeout=timeout)
+        options.check()
+        return options
+
+    def check(self) -> None:
+        """Secrets that cannot go into an HTTP header are refused here, without echoing them
+        (a token file saved with a Windows line end, a password outside Latin-1)."""
+        for what, value in (("user", self.user), ("password", self.password),
+                            ("token", self.token)):
+            if value is None:
+                continue
+            bad = any(c in value for c in "\r\n\0")
+            try:
+                value.encode("latin-1")
+            except UnicodeEncodeError:
+                bad = True
+            if bad or (what == "user" and ":" in value):
+                raise InvalidInputError(f"the {what} given contains characters HTTP "
+                                        "authentication cannot carry (line breaks, ':' in a "
+                                        "user name, or non-Latin-1 letters)")
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("user", "password", "token", "ca_bundle",
@@ -78,8 +106,12 @@ def public(url: str) -> str:
     """``url`` without user-info (user:password@)."""
     parts = urlsplit(url)
     host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is not None:
+        host = f"{host}:{port}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
@@ -140,9 +172,19 @@ class Endpoint:
 
     def __init__(self, url: str, options: WebOptions | None = None) -> None:
         if not is_url(url):
-            raise InvalidInputError(f"{url}: not an http(s) URL")
+            raise InvalidInputError(f"{public(url) if '@' in url else url}: not an http(s) URL")
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            port = 0
+        if port == 0:
+            raise InvalidInputError(f"{public(url)}: the port is not a number from 1 to 65535")
+        if not parts.hostname:
+            raise InvalidInputError(f"{public(url)}: no host name in the URL")
         self.url = url.rstrip("/")
         self.options = options or default_options()
+        self.options.check()
         if self.options.ca_bundle and not os.path.exists(self.options.ca_bundle):
             raise InvalidInputError(f"--ca-bundle {self.options.ca_bundle}: no such file")
         self._local = threading.local()
@@ -234,6 +276,12 @@ class Endpoint:
                 from None
         except requests.exceptions.HTTPError as exc:
             raise self.http_error(what, exc.response) from None
+        except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL,
+                UnicodeError) as exc:
+            # our side: the texts of these can hold a header value (a secret), never show them
+            raise RemoteError(f"{where}: {what}: the request could not be built "
+                              f"({type(exc).__name__}); check the URL and the credentials") \
+                from None
         except Exception as exc:
             # dicomweb-client's retry loop gives up with retrying.RetryError around the last
             # response it got
@@ -249,8 +297,8 @@ class Endpoint:
         where = public(self.url)
         code = response.status_code if response is not None else 0
         if code == 401:
-            why = ("the credentials were refused" if self.options.user or self.options.token
-                   else "the server wants credentials")
+            sent = self.options.user or self.options.token or urlsplit(self.url).username
+            why = "the credentials were refused" if sent else "the server wants credentials"
             return RemoteError(f"{where}: {what}: 401 Unauthorized: {why} (--user/--password, "
                                "--token, or SEGBRIDGE_USER/SEGBRIDGE_PASSWORD/SEGBRIDGE_TOKEN)")
         if code == 403:
@@ -267,7 +315,7 @@ class Endpoint:
 def _boundary(content_type: str) -> bytes:
     import re
 
-    m = re.search(r'boundary="?([^";]+)"?', content_type)
+    m = re.search(r'boundary="?([^";]+)"?', content_type, re.IGNORECASE)
     if not m:
         raise ValueError("multipart answer without a boundary")
     return m.group(1).strip().encode()

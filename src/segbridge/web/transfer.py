@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InvalidInputError, RemoteError
-from .client import Endpoint, WebOptions, multipart_parts, public, stream_parts
+from .client import Endpoint, WebOptions, multipart_parts, public, split_series_url, stream_parts
 
 # PS3.18 Table I.2-1 / PS3.4 failure reasons of STOW-RS
 FAILURE_REASONS = {
@@ -78,6 +78,10 @@ def _pull(ep, url, study, folder, series, workers, progress, on_file) -> PullRes
         uids = [series]
     if not uids:
         raise RemoteError(f"{public(url)}: study {study} has no series there")
+    for stale in folder.glob("*/.part.*.tmp"):  # left by a pull that was killed
+        if not _alive(stale.name.split(".")[-2]):
+            stale.unlink(missing_ok=True)
+    sops_of: dict[str, set[str]] = {}
     whole: dict[str, set[str]] = {}  # series with nothing here yet: one streamed request
     single: list[tuple[str, str]] = []  # instances missing from a partly present series
     for s in uids:
@@ -87,6 +91,7 @@ def _pull(ep, url, study, folder, series, workers, progress, on_file) -> PullRes
             raise RemoteError(f"{public(url)}: series {s} of study {study} has no instances")
         result.series[s] = len(instances)
         sops = [_tag(inst, "00080018") for inst in instances]
+        sops_of[s] = set(sops)
         have = [sop for sop in sops if (folder / s / f"{sop}.dcm").exists()]
         result.skipped.extend(folder / s / f"{sop}.dcm" for sop in have)
         if not have:
@@ -95,6 +100,7 @@ def _pull(ep, url, study, folder, series, workers, progress, on_file) -> PullRes
             single.extend((s, sop) for sop in sops if sop not in set(have))
     total = sum(result.series.values())
     lock = threading.Lock()
+    stop = threading.Event()
     if progress:
         progress(len(result.skipped), total)
 
@@ -109,6 +115,8 @@ def _pull(ep, url, study, folder, series, workers, progress, on_file) -> PullRes
             on_file(path)
 
     def store(data: bytes, s: str, expected: set[str]) -> None:
+        if stop.is_set():
+            raise _Stopped
         (folder / s).mkdir(parents=True, exist_ok=True)
         tmp = folder / s / f".part.{threading.get_ident()}.{os.getpid()}.tmp"
         try:
@@ -136,25 +144,49 @@ def _pull(ep, url, study, folder, series, workers, progress, on_file) -> PullRes
         ep.call(f"retrieving series {s}", do)
 
     def fetch_instance(s: str, sop: str) -> None:
+        if stop.is_set():
+            raise _Stopped
         data = ep.call(f"retrieving instance {sop}", lambda c: _get_instance(ep, study, s, sop))
         store(data, s, {sop})
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(fetch_series, s) for s in whole]
-        futures += [pool.submit(fetch_instance, s, sop) for s, sop in single]
-        try:
-            for f in as_completed(futures):
-                f.result()
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
+    jobs = [lambda s=s: fetch_series(s) for s in whole]
+    jobs += [lambda s=s, sop=sop: fetch_instance(s, sop) for s, sop in single]
+    _run_all(jobs, workers, stop)
     for s, n in result.series.items():
-        have = len(list((folder / s).glob("*.dcm")))
+        have = sum((folder / s / f"{sop}.dcm").exists() for sop in sops_of[s])
         if have < n:
             raise RemoteError(f"{public(url)}: series {s}: {have} of {n} instances arrived; "
                               "run the same pull again to fetch the rest")
     return result
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _Stopped(Exception):
+    """Raised in a worker thread when the main thread gave up (an error, or Ctrl-C)."""
+
+
+def _run_all(jobs, workers: int, stop: threading.Event) -> None:
+    """Run the jobs on a thread pool; on the first failure (or Ctrl-C) tell the others to
+    stop, drop what has not started, and do not wait for the running ones."""
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    futures = [pool.submit(job) for job in jobs]
+    try:
+        for f in as_completed(futures):
+            f.result()
+    except BaseException:
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 ACCEPT_PART10 = 'multipart/related; type="application/dicom"; transfer-syntax=*'
@@ -234,7 +266,14 @@ def push(paths: Sequence[str | os.PathLike], url: str, *, options: WebOptions | 
     With ``study`` the request goes to ``/studies/<study>``: the server stores only instances
     of that study and refuses the others (a guard against filing a SEG in the wrong study).
     """
-    ep = Endpoint(url, options)
+    root, url_study, url_series = split_series_url(url)
+    if url_series:
+        raise InvalidInputError(f"{public(url)}: STOW-RS stores into a study, not a series; "
+                                "give the DICOMweb root or a .../studies/<uid> URL")
+    if url_study and study and url_study != study:
+        raise InvalidInputError(f"--study {study} and the URL's study {url_study} differ")
+    study = study or url_study
+    ep = Endpoint(root, options)
     files, others = dicom_files(paths)
     result = PushResult(skipped=[str(o) for o in others])
     if not files:
@@ -251,8 +290,12 @@ def push(paths: Sequence[str | os.PathLike], url: str, *, options: WebOptions | 
     lock = threading.Lock()
     done = 0
 
+    stop = threading.Event()
+
     def send(batch: list[Path]) -> None:
         nonlocal done
+        if stop.is_set():
+            raise _Stopped
         parts, names, failed = [], {}, []
         for f in batch:
             try:
@@ -273,15 +316,7 @@ def push(paths: Sequence[str | os.PathLike], url: str, *, options: WebOptions | 
         if progress:
             progress(n, len(files))
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(send, b) for b in batches]
-        try:
-            for f in as_completed(futures):
-                f.result()
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
+    _run_all([lambda b=b: send(b) for b in batches], workers, stop)
     return result
 
 
