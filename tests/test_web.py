@@ -499,3 +499,25 @@ def test_ctrl_c_stops_a_pull_without_waiting_for_a_stalled_server(pacs, tmp_path
     assert p.returncode == 130 and "segbridge: aborted" in err
     assert stopped_after < 10  # not the 20 s the server stalls
     assert not [q for q in (tmp_path / "p").rglob("*") if q.is_file()]
+
+
+def test_a_server_without_series_retrieval_is_pulled_instance_by_instance(pacs, tmp_path):
+    """Some archives answer 406 to a whole-series WADO-RS request: pull falls back to
+    fetching the instances one by one, in parallel."""
+    push([CT3], pacs.url, options=creds(pacs))
+    ds = pydicom.dcmread(sorted(CT3.glob("*.dcm"))[0])
+
+    def refuse_series(method, path, n):
+        if path.split("?")[0].rstrip("/").split("/")[-2] == "series":
+            return (406, "application/json", b"{}")
+        return None
+
+    with FaultProxy(pacs.root, refuse_series) as proxy:
+        got = pull(proxy.root + "/dicom-web", str(ds.StudyInstanceUID), tmp_path / "p",
+                   series=str(ds.SeriesInstanceUID), options=creds(pacs))
+        per_instance = [p for _, p, _ in proxy.requests if "/instances/" in p]
+    assert len(got.fetched) == 3 and len(per_instance) == 3
+    local = by_sop(sorted(CT3.glob("*.dcm")))
+    for path in got.fetched:
+        ds2 = pydicom.dcmread(path)
+        assert content(ds2) == content(local[str(ds2.SOPInstanceUID)])

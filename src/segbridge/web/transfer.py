@@ -134,14 +134,24 @@ def _pull(ep, url, study, folder, series, workers, progress, on_file) -> PullRes
         arrived(target, size)
 
     def fetch_series(s: str) -> None:
+        import requests
+
         def do(client):
-            r = ep.request("GET", f"/studies/{study}/series/{s}",
-                           headers={"Accept": ACCEPT_PART10}, stream=True)
+            try:
+                r = ep.request("GET", f"/studies/{study}/series/{s}",
+                               headers={"Accept": ACCEPT_PART10}, stream=True)
+            except requests.exceptions.HTTPError as exc:
+                if exc.response is not None and exc.response.status_code in NO_SERIES_RETRIEVE:
+                    return  # this server will not send a whole series: instance by instance
+                raise
             with r:
                 for part in stream_parts(r):
                     store(part, s, whole[s])
 
         ep.call(f"retrieving series {s}", do)
+        # what the series answer did not hold (or all of it, if refused) comes one by one
+        missing = [sop for sop in whole[s] if not (folder / s / f"{sop}.dcm").exists()]
+        _run_all([lambda sop=sop: fetch_instance(s, sop) for sop in missing], workers, stop)
 
     def fetch_instance(s: str, sop: str) -> None:
         if stop.is_set():
@@ -189,6 +199,8 @@ def _run_all(jobs, workers: int, stop: threading.Event) -> None:
     pool.shutdown()
 
 
+# answers meaning "no series-level retrieval here" (not "no such series"): fall back
+NO_SERIES_RETRIEVE = (400, 406, 415, 501)
 ACCEPT_PART10 = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 
 
