@@ -64,3 +64,17 @@ def rotation(a: float, b: float, c: float) -> np.ndarray:
     ry = np.array([[cb, 0, sb], [0, 1, 0], [-sb, 0, cb]])
     rz = np.array([[cc, -sc, 0], [sc, cc, 0], [0, 0, 1]])
     return rz @ ry @ rx
+
+
+def dciodvfy_errors(path) -> list[str]:
+    """The "Error" lines dciodvfy (dicom3tools, an independent checker) prints for a file.
+
+    dciodvfy is required, not optional: .ci/run installs it (apt-get install dicom3tools).
+    """
+    import shutil
+    import subprocess
+
+    exe = shutil.which("dciodvfy")
+    assert exe, "dciodvfy is not installed (apt-get install dicom3tools)"
+    res = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60)
+    return [line for line in (res.stdout + res.stderr).splitlines() if line.startswith("Error")]

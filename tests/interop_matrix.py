@@ -183,12 +183,10 @@ def read_cornerstone(files, ref) -> dict[str, np.ndarray]:
 
 
 def run_dciodvfy(files) -> None:
-    exe = shutil.which("dciodvfy")
-    if exe is None:
-        raise RuntimeError("dciodvfy not installed")
+    from conftest import dciodvfy_errors
+
     for f in files:
-        res = subprocess.run([exe, str(f)], capture_output=True, text=True, timeout=60)
-        errors = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.startswith("Error")]
+        errors = dciodvfy_errors(f)
         if errors:
             raise RuntimeError(errors[0])
 

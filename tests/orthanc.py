@@ -36,16 +36,14 @@ def find_orthanc() -> tuple[str, str] | None:
     return None
 
 
-def self_signed(folder: Path) -> Path:
-    """A certificate for 127.0.0.1 and its key in one PEM file (openssl), for https tests."""
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (openssl), for https tests."""
     folder.mkdir(parents=True, exist_ok=True)
     key, crt = folder / "key.pem", folder / "cert.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
                     "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
                     "-keyout", str(key), "-out", str(crt)], check=True, capture_output=True)
-    both = folder / "orthanc.pem"
-    both.write_bytes(crt.read_bytes() + key.read_bytes())
-    return both
+    return crt, key
 
 
 def free_port() -> int:
@@ -58,8 +56,7 @@ class Orthanc:
     """One Orthanc process; ``url`` is its DICOMweb root."""
 
     def __init__(self, folder: Path, *, port: int | None = None,
-                 users: dict[str, str] | None = None, lua: str | None = None,
-                 tls: Path | None = None) -> None:
+                 users: dict[str, str] | None = None, lua: str | None = None) -> None:
         found = find_orthanc()
         if found is None:
             raise RuntimeError("Orthanc with the DICOMweb plugin is not installed "
@@ -70,12 +67,11 @@ class Orthanc:
         self.port = port or free_port()
         self.users = users or {}
         self.lua = lua
-        self.tls = tls  # a PEM file holding the certificate and its key: serve https
         self.proc: subprocess.Popen | None = None
 
     @property
     def root(self) -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def url(self) -> str:
@@ -93,8 +89,6 @@ class Orthanc:
             "AuthenticationEnabled": bool(self.users), "RegisteredUsers": self.users,
             "StableAge": 1,
         }
-        if self.tls:
-            cfg.update({"SslEnabled": True, "SslCertificate": str(self.tls)})
         if self.lua:
             script = self.folder / "filter.lua"
             script.write_text(self.lua)
@@ -103,18 +97,15 @@ class Orthanc:
         path.write_text(json.dumps(cfg, indent=1))
         return path
 
-    def _get(self, path: str):
-        req = urllib.request.Request(self.root + path)
+    def _get(self, path: str, data: bytes | None = None):
+        """Orthanc's own REST API (JSON), as its first registered user."""
+        req = urllib.request.Request(self.root + path, data=data,
+                                     method="POST" if data is not None else "GET")
         if self.users:
             user, pw = next(iter(self.users.items()))
             req.add_header("Authorization",
                            "Basic " + b64encode(f"{user}:{pw}".encode()).decode())
-        ctx = None
-        if self.tls:
-            import ssl
-
-            ctx = ssl.create_default_context(cafile=str(self.tls))
-        with urllib.request.urlopen(req, timeout=5, context=ctx) as r:
+        with urllib.request.urlopen(req, timeout=5) as r:
             return json.loads(r.read())
 
     def start(self, wait: float = 30.0) -> Orthanc:
@@ -154,14 +145,7 @@ class Orthanc:
         return [self._get(f"/series/{s}") for s in self._get(f"/studies/{found}")["Series"]]
 
     def _lookup(self, uid: str, level: str) -> str:
-        req = urllib.request.Request(self.root + "/tools/lookup", data=uid.encode(),
-                                     method="POST")
-        if self.users:
-            user, pw = next(iter(self.users.items()))
-            req.add_header("Authorization",
-                           "Basic " + b64encode(f"{user}:{pw}".encode()).decode())
-        with urllib.request.urlopen(req, timeout=5) as r:
-            hits = json.loads(r.read())
+        hits = self._get("/tools/lookup", data=uid.encode())
         return next(h["ID"] for h in hits if h["Type"] == level)
 
     def __enter__(self) -> Orthanc:
@@ -176,7 +160,7 @@ def attach(port: int, users: dict[str, str]) -> Orthanc:
     o = Orthanc.__new__(Orthanc)
     o.binary = o.plugin = None
     o.folder = None
-    o.port, o.users, o.lua, o.proc, o.tls = port, users, None, None, None
+    o.port, o.users, o.lua, o.proc = port, users, None, None
     return o
 
 

@@ -20,7 +20,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from conftest import CT3, DCMQI, TOTALSEG, rotation
+from conftest import CT3, DCMQI, TOTALSEG, dciodvfy_errors, rotation
 from interop_node import available as node_unavailable
 from interop_node import cornerstone_measure
 
@@ -33,7 +33,6 @@ from segbridge.measure.stats import compute_stats, parse_segment_list
 from segbridge.model import Segment, Segmentation
 from segbridge.synthetic import ellipsoid, write_ct_series, write_pet_series
 
-DCIODVFY = shutil.which("dciodvfy")
 needs_node = pytest.mark.skipif(node_unavailable() is not None,
                                 reason=f"Cornerstone harness: {node_unavailable()}")
 
@@ -654,11 +653,8 @@ def test_sr_read_back_by_dcmqi(sr_case, tmp_path):
     assert seen == len(stats)
 
 
-@pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy not installed (dicom3tools)")
-def test_sr_has_no_dciodvfy_errors(sr_case, tmp_path):
-    path = sr_case[0]
-    res = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True)
-    errors = [x for x in (res.stdout + res.stderr).splitlines() if x.startswith("Error")]
+def test_sr_has_no_dciodvfy_errors(sr_case):
+    errors = dciodvfy_errors(sr_case[0])
     assert errors == [], "\n".join(errors)
 
 

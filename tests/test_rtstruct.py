@@ -16,7 +16,7 @@ import nrrd
 import numpy as np
 import pydicom
 import pytest
-from conftest import CT3, DATA, DCMQI, TOTALSEG, rotation
+from conftest import CT3, DATA, DCMQI, TOTALSEG, dciodvfy_errors, rotation
 
 import segbridge as sb
 from segbridge.errors import InvalidInputError, Report
@@ -30,7 +30,6 @@ PPS_CT = PPS / "CT" / "3 mm CT"
 PHANTOMS = ["Sphere_30_0", "Cylinder_30_0", "Cone_30_0", "RtCone_30_0"]
 RTU = DATA / "rt-utils" / "tests" / "mock_data"
 PLASTIMATCH = shutil.which("plastimatch") or str(Path(sys.executable).parent / "plastimatch")
-DCIODVFY = shutil.which("dciodvfy")
 
 
 def same_masks(a: Segmentation, b: Segmentation) -> None:
@@ -305,10 +304,8 @@ def test_plastimatch_loads_what_we_write(written, tmp_path):
         assert dice(ours, theirs[s.label]) >= 0.99, s.label
 
 
-@pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy not installed (dicom3tools)")
 def test_dciodvfy_reports_no_errors(written):
-    res = subprocess.run([DCIODVFY, str(written[0])], capture_output=True, text=True)
-    errors = [x for x in (res.stdout + res.stderr).splitlines() if x.startswith("Error")]
+    errors = dciodvfy_errors(written[0])
     assert errors == [], "\n".join(errors)
 
 

@@ -362,8 +362,7 @@ def test_tls_is_verified_and_a_ca_bundle_is_taken(pacs, tmp_path):
     (Debian's Orthanc 1.10 crashes on its own https connections here)."""
     from orthanc import self_signed
 
-    self_signed(tmp_path / "tls")
-    cert, key = tmp_path / "tls" / "cert.pem", tmp_path / "tls" / "key.pem"
+    cert, key = self_signed(tmp_path / "tls")
     push([CT3], pacs.url, options=creds(pacs))
     study = str(pydicom.dcmread(sorted(CT3.glob("*.dcm"))[0]).StudyInstanceUID)
     with FaultProxy(pacs.root, tls=(str(cert), str(key))) as proxy:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InvalidInputError, SegbridgeError
+from .web.client import is_url
 
 COLUMNS = ("case", "inputs", "reference", "meta", "output", "type", "profile", "to", "push",
            "compression", "series")
@@ -67,7 +68,7 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
             case["inputs"] = [str(_resolve(base, p)) for p in case["inputs"].split(";")
                               if p.strip()]
             for k in ("reference", "meta"):
-                if case[k] and not case[k].lower().startswith(("http://", "https://")):
+                if case[k] and not is_url(case[k]):
                     case[k] = str(_resolve(base, case[k]))
             case["output"] = case["output"] or f"{name}.dcm"
             out = os.path.normpath(case["output"])
@@ -93,10 +94,16 @@ def fingerprint(case: dict) -> str:
 
     h = hashlib.sha256(json.dumps(case, sort_keys=True).encode())
     for p in [*case["inputs"], case["meta"], case["reference"]]:
-        if p and not p.lower().startswith(("http://", "https://")) and os.path.exists(p):
+        if p and not is_url(p) and os.path.exists(p):
             st = os.stat(p)
             h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()[:32]
+
+
+def error_row(case: str, message: str) -> dict:
+    """A results row for a case that failed (or has not succeeded yet)."""
+    return {"case": case, "status": "error", "message": message, "outputs": "",
+            "seconds": 0.0, "bytes": 0, "segments": ""}
 
 
 def run_case(case: dict, outdir: str, web: dict | None = None) -> dict:
@@ -105,8 +112,7 @@ def run_case(case: dict, outdir: str, web: dict | None = None) -> dict:
     from .errors import Report
 
     t0 = time.perf_counter()
-    row = {"case": case["case"], "status": "error", "message": "", "outputs": "",
-           "seconds": 0.0, "bytes": 0, "segments": ""}
+    row = error_row(case["case"], "")
     try:
         if not case["inputs"]:
             raise InvalidInputError("no inputs given")
@@ -175,9 +181,8 @@ def _run_local(cases, outdir, web, workers, done):
             try:
                 done(pool.submit(run_case, c, outdir, web).result())
             except BrokenProcessPool:
-                done({"case": c["case"], "status": "error", "outputs": "",
-                      "message": "the worker process died (killed, or out of memory?)",
-                      "seconds": 0, "bytes": 0, "segments": ""})
+                done(error_row(c["case"], "the worker process died (killed, or out of "
+                                          "memory?)"))
 
 
 def _run_dask(cases, outdir, web, scheduler, workers, done):
@@ -204,9 +209,7 @@ def _run_dask(cases, outdir, web, scheduler, workers, done):
                 try:
                     done(f.result())
                 except Exception as exc:  # the worker itself failed
-                    done({"case": names[f.key], "status": "error", "outputs": "",
-                          "message": f"Dask: {type(exc).__name__}: {exc}", "seconds": 0,
-                          "bytes": 0, "segments": ""})
+                    done(error_row(names[f.key], f"Dask: {type(exc).__name__}: {exc}"))
     finally:
         if cluster is not None:
             cluster.close()

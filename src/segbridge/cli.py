@@ -449,6 +449,8 @@ def batch(
 
 SrOpt = Annotated[Path | None, typer.Option(
     "--sr", help="Also write a DICOM SR (TID 1500) measurement report.")]
+AssignUidsOpt = Annotated[bool, typer.Option(
+    "--assign-uids", help="Accept images with blank study/series UIDs.")]
 
 
 def _emit(text: str, output: Path | None) -> None:
@@ -492,8 +494,7 @@ def stats(
         StatsFormat.table),
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None,
     sr: SrOpt = None,
-    assign_uids: Annotated[bool, typer.Option(
-        "--assign-uids", help="Accept images with blank study/series UIDs.")] = False,
+    assign_uids: AssignUidsOpt = False,
 ) -> None:
     """Per-segment statistics (volume, HU / SUV, percentiles...) as Cornerstone3D defines them."""
     from .errors import Report
@@ -548,8 +549,7 @@ def measure(
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Write the JSON to a file.")] = None,
     sr: SrOpt = None,
-    assign_uids: Annotated[bool, typer.Option(
-        "--assign-uids", help="Accept images with blank study/series UIDs.")] = False,
+    assign_uids: AssignUidsOpt = False,
 ) -> None:
     """Largest bidirectional (long and short axis) of every segment, as Cornerstone3D defines it."""
     from .errors import Report
@@ -591,8 +591,7 @@ def render(
                         "bidirectional).")] = "auto",
     focus: Annotated[int | None, typer.Option(
         "--focus", help="Segment the views go through (default: the largest).")] = None,
-    assign_uids: Annotated[bool, typer.Option(
-        "--assign-uids", help="Accept images with blank study/series UIDs.")] = False,
+    assign_uids: AssignUidsOpt = False,
 ) -> None:
     """A PNG preview: axial, coronal and sagittal views with every segment and the axes."""
     from . import io

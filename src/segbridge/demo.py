@@ -7,13 +7,11 @@ import json
 import time
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
 from . import io
 from .errors import Report
-from .geometry import flip_lps_ras
-from .synthetic import demo_grid, demo_phantom, write_ct_series
+from .synthetic import demo_grid, demo_phantom, save_nifti, write_ct_series
 
 _META = {
     "ContentCreatorName": "Demo^Reader", "SeriesDescription": "segbridge demo",
@@ -63,14 +61,6 @@ _META = {
 }
 
 
-def _save_nifti(arr_zyx: np.ndarray, grid, path: Path) -> None:
-    affine = flip_lps_ras(grid.affine)
-    img = nib.Nifti1Image(np.transpose(arr_zyx, (2, 1, 0)), affine)
-    img.set_sform(affine, 1)
-    img.set_qform(affine, 1)
-    nib.save(img, str(path))
-
-
 def _same(a, b) -> bool:
     """Same segments by label, voxel for voxel (fractions compared as stored values)."""
     la = {s.label: s.number for s in a.segments}
@@ -94,15 +84,15 @@ def run_demo(outdir: str | Path, console) -> bool:
     hu, labels, tumor = demo_phantom(grid.shape)
     ct_dir = out / "ct"
     write_ct_series(ct_dir, hu, grid, uid_seed="segbridge-demo")
-    _save_nifti(labels, grid, out / "organs.nii.gz")
-    _save_nifti(tumor, grid, out / "tumor.nii.gz")
+    save_nifti(labels, grid, out / "organs.nii.gz")
+    save_nifti(tumor, grid, out / "tumor.nii.gz")
     (out / "meta.json").write_text(json.dumps(_META, indent=2))
     # a probability map for the fractional type: a soft-edged version of the tumor
     zz, yy, xx = np.indices(grid.shape)
     c = np.array([(zz * tumor).sum(), (yy * tumor).sum(), (xx * tumor).sum()]) / tumor.sum()
     d = np.sqrt(((zz - c[0]) * 2.5) ** 2 + ((yy - c[1]) * 0.9) ** 2 + ((xx - c[2]) * 0.8) ** 2)
     prob = np.clip(1.2 - d / 6.0, 0, 1).astype(np.float32)
-    _save_nifti(prob, grid, out / "tumor_probability.nii.gz")
+    save_nifti(prob, grid, out / "tumor_probability.nii.gz")
 
     console.print(f"[bold]segbridge demo[/bold] in {out}/: synthetic CT "
                   f"{grid.shape[2]}x{grid.shape[1]}x{grid.shape[0]} "

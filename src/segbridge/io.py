@@ -52,7 +52,9 @@ def load_reference(reference, *, series_uid: str | None = None, assign_uids: boo
     """A ReferenceImage from a path (folder, file, list), a DICOMweb series URL, or as is."""
     if reference is None or isinstance(reference, ReferenceImage):
         return reference
-    if isinstance(reference, str) and reference.lower().startswith(("http://", "https://")):
+    from .web.client import is_url
+
+    if is_url(reference):
         from .web.client import default_options
         from .web.series import read_remote_series
 

@@ -87,12 +87,11 @@ class ReferenceImage:
         """
         if self._pixels is None:
             out = np.empty(self.grid.shape, np.float32)
-            cache: dict[Path, tuple[np.ndarray, object]] = {}
-            for k, ((path, frame), ds) in enumerate(zip(zip(self.paths, self.frames, strict=True),
-                                                        _datasets(self.paths), strict=True)):
-                if path not in cache:
-                    cache = {path: (ds.pixel_array, ds)}  # one file's pixels at a time
-                arr, ds = cache[path]
+            decoded, arr = None, None  # one file's pixels at a time
+            for k, (frame, ds) in enumerate(zip(self.frames, _datasets(self.paths),
+                                                strict=True)):
+                if ds is not decoded:
+                    decoded, arr = ds, ds.pixel_array
                 plane = arr[frame - 1] if frame else arr
                 slope, inter = _rescale(ds, frame)
                 out[k] = plane.astype(np.float32) * np.float32(slope) + np.float32(inter)

@@ -176,6 +176,24 @@ def demo_grid(shape=(24, 60, 70)) -> Grid:
                 direction=np.eye(3), frame_of_reference_uid=generate_uid())
 
 
+def save_nifti(arr_zyx: np.ndarray, grid: Grid, path: str | Path, *,
+               shift: tuple[float, float, float] | None = None) -> None:
+    """``arr_zyx`` on ``grid`` as NIfTI (nibabel: an independent writer for test inputs);
+    ``shift`` moves it by that many mm in RAS, off the grid on purpose."""
+    import nibabel as nib
+
+    from .geometry import flip_lps_ras
+
+    affine = flip_lps_ras(grid.affine)
+    if shift is not None:
+        affine = affine.copy()
+        affine[:3, 3] += shift
+    img = nib.Nifti1Image(np.transpose(arr_zyx, (2, 1, 0)), affine)
+    img.set_sform(affine, 1)
+    img.set_qform(affine, 1)
+    nib.save(img, str(path))
+
+
 def write_collection(folder: str | Path, n: int, *, broken: tuple[int, ...] = (),
                      shape=(12, 40, 48), outputs: tuple[str, ...] = (".dcm",)) -> Path:
     """``n`` small cases (a CT series + a labelmap NIfTI each) and a batch manifest for them.
@@ -185,10 +203,6 @@ def write_collection(folder: str | Path, n: int, *, broken: tuple[int, ...] = ()
     (file suffixes). Returns the manifest path.
     """
     import csv
-
-    import nibabel as nib
-
-    from .geometry import flip_lps_ras
 
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
@@ -205,16 +219,9 @@ def write_collection(folder: str | Path, n: int, *, broken: tuple[int, ...] = ()
                         uid_seed=name)
         bad = i in broken
         kind = broken.index(i) % 2 if bad else None
-        affine = flip_lps_ras(grid.affine)
-        if kind == 1:  # labels half a voxel off the CT grid
-            affine = affine.copy()
-            affine[0, 3] += 0.45
-        vol = labels
-        img = nib.Nifti1Image(np.transpose(vol, (2, 1, 0)), affine)
-        img.set_sform(affine, 1)
-        img.set_qform(affine, 1)
-        label_file = root / name / "labels.nii.gz"
-        nib.save(img, str(label_file))
+        # broken kind 1: labels half a voxel off the CT grid
+        save_nifti(labels, grid, root / name / "labels.nii.gz",
+                   shift=(0.45, 0.0, 0.0) if kind == 1 else None)
         inputs = f"{name}/missing.nii.gz" if kind == 0 else f"{name}/labels.nii.gz"
         suffix = outputs[i % len(outputs)]
         rows.append({"case": name, "inputs": inputs, "reference": f"{name}/ct",

@@ -147,24 +147,19 @@ def _check_type(response, *args, **kwargs):
     return response
 
 
-def _session_class():
+def _new_session():
+    """A requests session whose CA bundle wins over REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE
+    (requests lets the environment override a session's own bundle)."""
     import requests
 
     class Session(requests.Session):
-        """A --ca-bundle wins over REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE (requests lets the
-        environment override a session's CA bundle)."""
-
         def merge_environment_settings(self, url, proxies, stream, verify, cert):
             settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
             if isinstance(self.verify, str) and verify in (None, True):
                 settings["verify"] = self.verify
             return settings
 
-    return Session
-
-
-def _new_session():
-    return _session_class()()
+    return Session()
 
 
 class Endpoint:

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from io import BytesIO
 from pathlib import Path
 
 from ..errors import InvalidInputError, RemoteError
@@ -82,7 +83,7 @@ def _pull(ep, url, study, folder, series, workers, progress, on_file) -> PullRes
         if not _alive(stale.name.split(".")[-2]):
             stale.unlink(missing_ok=True)
     sops_of: dict[str, set[str]] = {}
-    whole: dict[str, set[str]] = {}  # series with nothing here yet: one streamed request
+    whole: list[str] = []  # series with nothing here yet: one streamed request
     single: list[tuple[str, str]] = []  # instances missing from a partly present series
     for s in uids:
         instances = ep.call(f"listing the instances of series {s}",
@@ -92,12 +93,12 @@ def _pull(ep, url, study, folder, series, workers, progress, on_file) -> PullRes
         result.series[s] = len(instances)
         sops = [_tag(inst, "00080018") for inst in instances]
         sops_of[s] = set(sops)
-        have = [sop for sop in sops if (folder / s / f"{sop}.dcm").exists()]
-        result.skipped.extend(folder / s / f"{sop}.dcm" for sop in have)
+        have = {sop for sop in sops if (folder / s / f"{sop}.dcm").exists()}
+        result.skipped.extend(folder / s / f"{sop}.dcm" for sop in sops if sop in have)
         if not have:
-            whole[s] = set(sops)
+            whole.append(s)
         else:
-            single.extend((s, sop) for sop in sops if sop not in set(have))
+            single.extend((s, sop) for sop in sops if sop not in have)
     total = sum(result.series.values())
     lock = threading.Lock()
     stop = threading.Event()
@@ -146,11 +147,11 @@ def _pull(ep, url, study, folder, series, workers, progress, on_file) -> PullRes
                 raise
             with r:
                 for part in stream_parts(r):
-                    store(part, s, whole[s])
+                    store(part, s, sops_of[s])
 
         ep.call(f"retrieving series {s}", do)
         # what the series answer did not hold (or all of it, if refused) comes one by one
-        missing = [sop for sop in whole[s] if not (folder / s / f"{sop}.dcm").exists()]
+        missing = [sop for sop in sops_of[s] if not (folder / s / f"{sop}.dcm").exists()]
         _run_all([lambda sop=sop: fetch_instance(s, sop) for sop in missing], workers, stop)
 
     def fetch_instance(s: str, sop: str) -> None:
@@ -219,8 +220,6 @@ def _write_part10(data: bytes, path: Path) -> None:
     if data[128:132] == b"DICM":
         path.write_bytes(data)
         return
-    from io import BytesIO
-
     import pydicom
 
     try:
@@ -230,10 +229,11 @@ def _write_part10(data: bytes, path: Path) -> None:
         raise ValueError(f"a part is not DICOM ({type(exc).__name__})") from None
 
 
-def _uids(path: Path) -> tuple[str, str, str]:
+def _uids(source) -> tuple[str, str, str]:
+    """Study, series and SOP Instance UID of a DICOM file (a path or a file object)."""
     import pydicom
 
-    ds = pydicom.dcmread(path, stop_before_pixels=True,
+    ds = pydicom.dcmread(source, stop_before_pixels=True,
                          specific_tags=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"])
     return (str(ds.get("StudyInstanceUID", "")), str(ds.get("SeriesInstanceUID", "")),
             str(ds.get("SOPInstanceUID", "")))
@@ -311,11 +311,12 @@ def push(paths: Sequence[str | os.PathLike], url: str, *, options: WebOptions | 
         parts, names, failed = [], {}, []
         for f in batch:
             try:
-                uid = _uids(f)[2]
+                data = f.read_bytes()  # read once: the UID comes from the bytes sent
+                uid = _uids(BytesIO(data))[2]
             except Exception as exc:  # a broken file is that file's failure, not the batch's
                 failed.append((str(f), "", f"unreadable: {type(exc).__name__}"))
                 continue
-            parts.append(f.read_bytes())
+            parts.append(data)
             names[uid] = str(f)
         answer = _store(ep, parts, study) if parts else {}
         with lock:
