@@ -6,7 +6,8 @@ runs in its own process (wall time and peak RSS of the whole job):
 - labelmap -> RTSTRUCT   segbridge convert --to rtstruct | rt-utils (RTStructBuilder.add_roi
                          per structure) | plastimatch convert --input-prefix (a folder of one
                          NRRD mask per structure, written beforehand: its only labelmap input)
-- RTSTRUCT -> labelmap   segbridge convert | plastimatch convert --output-labelmap | rt-utils
+- RTSTRUCT -> labelmap   segbridge convert (centre rule, and --contour-fill rt-utils) |
+                         plastimatch convert --output-labelmap | rt-utils
                          (get_roi_mask_by_name per structure, saved as NIfTI)
 
 Every tool reads the same RTSTRUCT, the one rt-utils wrote (a peer's file, not ours). Every
@@ -74,7 +75,7 @@ def main() -> None:
     ct, lab = str(p["ct"]), str(p["labels"])
     out = {name: work / name for name in (
         "segbridge.dcm", "rtutils.dcm", "plastimatch", "segbridge.nii.gz", "plastimatch.nrrd",
-        "rtutils.nii.gz")}
+        "rtutils.nii.gz", "segbridge-rtutils-fill.nii.gz")}
     write_jobs = [
         ("labelmap -> RTSTRUCT", "segbridge",
          [sb_bin, "convert", lab, "-r", ct, "--to", str(out["segbridge.dcm"])], args.reps),
@@ -89,6 +90,9 @@ def main() -> None:
     read_jobs = [
         ("RTSTRUCT -> labelmap", "segbridge",
          [sb_bin, "convert", common_rt, "-r", ct, "-o", str(out["segbridge.nii.gz"])], args.reps),
+        ("RTSTRUCT -> labelmap", "segbridge --contour-fill rt-utils",
+         [sb_bin, "convert", common_rt, "-r", ct, "--contour-fill", "rt-utils", "-o",
+          str(out["segbridge-rtutils-fill.nii.gz"])], args.reps),
         ("RTSTRUCT -> labelmap", "plastimatch",
          [pm, "convert", "--input", common_rt, "--referenced-ct", ct, "--output-labelmap",
           str(out["plastimatch.nrrd"])], args.peer_reps),
@@ -112,7 +116,7 @@ def main() -> None:
 
 def run(task: str, tool: str, cmd: list[str], reps: int) -> dict:
     r = repeat(cmd, reps)
-    print(f"{task:22s} {tool:12s} {r.wall:7.2f} s {r.peak_mb:8.1f} MB {'' if r.ok else r.error}",
+    print(f"{task:22s} {tool:34s} {r.wall:7.2f} s {r.peak_mb:8.1f} MB {'' if r.ok else r.error}",
           flush=True)
     return {"task": task, "tool": tool, "wall_s": round(r.wall, 3),
             "peak_mb": round(r.peak_mb, 1), "ok": r.ok,
@@ -149,7 +153,9 @@ def check(rows: list[dict], out: dict, labels: np.ndarray, ct: Path) -> None:
                 got[seg.mask(s.number)] = value
         else:
             path = {"segbridge": out["segbridge.nii.gz"], "plastimatch": out["plastimatch.nrrd"],
-                    "rt-utils": out["rtutils.nii.gz"]}[r["tool"]]
+                    "rt-utils": out["rtutils.nii.gz"],
+                    "segbridge --contour-fill rt-utils": out["segbridge-rtutils-fill.nii.gz"]
+                    }[r["tool"]]
             got = _volume_labels(path, r["tool"], labels.shape)
         r["mean_dice"] = round(_labels_dice(got, labels), 4)
         r["exact"] = bool(np.array_equal(got, labels))
@@ -165,7 +171,7 @@ def _volume_labels(path: Path, tool: str, shape) -> np.ndarray:
         arr, hdr = nrrd.read(str(path))
         # plastimatch numbers its labels in structure order, i.e. 1..N as "structure N" here
         return np.transpose(arr, (2, 1, 0)).astype(np.int32)
-    if tool == "segbridge":
+    if tool.startswith("segbridge"):
         import segbridge as sb
 
         seg = sb.read(path)
@@ -181,7 +187,8 @@ def summarise(rows: list[dict]) -> list[dict]:
     out = []
     for task in ("labelmap -> RTSTRUCT", "RTSTRUCT -> labelmap"):
         mine = next(r for r in rows if r["task"] == task and r["tool"] == "segbridge")
-        peers = [r for r in rows if r["task"] == task and r["tool"] != "segbridge" and r["ok"]]
+        peers = [r for r in rows if r["task"] == task and not r["tool"].startswith("segbridge")
+                 and r["ok"]]
         if not peers or not mine["ok"]:
             continue
         best = min(peers, key=lambda r: r["wall_s"])

@@ -29,7 +29,7 @@ from .errors import InvalidInputError, SegbridgeError
 from .web.client import is_url
 
 COLUMNS = ("case", "inputs", "reference", "meta", "output", "type", "profile", "to", "push",
-           "compression", "series")
+           "compression", "series", "contour_fill")
 RESULT_COLUMNS = ("case", "status", "message", "outputs", "seconds", "bytes", "segments")
 JOURNAL = ".segbridge-batch.jsonl"
 
@@ -125,7 +125,8 @@ def run_case(case: dict, outdir: str, web: dict | None = None) -> dict:
         report = Report()
         ref = io.load_reference(case["reference"] or None, series_uid=case["series"] or None,
                                 report=report)
-        seg = io.read(case["inputs"], reference=ref, meta=case["meta"] or None, report=report)
+        seg = io.read(case["inputs"], reference=ref, meta=case["meta"] or None, report=report,
+                      contour_fill=case["contour_fill"] or "centre")
         to = (case["to"] or "seg").lower()
         if to not in ("seg", "rtstruct"):
             raise InvalidInputError(f"to must be seg or rtstruct, got {case['to']!r}")

@@ -30,6 +30,11 @@ class SegType(str, Enum):
     labelmap = "labelmap"
 
 
+class ContourFill(str, Enum):
+    centre = "centre"
+    rt_utils = "rt-utils"
+
+
 class ProfileName(str, Enum):
     ohif = "ohif"
     slicer = "slicer"
@@ -135,6 +140,10 @@ def convert(
         "--fractional", help="Read volume inputs as probabilities (0..1).")] = False,
     resample: Annotated[bool, typer.Option(
         "--resample", help="Allow nearest-neighbour resampling onto the reference grid.")] = False,
+    contour_fill: Annotated[ContourFill, typer.Option(
+        "--contour-fill", help="How RTSTRUCT contours become voxels: centre (a voxel is in when "
+                               "its centre is inside) or rt-utils (rt-utils' masks: vertices "
+                               "rounded to pixels, outline pixels in).")] = ContourFill.centre,
     strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")] = False,
     assign_uids: Annotated[bool, typer.Option(
         "--assign-uids", help="Give reference images with blank study/series UIDs new ones "
@@ -187,7 +196,8 @@ def convert(
     ref = io.load_reference(reference, series_uid=series, assign_uids=assign_uids,
                             report=report)
     seg = io.read(inputs, reference=ref, meta=meta, resample=resample, strict=strict,
-                  fractional=True if fractional else None, report=report)
+                  fractional=True if fractional else None, report=report,
+                  contour_fill=contour_fill.value)
     with _progress("encoding frames") as progress:
         written = io.write(seg, output, type=type.value, profile=profile.value,
                            compression=compression.value if compression else None,

@@ -66,12 +66,14 @@ def load_reference(reference, *, series_uid: str | None = None, assign_uids: boo
 def read(inputs: str | os.PathLike | Sequence[str | os.PathLike], *, reference=None,
          meta: str | os.PathLike | dict | None = None, resample: bool = False,
          strict: bool = False, fractional: bool | None = None, series_uid: str | None = None,
-         assign_uids: bool = False, report: Report | None = None) -> Segmentation:
+         assign_uids: bool = False, report: Report | None = None,
+         contour_fill: str = "centre") -> Segmentation:
     """Read segmentation file(s) into one model, on the reference grid when one is given.
 
     Several volume files (NIfTI / NRRD) are combined like dcmqi does; their segments may
     overlap. ``meta`` is dcmqi JSON; without it, a ``.json`` sidecar next to a single volume
-    input is used when present.
+    input is used when present. ``contour_fill`` picks how RTSTRUCT contours become voxels:
+    ``"centre"`` (voxel centre inside) or ``"rt-utils"`` (rt-utils' masks).
     """
     report = report if report is not None else Report(strict=strict)
     paths = [Path(inputs)] if isinstance(inputs, (str, os.PathLike)) else [Path(p) for p in inputs]
@@ -93,7 +95,8 @@ def read(inputs: str | os.PathLike | Sequence[str | os.PathLike], *, reference=N
         if is_rtstruct(paths[0]):
             from .rt.reader import read_rtstruct
 
-            return read_rtstruct(paths[0], ref, report=report, strict=strict)
+            return read_rtstruct(paths[0], ref, report=report, strict=strict,
+                                 fill=contour_fill)
         from .dicom.seg_reader import read_seg
 
         return read_seg(paths[0], ref, resample=resample, strict=strict, report=report)

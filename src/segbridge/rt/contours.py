@@ -15,9 +15,19 @@ Cornerstone's labelmap-to-contour): their boundary voxels are kept instead of ha
   all. Where two voxels touch only at a corner they are traced as two contours (4-connected).
   Segments are linked into loops for all slices at once with pointer jumping, no Python loop
   per vertex.
-- :func:`split_rows` cuts a polygon along lines between rows (or columns) of centres so each
-  piece's ContourData stays under the 64 KiB limit of an explicit-VR DS value; even-odd filling
-  of the pieces gives the same voxels.
+- :func:`inset` moves a traced contour :data:`INSET` of a voxel towards its inside. The voxels
+  are unchanged (centres stay at least a quarter voxel from every edge), but every vertex now
+  lies nearer an inside centre than an outside one, so readers that round vertices to whole
+  pixels and fill the outline pixels too (rt-utils, anything built on OpenCV's ``fillPoly``)
+  get the same voxels as the centre rule; an unshifted vertex half-way between two centres
+  would round either way.
+- :func:`bands` re-traces a slice in bands of rows when one of its contours is too long for
+  one ContourData value (64 KiB, the length field of an explicit-VR DS): each band is traced on
+  its own, so the pieces are ordinary contours of disjoint sets of voxels.
+- ``rule="rt-utils"`` in :func:`rasterize` reproduces rt-utils' masks instead of the centre
+  rule, for datasets made with it: vertices rounded to the nearest voxel centre (half to
+  even, as ``numpy.around``), even-odd fill of the rounded polygons, plus every voxel on their
+  8-connected outline (OpenCV's Bresenham line, drawn left to right, ties rounded down).
 """
 
 from __future__ import annotations
@@ -65,14 +75,29 @@ def _case_table() -> tuple[np.ndarray, np.ndarray]:
 _SEG_START, _SEG_END = _case_table()
 
 
-def rasterize(contours: list[tuple[int, np.ndarray]], shape: tuple[int, int, int]) -> np.ndarray:
-    """Voxels of ``shape`` ([z, y, x]) inside the contours, each ``(slice, (m, 2) xy array)``."""
+#: contour fill rules :func:`rasterize` knows
+RULES = ("centre", "rt-utils")
+#: how far :func:`inset` moves a contour towards its inside, in voxels
+INSET = 1 / 32
+
+
+def rasterize(contours: list[tuple[int, np.ndarray]], shape: tuple[int, int, int], *,
+              rule: str = "centre") -> np.ndarray:
+    """Voxels of ``shape`` ([z, y, x]) inside the contours, each ``(slice, (m, 2) xy array)``.
+
+    ``rule``: ``"centre"`` (the module's rule) or ``"rt-utils"`` (rt-utils' rasterisation).
+    """
+    if rule not in RULES:
+        raise ValueError(f"unknown contour fill rule {rule!r} (one of {', '.join(RULES)})")
     nz, ny, nx = shape
     out = np.zeros(shape, bool)
     by_slice: dict[int, list[np.ndarray]] = {}
     for k, poly in contours:
         if 0 <= k < nz and len(poly) >= 1:  # 1-2 points: only the centres on them
-            by_slice.setdefault(int(k), []).append(np.asarray(poly, np.float64))
+            poly = np.asarray(poly, np.float64)
+            if rule == "rt-utils":
+                poly = np.around(poly)
+            by_slice.setdefault(int(k), []).append(poly)
     if not by_slice or ny == 0 or nx == 0:
         return out
     step = max(1, (1 << 24) // (ny * (nx + 1)))  # bounded scratch memory
@@ -80,7 +105,55 @@ def rasterize(contours: list[tuple[int, np.ndarray]], shape: tuple[int, int, int
     for i in range(0, len(ks), step):
         chunk = ks[i:i + step]
         out[chunk] = _fill([by_slice[k] for k in chunk], ny, nx)
+    if rule == "rt-utils":
+        for k, polys in by_slice.items():
+            jj, ii = _outline(polys)
+            ok = (jj >= 0) & (jj < ny) & (ii >= 0) & (ii < nx)
+            out[k, jj[ok], ii[ok]] = True
     return out
+
+
+def _outline(polys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, columns) of the 8-connected lines along the edges of integer-vertex polygons.
+
+    OpenCV draws each edge from its left end; along the major axis every step is one pixel and
+    the minor coordinate is the exact one rounded, halves down: ``(2 j d + D - 1) // (2 D)``.
+    """
+    a = np.concatenate(polys).astype(np.int64)
+    b = np.concatenate([np.roll(p, -1, axis=0) for p in polys]).astype(np.int64)
+    swap = a[:, 0] > b[:, 0]
+    a, b = np.where(swap[:, None], b, a), np.where(swap[:, None], a, b)
+    dx = b[:, 0] - a[:, 0]
+    dy = b[:, 1] - a[:, 1]
+    steep = np.abs(dy) > dx
+    major = np.where(steep, np.abs(dy), dx)
+    minor = np.where(steep, dx, np.abs(dy))
+    n = major + 1
+    edge = np.repeat(np.arange(len(a)), n)
+    j = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+    big, small = major[edge], minor[edge]
+    m = (2 * j * small + big - 1) // np.maximum(2 * big, 1)
+    sy = np.sign(dy)[edge]
+    st = steep[edge]
+    x = a[edge, 0] + np.where(st, m, j)
+    y = a[edge, 1] + sy * np.where(st, j, m)
+    return y, x
+
+
+def inset(poly: np.ndarray, amount: float = INSET) -> np.ndarray:
+    """A traced contour (inside on the left) moved ``amount`` voxels inwards, corners mitred.
+
+    Traced contours turn by 45 or 90 degrees, so no vertex moves more than 2.7 ``amount``.
+    """
+    p = np.asarray(poly, np.float64)
+    if len(p) < 3:
+        return p
+    d = np.roll(p, -1, axis=0) - p  # edge i runs from vertex i to i + 1
+    d /= np.linalg.norm(d, axis=1)[:, None]
+    normal = np.stack([-d[:, 1], d[:, 0]], axis=1)  # towards the inside
+    before = np.roll(normal, 1, axis=0)  # the edge arriving at each vertex
+    mitre = (before + normal) / (1.0 + np.sum(before * normal, axis=1))[:, None]
+    return p + amount * mitre
 
 
 def _fill(slices: list[list[np.ndarray]], ny: int, nx: int) -> np.ndarray:
@@ -100,9 +173,7 @@ def _fill(slices: list[list[np.ndarray]], ny: int, nx: int) -> np.ndarray:
     j0 = np.clip(np.ceil(lo), 0, ny).astype(np.int64)  # rows with lo <= j < hi
     j1 = np.clip(np.ceil(hi), 0, ny).astype(np.int64)
     n = np.maximum(j1 - j0, 0)
-    total = int(n.sum())
-    if total == 0:
-        return np.zeros((len(slices), ny, nx), bool)
+    total = int(n.sum())  # 0 when every contour is a point or a flat line: no row crossed
     edge = np.repeat(np.arange(len(n)), n)
     first = np.cumsum(n) - n
     j = j0[edge] + (np.arange(total) - first[edge])
@@ -239,48 +310,20 @@ def _polygons(start: np.ndarray, nxt: np.ndarray, loops, per_slice: int, n_h: in
     return out
 
 
-def split_rows(poly: np.ndarray, max_vertices: int) -> list[np.ndarray]:
-    """Cut a polygon into pieces of at most ``max_vertices`` along lines between voxel centres
-    (y = m + 1/2, or x = m + 1/2 when a piece spans a single row)."""
-    poly = np.asarray(poly, float)
-    if len(poly) <= max_vertices:
-        return [poly]
-    extent = poly.max(axis=0) - poly.min(axis=0)
-    for axis in np.argsort(-extent):
-        lo, hi = float(poly[:, axis].min()), float(poly[:, axis].max())
-        cut = np.floor((lo + hi) / 2) + 0.5
-        if lo < cut < hi:
-            break
-    else:
-        return [poly]  # a single voxel's contour cannot be cut
+def bands(mask: np.ndarray, max_vertices: int) -> list[np.ndarray]:
+    """Contours of one slice's ``mask`` ([y, x]), each of at most ``max_vertices`` vertices
+    where possible: the rows are halved until every band's contours fit, and each band is traced
+    on its own (the contours of a single row, runs of voxels, always fit)."""
+    mask = np.asarray(mask, bool)
+    polys = [p for _, p in trace(mask[None])]
+    rows = np.flatnonzero(mask.any(axis=1))
+    if not polys or max(len(p) for p in polys) <= max_vertices or len(rows) < 2:
+        return polys
+    lo, hi = int(rows[0]), int(rows[-1]) + 1
+    mid = (lo + hi) // 2
     out = []
-    for piece in (_clip(poly, axis, cut, below=True), _clip(poly, axis, cut, below=False)):
-        if len(piece) >= 3:
-            out += split_rows(piece, max_vertices)
-    return out
-
-
-def _clip(poly: np.ndarray, axis: int, cut: float, below: bool) -> np.ndarray:
-    """Sutherland-Hodgman against coordinate ``axis`` <= cut (below) or >= cut; bridges along
-    the cut line hold no voxel centre, so even-odd filling is unaffected."""
-    def inside(p):
-        return p[axis] <= cut if below else p[axis] >= cut
-
-    out = []
-    n = len(poly)
-    for i in range(n):
-        cur, nxt = poly[i], poly[(i + 1) % n]
-        if inside(cur):
-            out.append(cur)
-            if not inside(nxt):
-                out.append(_cross(cur, nxt, axis, cut))
-        elif inside(nxt):
-            out.append(_cross(cur, nxt, axis, cut))
-    return np.array(out) if out else np.zeros((0, 2))
-
-
-def _cross(a: np.ndarray, b: np.ndarray, axis: int, value: float) -> np.ndarray:
-    t = (value - a[axis]) / (b[axis] - a[axis])
-    out = a + t * (b - a)
-    out[axis] = value
+    for a, b in ((lo, mid), (mid, hi)):
+        part = np.zeros_like(mask)
+        part[a:b] = mask[a:b]
+        out += bands(part, max_vertices)
     return out

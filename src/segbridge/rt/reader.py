@@ -9,6 +9,8 @@ segment as metadata with a warning. A contour belongs to the slice whose plane
 it lies in (its distance along the slice normal, within a quarter of the slice spacing), worked
 out in the image plane's own coordinates so oblique series work; the ContourImageSequence
 reference is only checked against that. Everything odd in the file is a warning, not a crash.
+``fill="rt-utils"`` rasterises the way rt-utils does instead (vertices rounded to pixels, outline
+pixels in), to reproduce masks a dataset was made with.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from ..colors import default_color
 from ..errors import GeometryMismatchError, InvalidInputError, Report
 from ..model import Segment, Segmentation, label_dtype, place_first_fit
 from ..series import ReferenceImage
-from .contours import rasterize
+from .contours import RULES, rasterize
 
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 ALGORITHMS = {"AUTOMATIC": "AUTOMATIC", "SEMIAUTOMATIC": "SEMIAUTOMATIC", "MANUAL": "MANUAL"}
@@ -138,8 +140,15 @@ def parse_rtstruct(path: str | Path, report: Report | None = None) -> RtStruct:
 
 
 def read_rtstruct(path: str | Path, reference: ReferenceImage | None, *,
-                  report: Report | None = None, strict: bool = False) -> Segmentation:
-    """Rasterise an RTSTRUCT onto the reference series' grid."""
+                  report: Report | None = None, strict: bool = False,
+                  fill: str = "centre") -> Segmentation:
+    """Rasterise an RTSTRUCT onto the reference series' grid.
+
+    ``fill``: ``"centre"`` (the rule above) or ``"rt-utils"`` (rt-utils' masks, for datasets
+    made with it; see :mod:`.contours`).
+    """
+    if fill not in RULES:
+        raise InvalidInputError(f"contour fill must be one of {', '.join(RULES)}, not {fill!r}")
     report = report if report is not None else Report(strict=strict)
     rt = parse_rtstruct(path, report)
     name = rt.path.name
@@ -179,7 +188,7 @@ def read_rtstruct(path: str | Path, reference: ReferenceImage | None, *,
                       extras={"rt_roi_number": roi.number,
                               "rt_interpreted_type": roi.interpreted_type,
                               "rt_observation_label": roi.observation_label})
-        box, sub = _rasterize_roi(roi, reference, stats, name)
+        box, sub = _rasterize_roi(roi, reference, stats, name, fill)
         other = [{"type": c.kind, "points": c.points.reshape(-1, 3).tolist()}
                  for c in roi.contours if c.kind in ("POINT", "OPEN_PLANAR", "OPEN_NONPLANAR")
                  and c.points.size % 3 == 0]
@@ -232,7 +241,8 @@ class _Tally:
                         f"{', '.join(where[:3])}{', ...' if len(where) > 3 else ''}")
 
 
-def _rasterize_roi(roi: RtRoi, reference: ReferenceImage, tally: _Tally, name: str):
+def _rasterize_roi(roi: RtRoi, reference: ReferenceImage, tally: _Tally, name: str,
+                   fill: str):
     """(index box, boolean sub-mask) of one ROI's closed contours, or (None, None)."""
     grid = reference.grid
     nz, ny, nx = grid.shape
@@ -276,5 +286,5 @@ def _rasterize_roi(roi: RtRoi, reference: ReferenceImage, tally: _Tally, name: s
     if x1 <= x0 or y1 <= y0:
         return None, None
     shifted = [(k - z0, p - np.array([x0, y0])) for k, p in polys]
-    sub = rasterize(shifted, (z1 - z0, y1 - y0, x1 - x0))
+    sub = rasterize(shifted, (z1 - z0, y1 - y0, x1 - x0), rule=fill)
     return (slice(z0, z1), slice(y0, y1), slice(x0, x1)), sub

@@ -4,8 +4,10 @@ Per segment and slice, outer boundaries and holes are traced (:func:`.contours.t
 space and mapped to patient coordinates through the grid. ROI colours come from the segment
 colours; the Structure Set, ROI Contour and RT ROI Observations modules are complete, with
 ContourImageSequence and the referenced frame of reference, study and series filled from the
-source images. A contour whose ContourData would pass 64 KiB (the length field of an explicit
-VR DS value) is cut between rows of voxel centres into several contours.
+source images. Contours are moved 1/32 voxel inwards (:func:`.contours.inset`) so readers
+that round vertices to pixels get the same voxels as the centre rule. A slice with a contour
+whose ContourData would pass 64 KiB (the length field of an explicit VR DS value) is traced in
+bands of rows instead (:func:`.contours.bands`).
 
 The header is built with pydicom; the ROI Contour Sequence, which holds millions of coordinates
 for a full planning structure set, is encoded directly (pydicom builds a Python object per
@@ -24,10 +26,11 @@ from .. import __version__
 from ..colors import default_color
 from ..errors import InvalidInputError, Report
 from ..model import Segmentation
-from .contours import split_rows, trace
+from .contours import bands, inset, trace
 from .reader import RTSTRUCT_SOP_CLASS
 
 MAX_VALUE_BYTES = 65534
+MAX_VERTICES = MAX_VALUE_BYTES // 39  # 3 values of up to 12 characters + separators
 STUDY_COMPONENT_SOP_CLASS = "1.2.840.10008.3.1.2.3.1"  # Detached Study Management (retired)
 INTERPRETED_TYPES = {"EXTERNAL", "PTV", "CTV", "GTV", "TREATED_VOLUME", "IRRAD_VOLUME",
                      "OAR", "BOLUS", "AVOIDANCE", "ORGAN", "MARKER", "REGISTRATION",
@@ -92,13 +95,11 @@ def _contours(seg: Segmentation, number: int, box) -> list[tuple[int, list[str]]
         return []
     offset = np.array([box[2].start, box[1].start])
     out = []
-    polys = []
-    for k, poly in trace(sub):
-        xy = poly + offset
-        k = k + box[0].start
-        # 3 values of up to 12 characters + separators per vertex
-        for piece in split_rows(xy, MAX_VALUE_BYTES // 39):
-            polys.append((k, piece))
+    traced = trace(sub)
+    too_long = {k for k, poly in traced if len(poly) > MAX_VERTICES}
+    traced = [(k, poly) for k, poly in traced if k not in too_long] + \
+        [(k, poly) for k in sorted(too_long) for poly in bands(sub[k], MAX_VERTICES)]
+    polys = [(k + box[0].start, inset(poly) + offset) for k, poly in traced]
     if not polys:
         return []
     idx = np.concatenate([np.c_[p, np.full(len(p), k, float)] for k, p in polys])
