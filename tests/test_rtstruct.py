@@ -94,7 +94,7 @@ def test_inset_contours_give_the_same_voxels_by_every_rule():
         np.testing.assert_array_equal(fill_poly([p for _, p in polys], (ny, nx)), m[0])
     for _, p in trace(rng.random((1, 30, 30)) < 0.5):
         moved = np.abs(inset(p) - p).max(axis=1)
-        assert moved.min() >= 1 / 32 - 1e-12 and moved.max() <= 2.7 / 32
+        assert moved.min() >= 1 / 32 - 1e-12 and moved.max() <= np.sqrt(2) / 32 + 1e-12
 
 
 def test_point_and_flat_contours_alone_keep_their_voxels():
@@ -110,17 +110,33 @@ def test_point_and_flat_contours_alone_keep_their_voxels():
 
 def test_rt_utils_rule_equals_opencv_on_arbitrary_polygons():
     """Self-intersecting, degenerate (1-2 points), several per slice, vertices on exact halves
-    (rounded half to even like numpy): the same pixels as OpenCV's fillPoly, while the polygons
-    stay inside the image (OpenCV clips lines at the border its own way)."""
+    (rounded half to even like numpy), edges leaving the image (OpenCV clips them its own way),
+    images of 1 to 24 pixels a side: the same pixels as OpenCV's fillPoly."""
     rng = np.random.default_rng(5)
-    for i in range(1500):
-        polys = [rng.uniform(0, 29, (rng.integers(1, 9), 2)) for _ in range(rng.integers(1, 4))]
+    for i in range(3000):
+        h, w = (int(v) for v in rng.integers(1, 25, 2))
+        lo, hi = (-8, max(h, w) + 8) if i % 3 else (0, min(h, w) - 1)
+        polys = [rng.uniform(lo, hi, (rng.integers(1, 9), 2)) for _ in range(rng.integers(1, 4))]
         if i % 2:
             polys = [np.round(p * 2) / 2 for p in polys]
-        ours = rasterize([(0, p) for p in polys], (1, 30, 30), rule="rt-utils")[0]
-        np.testing.assert_array_equal(ours, fill_poly(polys, (30, 30)))
+        ours = rasterize([(0, p) for p in polys], (1, h, w), rule="rt-utils")[0]
+        np.testing.assert_array_equal(ours, fill_poly(polys, (h, w)), err_msg=str(polys))
     with pytest.raises(ValueError, match="unknown contour fill rule"):
         rasterize([], (1, 2, 2), rule="nearest")
+
+
+def test_rt_utils_rule_equals_opencv_on_long_edges_and_far_vertices():
+    """Edges over hundreds of rows (OpenCV steps them with a truncated 16.16 slope), and a
+    vertex 10^8 pixels away, which neither rule may turn into 10^8 pixels of work."""
+    rng = np.random.default_rng(6)
+    for _ in range(100):
+        polys = [rng.uniform(0, 1500, (rng.integers(3, 7), 2))]
+        ours = rasterize([(0, p) for p in polys], (1, 1500, 1500), rule="rt-utils")[0]
+        np.testing.assert_array_equal(ours, fill_poly(polys, (1500, 1500)))
+    far = np.array([[2.0, 2.0], [1e8, 3.0], [1e8, 0.0], [0.0, 0.0], [3.0, 5.0]])
+    np.testing.assert_array_equal(rasterize([(0, far)], (1, 20, 20), rule="rt-utils")[0],
+                                  fill_poly([far], (20, 20)))
+    assert rasterize([(0, far)], (1, 20, 20))[0].sum() > 20
 
 
 def test_rasterize_even_odd_and_centre_rule():
@@ -194,6 +210,37 @@ def test_round_trip_exact_on_random_shapes(tmp_path, kind):
     theirs = rt_utils_masks(ref, out)
     for s in seg.segments:
         np.testing.assert_array_equal(theirs[s.label], seg.mask(s.number), err_msg=s.label)
+
+
+def test_rt_utils_rule_on_contours_half_way_between_centres(tmp_path, monkeypatch):
+    """Contours from another writer with every vertex exactly half-way between two voxel
+    centres (marching squares without our inset, 0.7 mm pixels, shapes touching the last row
+    and column): rt-utils decides each half by its float32 matrix and clips at the border; the
+    rt-utils fill decides the same way, voxel for voxel."""
+    import segbridge.rt.writer as writer
+
+    shape = (3, 40, 40)
+    grid = Grid(shape, (-20.0, 13.3, 40.7), (1.5, 0.7, 0.7), np.eye(3),
+                frame_of_reference_uid="1.2.3.11")
+    write_ct_series(tmp_path / "ct", np.zeros(shape), grid, uid_seed="halves")
+    ref = sb.read_series(tmp_path / "ct")
+    masks = random_shapes(shape, np.random.default_rng(4))
+    edge = np.zeros(shape, bool)
+    edge[:, 30:, 25:] = True  # touches the last row and column
+    seg = Segmentation.from_masks(ref.grid, [(Segment(i + 1, f"s{i + 1}"), m)
+                                             for i, m in enumerate(masks + [edge])],
+                                  source=ref.source)
+    monkeypatch.setattr(writer, "inset", lambda poly: np.asarray(poly, float))
+    out = tmp_path / "halves.dcm"
+    sb.write(seg, out, to="rtstruct")
+    same_masks(seg, sb.read(out, reference=ref))  # the centre rule: exact, as before
+    ours = sb.read(out, reference=ref, contour_fill="rt-utils")
+    theirs = rt_utils_masks(ref, out)
+    grown = 0
+    for s in ours.segments:
+        np.testing.assert_array_equal(ours.mask(s.number), theirs[s.label], err_msg=s.label)
+        grown += int((theirs[s.label] & ~seg.mask(s.number)).sum())
+    assert grown > 100  # rt-utils' rim on these contours: the comparison is not trivial
 
 
 def test_long_contours_are_split_under_the_64k_limit(tmp_path):
@@ -382,6 +429,35 @@ def test_plastimatch_loads_what_we_write(written, tmp_path):
         assert not (ours & ~union[s.label]).any()
 
 
+def test_an_empty_segment_is_an_roi_without_contours(tmp_path):
+    """Valid DICOM (Contour Sequence left out: present, it needs 1-n items), read back empty
+    with a warning. rt-utils cannot read such an ROI (it expects a Contour Sequence); the
+    other ROI of the file still loads in it."""
+    from rt_utils import RTStructBuilder
+
+    shape = (3, 20, 20)
+    grid = Grid(shape, (-20.0, 13.0, 40.0), (2.5, 1.0, 1.0), np.eye(3),
+                frame_of_reference_uid="1.2.3.12")
+    write_ct_series(tmp_path / "ct", np.zeros(shape), grid, uid_seed="empty")
+    ref = sb.read_series(tmp_path / "ct")
+    box = np.zeros(shape, bool)
+    box[1, 5:9, 5:9] = True
+    seg = Segmentation.from_masks(ref.grid, [(Segment(1, "box"), box),
+                                             (Segment(2, "nothing"), np.zeros(shape, bool))],
+                                  source=ref.source)
+    out = tmp_path / "rt.dcm"
+    sb.write(seg, out, to="rtstruct")
+    assert "ContourSequence" not in pydicom.dcmread(out).ROIContourSequence[1]
+    assert dciodvfy_errors(out) == []
+    report = Report()
+    back = sb.read(out, reference=ref, report=report)
+    assert back.voxel_counts().get(2, 0) == 0 and any("it is empty" in w for w in report.warnings)
+    rts = RTStructBuilder.create_from(str(tmp_path / "ct"), str(out))
+    assert rts.get_roi_mask_by_name("box").sum() == 16
+    with pytest.raises(AttributeError, match="ContourSequence"):
+        rts.get_roi_mask_by_name("nothing")
+
+
 def test_dciodvfy_reports_no_errors(written):
     errors = dciodvfy_errors(written[0])
     assert errors == [], "\n".join(errors)
@@ -518,6 +594,8 @@ def test_cli_contour_fill_rt_utils(tmp_path):
                tmp_path / "x.nii.gz")
     assert res.returncode == 2 and "round" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "x.nii.gz").exists()
+    with pytest.raises(InvalidInputError, match="contour fill must be one of centre, rt-utils"):
+        sb.read(DCMQI / "liver_seg.nrrd", contour_fill="round")
 
 
 def test_batch_contour_fill_column(tmp_path):

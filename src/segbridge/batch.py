@@ -92,7 +92,10 @@ def fingerprint(case: dict) -> str:
     A rerun redoes a case whose fingerprint changed, even if its outputs are still there."""
     import hashlib
 
-    h = hashlib.sha256(json.dumps(case, sort_keys=True).encode())
+    row = dict(case)
+    if row.get("contour_fill", "").lower() in ("", "centre"):
+        row.pop("contour_fill", None)  # the default: same fingerprint as before the column
+    h = hashlib.sha256(json.dumps(row, sort_keys=True).encode())
     for p in [*case["inputs"], case["meta"], case["reference"]]:
         if p and not is_url(p) and os.path.exists(p):
             st = os.stat(p)
@@ -126,7 +129,7 @@ def run_case(case: dict, outdir: str, web: dict | None = None) -> dict:
         ref = io.load_reference(case["reference"] or None, series_uid=case["series"] or None,
                                 report=report)
         seg = io.read(case["inputs"], reference=ref, meta=case["meta"] or None, report=report,
-                      contour_fill=case["contour_fill"] or "centre")
+                      contour_fill=case["contour_fill"].lower() or "centre")
         to = (case["to"] or "seg").lower()
         if to not in ("seg", "rtstruct"):
             raise InvalidInputError(f"to must be seg or rtstruct, got {case['to']!r}")

@@ -76,6 +76,11 @@ def read(inputs: str | os.PathLike | Sequence[str | os.PathLike], *, reference=N
     ``"centre"`` (voxel centre inside) or ``"rt-utils"`` (rt-utils' masks).
     """
     report = report if report is not None else Report(strict=strict)
+    from .rt.contours import RULES
+
+    if contour_fill not in RULES:
+        raise InvalidInputError(f"contour fill must be one of {', '.join(RULES)}, not "
+                                f"{contour_fill!r}")
     paths = [Path(inputs)] if isinstance(inputs, (str, os.PathLike)) else [Path(p) for p in inputs]
     if not paths:
         raise InvalidInputError("no input files")

@@ -27,7 +27,7 @@ Cornerstone's labelmap-to-contour): their boundary voxels are kept instead of ha
 - ``rule="rt-utils"`` in :func:`rasterize` reproduces rt-utils' masks instead of the centre
   rule, for datasets made with it: vertices rounded to the nearest voxel centre (half to
   even, as ``numpy.around``), even-odd fill of the rounded polygons, plus every voxel on their
-  8-connected outline (OpenCV's Bresenham line, drawn left to right, ties rounded down).
+  8-connected outline as OpenCV draws it (:mod:`.rtutils`).
 """
 
 from __future__ import annotations
@@ -100,50 +100,24 @@ def rasterize(contours: list[tuple[int, np.ndarray]], shape: tuple[int, int, int
             by_slice.setdefault(int(k), []).append(poly)
     if not by_slice or ny == 0 or nx == 0:
         return out
+    if rule == "rt-utils":
+        from .rtutils import fill_poly
+
+        for k, polys in by_slice.items():
+            out[k] = fill_poly(polys, ny, nx)
+        return out
     step = max(1, (1 << 24) // (ny * (nx + 1)))  # bounded scratch memory
     ks = sorted(by_slice)
     for i in range(0, len(ks), step):
         chunk = ks[i:i + step]
         out[chunk] = _fill([by_slice[k] for k in chunk], ny, nx)
-    if rule == "rt-utils":
-        for k, polys in by_slice.items():
-            jj, ii = _outline(polys)
-            ok = (jj >= 0) & (jj < ny) & (ii >= 0) & (ii < nx)
-            out[k, jj[ok], ii[ok]] = True
     return out
-
-
-def _outline(polys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, columns) of the 8-connected lines along the edges of integer-vertex polygons.
-
-    OpenCV draws each edge from its left end; along the major axis every step is one pixel and
-    the minor coordinate is the exact one rounded, halves down: ``(2 j d + D - 1) // (2 D)``.
-    """
-    a = np.concatenate(polys).astype(np.int64)
-    b = np.concatenate([np.roll(p, -1, axis=0) for p in polys]).astype(np.int64)
-    swap = a[:, 0] > b[:, 0]
-    a, b = np.where(swap[:, None], b, a), np.where(swap[:, None], a, b)
-    dx = b[:, 0] - a[:, 0]
-    dy = b[:, 1] - a[:, 1]
-    steep = np.abs(dy) > dx
-    major = np.where(steep, np.abs(dy), dx)
-    minor = np.where(steep, dx, np.abs(dy))
-    n = major + 1
-    edge = np.repeat(np.arange(len(a)), n)
-    j = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
-    big, small = major[edge], minor[edge]
-    m = (2 * j * small + big - 1) // np.maximum(2 * big, 1)
-    sy = np.sign(dy)[edge]
-    st = steep[edge]
-    x = a[edge, 0] + np.where(st, m, j)
-    y = a[edge, 1] + sy * np.where(st, j, m)
-    return y, x
 
 
 def inset(poly: np.ndarray, amount: float = INSET) -> np.ndarray:
     """A traced contour (inside on the left) moved ``amount`` voxels inwards, corners mitred.
 
-    Traced contours turn by 45 or 90 degrees, so no vertex moves more than 2.7 ``amount``.
+    Traced contours turn by 45 or 90 degrees, so no vertex moves more than sqrt(2) ``amount``.
     """
     p = np.asarray(poly, np.float64)
     if len(p) < 3:
@@ -184,13 +158,13 @@ def _fill(slices: list[list[np.ndarray]], ny: int, nx: int) -> np.ndarray:
     counts = np.bincount(flat, minlength=len(slices) * ny * (nx + 1)).astype(np.uint8) & 1
     parity = np.bitwise_xor.accumulate(counts.reshape(len(slices), ny, nx + 1), axis=2)
     out = parity[:, :, :nx].astype(bool)
-    kk, jj, ii = _centres_on_edges(k, xa, ya, xb, yb)
+    kk, jj, ii = _centres_on_edges(k, xa, ya, xb, yb, ny, nx)
     ok = (jj >= 0) & (jj < ny) & (ii >= 0) & (ii < nx)
     out[kk[ok], jj[ok], ii[ok]] = True
     return out
 
 
-def _centres_on_edges(k, xa, ya, xb, yb, eps: float = 1e-3):
+def _centres_on_edges(k, xa, ya, xb, yb, ny: int, nx: int, eps: float = 1e-3):
     """Voxel centres lying on a contour edge (within ``eps`` voxel): they count as inside.
 
     Contours drawn through voxel centres (rt-utils' OpenCV chains, Cornerstone's marching
@@ -203,30 +177,41 @@ def _centres_on_edges(k, xa, ya, xb, yb, eps: float = 1e-3):
         (np.abs(xb - sx) < eps) & (np.abs(yb - sy) < eps)
     dx, dy = (sx - rx).astype(np.int64), (sy - ry).astype(np.int64)
     g = np.gcd(np.abs(dx), np.abs(dy))
-    n = np.where(on_lattice, g + 1, 0)
+    ux, uy = dx // np.maximum(g, 1), dy // np.maximum(g, 1)  # lattice step along the edge
+    # only the part inside the image: t in [t0, t1] keeps rx + t ux in [0, nx - 1], same for y
+    t0, t1 = np.zeros(len(g)), g.astype(np.float64)
+    for r, u, size in ((rx, ux, nx), (ry, uy, ny)):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a, b = (0 - r) / u, (size - 1 - r) / u
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        moving = u != 0
+        t0 = np.where(moving, np.maximum(t0, np.ceil(lo)), t0)
+        t1 = np.where(moving, np.minimum(t1, np.floor(hi)), t1)
+        t1 = np.where(~moving & ((r < 0) | (r > size - 1)), -1, t1)
+    n = np.where(on_lattice, np.maximum(t1 - t0 + 1, 0), 0).astype(np.int64)
+    x0 = np.where(on_lattice, rx + t0 * ux, 0)
+    y0 = np.where(on_lattice, ry + t0 * uy, 0)
     # horizontal / vertical edges on a row / column of centres, ends anywhere
-    horiz = ~on_lattice & (np.abs(ya - yb) < eps) & (np.abs(ya - ry) < eps)
-    vert = ~on_lattice & (np.abs(xa - xb) < eps) & (np.abs(xa - rx) < eps)
-    lo_h = np.ceil(np.minimum(xa, xb) - eps)
-    hi_h = np.floor(np.maximum(xa, xb) + eps)
-    lo_v = np.ceil(np.minimum(ya, yb) - eps)
-    hi_v = np.floor(np.maximum(ya, yb) + eps)
+    horiz = ~on_lattice & (np.abs(ya - yb) < eps) & (np.abs(ya - ry) < eps) & \
+        (ry >= 0) & (ry < ny)
+    vert = ~on_lattice & (np.abs(xa - xb) < eps) & (np.abs(xa - rx) < eps) & \
+        (rx >= 0) & (rx < nx)
+    lo_h = np.maximum(np.ceil(np.minimum(xa, xb) - eps), 0)
+    hi_h = np.minimum(np.floor(np.maximum(xa, xb) + eps), nx - 1)
+    lo_v = np.maximum(np.ceil(np.minimum(ya, yb) - eps), 0)
+    hi_v = np.minimum(np.floor(np.maximum(ya, yb) + eps), ny - 1)
     n = n + np.where(horiz, np.maximum(hi_h - lo_h + 1, 0), 0).astype(np.int64)
     n = n + np.where(vert, np.maximum(hi_v - lo_v + 1, 0), 0).astype(np.int64)
+    x0 = np.where(horiz, lo_h, np.where(vert, rx, x0))
+    y0 = np.where(horiz, ry, np.where(vert, lo_v, y0))
+    ux = np.where(horiz, 1, np.where(vert, 0, ux))
+    uy = np.where(horiz, 0, np.where(vert, 1, uy))
     total = int(n.sum())
-    if total == 0:
-        e = np.zeros(0, np.int64)
-        return e, e, e
     edge = np.repeat(np.arange(len(n)), n)
     t = np.arange(total) - (np.cumsum(n) - n)[edge]
-    lat = on_lattice[edge]
-    gs = np.maximum(g[edge], 1)
-    i = np.where(lat, rx[edge] + t * dx[edge] // gs, 0)
-    j = np.where(lat, ry[edge] + t * dy[edge] // gs, 0)
-    h, v = horiz[edge], vert[edge]
-    i = np.where(h, lo_h[edge] + t, np.where(v, rx[edge], i))
-    j = np.where(h, ry[edge], np.where(v, lo_v[edge] + t, j))
-    return k[edge], j.astype(np.int64), i.astype(np.int64)
+    i = (x0[edge] + t * ux[edge]).astype(np.int64)
+    j = (y0[edge] + t * uy[edge]).astype(np.int64)
+    return k[edge], j, i
 
 
 def trace(mask: np.ndarray) -> list[tuple[int, np.ndarray]]:

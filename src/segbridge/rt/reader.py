@@ -181,6 +181,14 @@ def read_rtstruct(path: str | Path, reference: ReferenceImage | None, *,
     segments: list[Segment] = []
     dtype = label_dtype(max((r.number for r in rt.rois), default=1))
     stats = _Tally()
+    matrix = None
+    src = reference.source
+    if fill == "rt-utils" and src.position_strings and src.orientation_strings and \
+            src.pixel_spacing_strings:
+        from .rtutils import pixel_matrix
+
+        matrix = pixel_matrix(src.position_strings, src.orientation_strings,
+                              src.pixel_spacing_strings)
     for i, roi in enumerate(rt.rois):
         seg = Segment(roi.number, roi.name, description=roi.description,
                       algorithm_type=roi.algorithm,
@@ -188,7 +196,7 @@ def read_rtstruct(path: str | Path, reference: ReferenceImage | None, *,
                       extras={"rt_roi_number": roi.number,
                               "rt_interpreted_type": roi.interpreted_type,
                               "rt_observation_label": roi.observation_label})
-        box, sub = _rasterize_roi(roi, reference, stats, name, fill)
+        box, sub = _rasterize_roi(roi, reference, stats, name, fill, matrix)
         other = [{"type": c.kind, "points": c.points.reshape(-1, 3).tolist()}
                  for c in roi.contours if c.kind in ("POINT", "OPEN_PLANAR", "OPEN_NONPLANAR")
                  and c.points.size % 3 == 0]
@@ -242,8 +250,11 @@ class _Tally:
 
 
 def _rasterize_roi(roi: RtRoi, reference: ReferenceImage, tally: _Tally, name: str,
-                   fill: str):
-    """(index box, boolean sub-mask) of one ROI's closed contours, or (None, None)."""
+                   fill: str, matrix: np.ndarray | None):
+    """(index box, boolean sub-mask) of one ROI's closed contours, or (None, None).
+
+    ``matrix``: rt-utils' patient -> pixel matrix; with it, the in-plane coordinates are the
+    ones rt-utils computes (rounded in image coordinates, before the box shifts them)."""
     grid = reference.grid
     nz, ny, nx = grid.shape
     polys = []
@@ -273,7 +284,12 @@ def _rasterize_roi(roi: RtRoi, reference: ReferenceImage, tally: _Tally, name: s
             at = reference.source.index_of(c.image_uid)
             if at is not None and at != k:
                 tally.add("reference", where)
-        polys.append((k, idx[:, :2]))
+        if matrix is not None:
+            from .rtutils import pixel_xy
+
+            polys.append((k, pixel_xy(pts, matrix)))
+        else:
+            polys.append((k, np.around(idx[:, :2]) if fill == "rt-utils" else idx[:, :2]))
     if not polys:
         return None, None
     allxy = np.concatenate([p for _, p in polys])

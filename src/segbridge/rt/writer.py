@@ -41,7 +41,8 @@ INTERPRETED_TYPES = {"EXTERNAL", "PTV", "CTV", "GTV", "TREATED_VOLUME", "IRRAD_V
 
 def _format(values: np.ndarray) -> list[str]:
     """Decimal strings (<= 16 characters, 0.1 micrometre) for many coordinates at once: each
-    distinct value is formatted once (contour vertices sit on a half-voxel lattice)."""
+    distinct value is formatted once (vertices take few distinct values: a half-voxel lattice
+    moved by a handful of inset offsets)."""
     rounded = np.round(values, 4) + 0.0  # + 0.0 turns -0.0 into 0.0
     uniq, inverse = np.unique(rounded, return_inverse=True)
     text = np.array([f"{v:.4f}".rstrip("0").rstrip(".") for v in uniq], dtype=object)
@@ -99,6 +100,7 @@ def _contours(seg: Segmentation, number: int, box) -> list[tuple[int, list[str]]
     too_long = {k for k, poly in traced if len(poly) > MAX_VERTICES}
     traced = [(k, poly) for k, poly in traced if k not in too_long] + \
         [(k, poly) for k in sorted(too_long) for poly in bands(sub[k], MAX_VERTICES)]
+    traced.sort(key=lambda t: t[0])  # ContourNumber in slice order
     polys = [(k + box[0].start, inset(poly) + offset) for k, poly in traced]
     if not polys:
         return []
@@ -242,7 +244,7 @@ def _roi_contours(rois, src, raw) -> bytes:
                       raw.element(0x30060046, b"IS", str(len(values) // 3).encode()) +
                       raw.element(0x30060048, b"IS", str(i + 1).encode()) +
                       raw.element(0x30060050, b"DS", data))
-        if cs:
+        if cs:  # none for an empty segment: an empty Contour Sequence is invalid (1-n items)
             body += raw.sequence(0x30060040, cs)
         body += raw.element(0x30060084, b"IS", str(s.number).encode())
         items.append(body)
