@@ -165,9 +165,19 @@ def test_strict_turns_warnings_into_errors(tmp_path):
     assert not (tmp_path / "y.nii.gz").exists()
 
 
-def test_usage_error_is_not_a_traceback():
-    res = run("convert", "--no-such-option")
-    assert res.returncode == 2 and "Traceback" not in res.stderr
+def test_usage_errors_are_one_line():
+    for args, line in [
+        (("convert", "--no-such-option"), "segbridge convert: error: No such option: "
+                                          "--no-such-option (see --help)"),
+        (("convertt",), "segbridge: error: No such command 'convertt'. Did you mean "
+                        "'convert'? (see --help)"),
+        (("info",), "segbridge info: error: Missing argument 'file'. (see --help)"),
+        (("convert", "a.nii.gz", "--type", "round"),
+         "segbridge convert: error: Invalid value for '--type': 'round' is not one of 'auto', "
+         "'binary', 'fractional', 'labelmap'. (see --help)"),
+    ]:
+        res = run(*args)
+        assert res.returncode == 2 and res.stderr.strip() == line, res.stderr
 
 
 def test_irregular_reference_needs_resample_for_nifti(tmp_path):

@@ -678,8 +678,14 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         _aborted()
     except Exception as exc:  # usage errors (typer's click) and anything unexpected
-        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show()
+        if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):
+            ctx, names = getattr(exc, "ctx", None), []
+            while ctx is not None and ctx.parent is not None:  # the root is "segbridge"
+                names.insert(0, ctx.info_name)
+                ctx = ctx.parent
+            where = " ".join(["segbridge", *names])
+            message = exc.format_message().replace("Value error, ", "")
+            print(f"{where}: error: {message} (see --help)", file=sys.stderr)
             sys.exit(exc.exit_code)
         if debug:
             raise
