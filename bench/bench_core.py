@@ -30,7 +30,7 @@ import nibabel as nib
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BIN, HERE, PY, dcmqi_meta, make_labels, repeat, update_section, write_json  # noqa: E402
+from common import BIN, HERE, PY, dcmqi_meta, make_labels, publish, repeat, write_json  # noqa: E402
 
 TARGETS = {"write BINARY": 0.5, "write LABELMAP (RLE)": 1.0,
            "write LABELMAP (uncompressed)": 1.0, "read BINARY": 0.5, "read LABELMAP": 1.0}
@@ -199,10 +199,8 @@ def main() -> None:
         if ok:
             correct = verify_seg(output, ref, labels) if output.suffix == ".dcm" else \
                 verify_volume(output, labels, ref.grid)
-        rows.append({"task": task, "tool": tool, "wall_s": round(run.wall, 3),
-                     "peak_mb": round(run.peak_mb, 1), "size_mb": round(_size(output) / 2**20, 2),
-                     "ok": ok, "correct": correct, "note": note,
-                     "error": "" if ok else run.error.strip().splitlines()[-1:]})
+        rows.append({**run.row(task, tool), "size_mb": round(_size(output) / 2**20, 2),
+                     "correct": correct, "note": note})
         print(f"{task:22s} {tool:10s} {run.wall:7.2f} s {run.peak_mb:8.1f} MB "
               f"{_size(output) / 2**20:8.2f} MB  correct={correct} {'' if ok else run.error}",
               flush=True)
@@ -211,14 +209,9 @@ def main() -> None:
                        f"{__import__('os').cpu_count()} cores",
             "python": platform.python_version(), "slices": args.slices, "labels": args.labels,
             "reps": args.reps}
-    write_json(args.out / "results.json", {"meta": meta, "rows": rows, "summary": summary})
-    md = markdown(rows, summary, meta)
-    print()
-    print(md)
-    if args.markdown:
-        update_section(args.markdown, "core", md)
-        write_json(args.markdown.with_suffix(".json"), {"meta": meta, "rows": rows,
-                                                        "summary": summary})
+    publish(args.out / "results.json", {"meta": meta, "rows": rows, "summary": summary},
+            markdown(rows, summary, meta), args.markdown, "core",
+            sidecar=args.markdown.with_suffix(".json").name if args.markdown else None)
 
 
 def summarise(rows: list[dict]) -> list[dict]:

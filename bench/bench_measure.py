@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_core import prepare  # noqa: E402
-from common import BIN, HERE, PY, repeat, update_section, write_json  # noqa: E402
+from common import BIN, HERE, PY, publish, repeat  # noqa: E402
 
 TARGET_SPEEDUP = 10.0
 
@@ -64,9 +64,7 @@ def main() -> None:
     rows = []
     for task, tool, cmd, reps in jobs:
         run = repeat(cmd, reps)
-        rows.append({"task": task, "tool": tool, "wall_s": round(run.wall, 3),
-                     "peak_mb": round(run.peak_mb, 1), "ok": run.ok,
-                     "error": "" if run.ok else run.error.strip().splitlines()[-1:]})
+        rows.append(run.row(task, tool))
         print(f"{task:30s} {tool:28s} {run.wall:8.2f} s {run.peak_mb:8.1f} MB "
               f"{'' if run.ok else run.error}", flush=True)
 
@@ -82,15 +80,8 @@ def main() -> None:
     meta = {"machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
             "python": platform.python_version(), "slices": args.slices,
             "labels": args.labels, "reps": args.reps, "baseline_reps": args.baseline_reps}
-    write_json(args.out / "results_measure.json", {"meta": meta, "rows": rows,
-                                                   "summary": summary})
-    md = markdown(rows, summary, meta)
-    print()
-    print(md)
-    if args.markdown:
-        update_section(args.markdown, "measure", md)
-        write_json(args.markdown.with_name("performance-measure.json"), {"meta": meta, "rows": rows,
-                                                        "summary": summary})
+    publish(args.out / "results_measure.json", {"meta": meta, "rows": rows, "summary": summary},
+            markdown(rows, summary, meta), args.markdown, "measure", sidecar="performance-measure.json")
 
 
 def time_searches(labels_path: Path, reps: int, baseline_reps: int) -> dict:

@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_core import prepare  # noqa: E402
-from common import BIN, HERE, PY, repeat, update_section, write_json  # noqa: E402
+from common import BIN, HERE, PY, publish, repeat  # noqa: E402
 
 TARGET = 2.0
 
@@ -104,23 +104,15 @@ def main() -> None:
     summary = summarise(rows)
     meta = {"machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
             "python": platform.python_version(), "reps": args.reps, "peer_reps": args.peer_reps}
-    write_json(args.out / "results_rt.json", {"meta": meta, "rows": rows, "summary": summary})
-    md = markdown(rows, summary, meta)
-    print()
-    print(md)
-    if args.markdown:
-        update_section(args.markdown, "rt", md)
-        write_json(args.markdown.with_name("performance-rt.json"),
-                   {"meta": meta, "rows": rows, "summary": summary})
+    publish(args.out / "results_rt.json", {"meta": meta, "rows": rows, "summary": summary},
+            markdown(rows, summary, meta), args.markdown, "rt", sidecar="performance-rt.json")
 
 
 def run(task: str, tool: str, cmd: list[str], reps: int) -> dict:
     r = repeat(cmd, reps)
     print(f"{task:22s} {tool:34s} {r.wall:7.2f} s {r.peak_mb:8.1f} MB {'' if r.ok else r.error}",
           flush=True)
-    return {"task": task, "tool": tool, "wall_s": round(r.wall, 3),
-            "peak_mb": round(r.peak_mb, 1), "ok": r.ok,
-            "error": "" if r.ok else r.error.strip().splitlines()[-1:]}
+    return r.row(task, tool)
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:

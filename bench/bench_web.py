@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from bench_core import prepare  # noqa: E402
-from common import BIN, HERE, PY, dcmqi_meta, repeat, update_section, write_json  # noqa: E402
+from common import BIN, HERE, PY, dcmqi_meta, publish, repeat  # noqa: E402
 from orthanc import Orthanc  # noqa: E402
 
 
@@ -224,11 +224,8 @@ def main() -> None:
     shape = tuple(int(v) for v in args.shape.split(","))
     batch = bench_batch(args.out, args.cases, args.reps, shape)
     pacs = [] if args.skip_pacs else bench_pacs(args.out, args.reps)
-    write_json(args.out / "results_web.json", {"meta": meta, "batch": batch, "pacs": pacs})
-    md = markdown(batch, pacs, args.cases, meta, shape)
-    print(md)
-    if args.markdown:
-        update_section(args.markdown, "web", md)
+    publish(args.out / "results_web.json", {"meta": meta, "batch": batch, "pacs": pacs},
+            markdown(batch, pacs, args.cases, meta, shape), args.markdown, "web")
 
 
 if __name__ == "__main__":

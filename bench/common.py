@@ -30,6 +30,12 @@ class Run:
     ok: bool
     error: str = ""
 
+    def row(self, task: str, tool: str) -> dict:
+        """A results-table row: wall time, peak memory, and the last error line if it failed."""
+        return {"task": task, "tool": tool, "wall_s": round(self.wall, 3),
+                "peak_mb": round(self.peak_mb, 1), "ok": self.ok,
+                "error": "" if self.ok else self.error.strip().splitlines()[-1:]}
+
 
 def timed(cmd: list[str], env: dict | None = None) -> Run:
     """Run a command through the small launcher; wall time and peak RSS of the child."""
@@ -92,6 +98,19 @@ def dcmqi_meta(labels) -> dict:
 
 def write_json(path: Path, data) -> None:
     path.write_text(json.dumps(data, indent=2))
+
+
+def publish(results: Path, payload: dict, md: str, markdown: Path | None, section: str,
+            sidecar: str | None = None) -> None:
+    """Write the results JSON, print the table, and put it in its section of ``markdown``
+    (with the results beside it in the file named ``sidecar``, when given)."""
+    write_json(results, payload)
+    print()
+    print(md)
+    if markdown:
+        update_section(markdown, section, md)
+        if sidecar is not None:
+            write_json(markdown.with_name(sidecar), payload)
 
 
 def update_section(path: Path, name: str, markdown: str) -> None:

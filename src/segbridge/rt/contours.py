@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .rtutils import fill_poly
+
 # corners of a marching-squares cell, (dx, dy) from the cell's top-left pixel centre
 _CORNERS = {"TL": (0, 0), "TR": (1, 0), "BR": (1, 1), "BL": (0, 1)}
 # edge midpoints: (x, y) offsets and the two corners each edge joins
@@ -101,8 +103,6 @@ def rasterize(contours: list[tuple[int, np.ndarray]], shape: tuple[int, int, int
     if not by_slice or ny == 0 or nx == 0:
         return out
     if rule == "rt-utils":
-        from .rtutils import fill_poly
-
         for k, polys in by_slice.items():
             out[k] = fill_poly(polys, ny, nx)
         return out

@@ -24,7 +24,8 @@ from ..colors import default_color
 from ..errors import GeometryMismatchError, InvalidInputError, Report
 from ..model import Segment, Segmentation, label_dtype, place_first_fit
 from ..series import ReferenceImage
-from .contours import RULES, rasterize
+from .contours import rasterize
+from .rtutils import pixel_matrix, pixel_xy
 
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 ALGORITHMS = {"AUTOMATIC": "AUTOMATIC", "SEMIAUTOMATIC": "SEMIAUTOMATIC", "MANUAL": "MANUAL"}
@@ -145,10 +146,8 @@ def read_rtstruct(path: str | Path, reference: ReferenceImage | None, *,
     """Rasterise an RTSTRUCT onto the reference series' grid.
 
     ``fill``: ``"centre"`` (the rule above) or ``"rt-utils"`` (rt-utils' masks, for datasets
-    made with it; see :mod:`.contours`).
+    made with it; see :mod:`.rtutils`); checked by :func:`segbridge.io.read`.
     """
-    if fill not in RULES:
-        raise InvalidInputError(f"contour fill must be one of {', '.join(RULES)}, not {fill!r}")
     report = report if report is not None else Report(strict=strict)
     rt = parse_rtstruct(path, report)
     name = rt.path.name
@@ -185,8 +184,6 @@ def read_rtstruct(path: str | Path, reference: ReferenceImage | None, *,
     src = reference.source
     if fill == "rt-utils" and src.position_strings and src.orientation_strings and \
             src.pixel_spacing_strings:
-        from .rtutils import pixel_matrix
-
         matrix = pixel_matrix(src.position_strings, src.orientation_strings,
                               src.pixel_spacing_strings)
     for i, roi in enumerate(rt.rois):
@@ -285,8 +282,6 @@ def _rasterize_roi(roi: RtRoi, reference: ReferenceImage, tally: _Tally, name: s
             if at is not None and at != k:
                 tally.add("reference", where)
         if matrix is not None:
-            from .rtutils import pixel_xy
-
             polys.append((k, pixel_xy(pts, matrix)))
         else:
             polys.append((k, np.around(idx[:, :2]) if fill == "rt-utils" else idx[:, :2]))

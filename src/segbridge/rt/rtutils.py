@@ -4,9 +4,9 @@ Datasets and models made with rt-utils carry its masks, which differ from the ce
 to a voxel all round (it rounds vertices to pixels and fills the outline pixels too). To give
 those users the same masks, ``--contour-fill rt-utils`` repeats what rt-utils does:
 
-- :func:`pixel_matrix`, :func:`pixel_xy`: patient -> pixel coordinates through rt-utils' float32
-  matrix, built from the
-  lowest slice along the normal, then rounded half to even (``numpy.around``). The float32
+- :func:`pixel_matrix`, :func:`pixel_xy`: patient -> pixel coordinates through rt-utils'
+  float32 matrix, built from the lowest slice along the normal, then rounded half to even
+  (``numpy.around``). The float32
   rounding decides which way a vertex half-way between two pixels goes, so it is copied. Not
   copied: rt-utils divides by PixelSpacing[0] (the row spacing) along the rows, which misplaces
   contours when pixels are not square; we divide by the right spacing.
@@ -17,7 +17,7 @@ those users the same masks, ``--contour-fill rt-utils`` repeats what rt-utils do
   slopes decide pixels whose centre lies exactly on an edge).
 
 Checked against ``cv2.fillPoly`` and rt-utils itself in the tests. Own code instead of OpenCV:
-a few vectorised lines, and no 60 MB OpenCV wheel in the core install.
+about a hundred vectorised lines, and no 60 MB OpenCV wheel in the core install.
 """
 
 from __future__ import annotations
