@@ -1,4 +1,4 @@
-"""NIfTI (.nii, .nii.gz) labelmaps: read with nibabel, written by a small NIfTI-1 encoder.
+"""NIfTI (.nii, .nii.gz) labelmaps: read by :mod:`.nifti_reader`, written by a NIfTI-1 encoder.
 
 3-D files hold one labelmap; 4-D files hold one volume per layer (overlapping segments) or, for
 fractional data, one probability volume per segment. NIfTI is RAS: the affine is converted to
@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import InvalidInputError, Report
 from ..geometry import Grid, flip_lps_ras
 from ..model import Segmentation, label_dtype
+from .nifti_reader import read_image
 from .volumes import LabelVolume, as_fraction, as_labels
 
 FRACTIONAL_TAG = "segbridge FRACTIONAL"
@@ -30,22 +31,17 @@ FRACTIONAL_TAG = "segbridge FRACTIONAL"
 
 def read_nifti(path: str | Path, *, fractional: bool | None = None,
                report: Report | None = None) -> tuple[list[LabelVolume], dict]:
-    """Volumes of a NIfTI file, and header facts (``fractional_type``, ``max``)."""
-    import nibabel as nib
+    """Volumes of a NIfTI file, and header facts (``fractional_type``, ``max``).
 
+    Raises
+    ------
+    InvalidInputError
+        The file is missing, not NIfTI, damaged (gzip checked to its end), has no usable
+        geometry or holds values that are not labels (or fractions).
+    """
     p = Path(path)
-    try:
-        img = nib.load(str(p))
-        data = np.asanyarray(img.dataobj)
-    except FileNotFoundError:
-        raise InvalidInputError(f"{p}: no such file") from None
-    except Exception as exc:
-        raise InvalidInputError(f"{p}: not a readable NIfTI file ({exc})") from None
-    descrip = ""
-    try:
-        descrip = bytes(img.header["descrip"]).decode("ascii", "ignore").strip("\x00 ")
-    except Exception:
-        pass
+    img = read_image(p)
+    data, descrip = img.data, img.descrip
     info: dict = {}
     tagged = descrip.startswith(FRACTIONAL_TAG)
     if tagged:
@@ -57,21 +53,22 @@ def read_nifti(path: str | Path, *, fractional: bool | None = None,
         raise InvalidInputError(f"{p}: {data.ndim}-D image; expected 3-D labels or 4-D layers")
     if data.ndim == 5:
         data = data[:, :, :, 0, :]
-    affine = img.affine
-    if affine is None or not np.all(np.isfinite(affine)):
-        raise InvalidInputError(f"{p}: no usable orientation (affine)")
     shape_zyx = data.shape[:3][::-1]
-    grid = Grid.from_affine(flip_lps_ras(affine), shape_zyx)
-    vols = [data] if data.ndim == 3 else [data[..., i] for i in range(data.shape[3])]
+    grid = Grid.from_affine(flip_lps_ras(img.affine), shape_zyx)
+    # one conversion over the whole 4-D array rather than one per volume (issue 11, class 11:
+    # thousands of tiny volumes); what is left per volume is a view and a small record
+    xyzt = data[..., None] if data.ndim == 3 else data
+    zyx_t = np.transpose(xyzt, (3, 2, 1, 0))
+    if is_frac:
+        conv = as_fraction(zyx_t, p.name, info.get("max", 255))
+    else:
+        conv = as_labels(zyx_t, p.name)
+    conv = np.ascontiguousarray(conv)
+    n = conv.shape[0]
     out = []
-    for i, v in enumerate(vols):
-        name = p.name if len(vols) == 1 else f"{p.name}[volume {i + 1}]"
-        zyx = np.ascontiguousarray(np.transpose(v, (2, 1, 0)))
-        if is_frac:
-            zyx = as_fraction(zyx, name, info.get("max", 255))
-        else:
-            zyx = as_labels(zyx, name)
-        out.append(LabelVolume(grid, zyx, name, fractional=bool(is_frac)))
+    for i in range(n):
+        name = p.name if n == 1 else f"{p.name}[volume {i + 1}]"
+        out.append(LabelVolume(grid, conv[i], name, fractional=bool(is_frac)))
     return out, info
 
 
