@@ -1,23 +1,46 @@
 """The start of every object segbridge derives from source images (SEG, RTSTRUCT).
 
 Patient, study and clinical-trial attributes are copied from the source; Type 2 attributes a
-derived object must carry are present even when the source lacks them.
+derived object must carry are present even when the source lacks them (PS3.3 C.7.1.1, C.7.2.1).
+The SEG writer copies the source's elements as encoded bytes (:func:`start`, no pydicom); the
+RTSTRUCT writer still builds a pydicom Dataset (:func:`base_dataset`).
 """
 
 from __future__ import annotations
 
-from pydicom.dataset import Dataset
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidInputError
 from ..model import SourceRef
 from . import rawdicom as raw
+from .encoder import WRITER_TAGS, DataSet
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
                        "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber")
+_CHARSET = 0x00080005
+_STUDY_UID = 0x0020000D
+
+
+@dataclass(frozen=True)
+class CopiedHeader(raw.EncodedHeader):
+    """A source image's attributes to copy, as the bytes its file holds (read without pydicom).
+
+    ``items()`` gives the pydicom view, so code that merges the header into a pydicom Dataset
+    (``Dataset.update``) keeps working.
+    """
+
+    def items(self):
+        return self.to_pydicom().items()
 
 
 def source_header(src: SourceRef) -> Dataset:
     """The source's copied attributes as a pydicom Dataset (empty when it has none)."""
+    from pydicom.dataset import Dataset
+
     header = src.header
     if isinstance(header, raw.EncodedHeader):
         header = header.to_pydicom()
@@ -25,8 +48,10 @@ def source_header(src: SourceRef) -> Dataset:
 
 
 def base_dataset(src: SourceRef) -> Dataset:
-    """A new dataset with the source's patient / study modules and its Study Instance UID."""
+    """A new pydicom dataset with the source's patient / study modules and Study Instance UID."""
     header = source_header(src)
+    from pydicom.dataset import Dataset
+
     ds = Dataset()
     for elem in header:
         ds[elem.tag] = elem
@@ -36,4 +61,66 @@ def base_dataset(src: SourceRef) -> Dataset:
     for kw in TYPE2_PATIENT_STUDY:
         if kw not in ds:
             setattr(ds, kw, "")
+    return ds
+
+
+def copied_elements(src: SourceRef) -> dict[int, bytes]:
+    """The source's copied top-level elements, tag -> element in Explicit VR Little Endian.
+
+    Explicit little-endian bytes (nearly every file) are split and kept as they are; headers in
+    another transfer syntax, and pydicom Datasets (DICOMweb metadata, API callers), are
+    re-encoded through pydicom.
+    """
+    header = src.header
+    if header is None:
+        return {}
+    if isinstance(header, raw.EncodedHeader) and header.little and not header.implicit:
+        data = header.data
+    elif isinstance(header, raw.EncodedHeader) or hasattr(header, "iterall"):
+        data = _explicit_le(header.to_pydicom() if isinstance(header, raw.EncodedHeader)
+                            else header)
+    else:
+        return {}
+    walker = raw.Walker(data)
+    spans: dict[int, tuple[int, int]] = {}
+    walker.dataset(0, len(data), spans)
+    return {tag: bytes(data[a:b]) for tag, (a, b) in spans.items()}
+
+
+def _explicit_le(ds: Dataset) -> bytes:
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    out = DicomBytesIO()
+    out.is_little_endian, out.is_implicit_VR = True, False
+    write_dataset(out, ds)
+    return out.getvalue()
+
+
+def _charset(elements: dict[int, bytes]) -> list[str] | None:
+    elem = elements.get(_CHARSET)
+    if elem is None:
+        return None
+    values = elem[8:].decode("ascii", "replace").rstrip(" \x00").split("\\")
+    return [v.strip() for v in values]
+
+
+def start(src: SourceRef) -> DataSet:
+    """A new data set holding the source's patient / study modules and its Study Instance UID.
+
+    Its character set is the source's, so copied names and new text are in one repertoire.
+    """
+    elements = copied_elements(src)
+    ds = DataSet(_charset(elements))
+    for tag, elem in elements.items():
+        ds.put_encoded(tag, elem)
+    study = src.study_instance_uid
+    if not study and _STUDY_UID in elements:
+        study = elements[_STUDY_UID][8:].decode("ascii", "replace").rstrip(" \x00").strip()
+    if not study:
+        raise InvalidInputError("the source has no Study Instance UID; pass --assign-uids")
+    ds.set("StudyInstanceUID", study)
+    for kw in TYPE2_PATIENT_STUDY:
+        if WRITER_TAGS[kw][0] not in ds.elements:
+            ds.set(kw, "")
     return ds

@@ -1,8 +1,8 @@
 """:class:`Segmentation` -> DICOM SEG (BINARY, FRACTIONAL, or LABELMAP / Sup 243).
 
-The header is built with pydicom; the per-frame functional groups and the pixel data are
-encoded as bytes and streamed after it (their tags are the last in the dataset), which keeps
-writing thousands of frames fast and memory flat. Files are written under a temporary name and
+The header is built module by module as encoded elements (:mod:`.encoder`, no pydicom); the
+per-frame functional groups and the pixel data are encoded as bytes and streamed after it (their
+tags are the last in the dataset), which keeps writing thousands of frames fast and memory flat. Files are written under a temporary name and
 renamed when complete, so a failure never leaves a partial SEG behind.
 """
 
@@ -18,13 +18,14 @@ from io import BytesIO
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_dataset, write_file_meta_info
-from pydicom.sequence import Sequence
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, generate_uid
 
 from .. import __version__
+from ..codes import (
+    BACKGROUND,
+    SEGMENTATION_DERIVATION,
+    SOURCE_IMAGE_PURPOSE,
+    SPATIAL_AND_RELATIONAL,
+)
 from ..colors import default_color
 from ..errors import InvalidInputError, Report, UnsupportedError
 from ..model import Segment, Segmentation
@@ -32,9 +33,17 @@ from ..profiles import Profile, get_profile
 from . import rawdicom as raw
 from .codecs import COMPRESSIONS, DEFLATED_LE, NATIVE, codec_for
 from .codecs.native import encode_native_frame, native_length, pack_binary_frames
-from .derived import base_dataset
+from .derived import start
+from .encoder import DataSet, file_meta, fit, why
 from .segfile import LABELMAP_SOP_CLASS, SEG_SOP_CLASS
-from .segments import item_from_segment
+from .segments import code_item, item_from_segment
+from .uids import generate_uid
+
+#: Dimension Index Pointer / Functional Group Pointer values (attribute tags, PS3.3 C.7.6.17)
+REFERENCED_SEGMENT_NUMBER = 0x0062000B
+SEGMENT_IDENTIFICATION_SEQUENCE = 0x0062000A
+IMAGE_POSITION_PATIENT = 0x00200032
+PLANE_POSITION_SEQUENCE = 0x00209113
 
 TYPES = ("auto", "binary", "fractional", "labelmap")
 
@@ -253,155 +262,176 @@ def _frame_pixels(seg: Segmentation, kind: str, frames: list[_Frame],
 
 
 # ---------------------------------------------------------------------------------------------
-# header
+# header: one builder per module (PS3.3 A.51 Segmentation IOD)
 # ---------------------------------------------------------------------------------------------
-def _content_label(text: str | None) -> str:
-    clean = "".join(c if c.isalnum() or c in "_ " else "_" for c in (text or "SEGMENTATION"))
-    return (clean.upper()[:16].strip() or "SEGMENTATION")
+@dataclass
+class _Header:
+    """The header of one SEG object: its data set and the values the file meta repeats."""
+
+    ds: DataSet
+    sop_class: str
+    sop_instance: str
+
+
+def _fitted(value: str, vr: str, what: str, report: Report) -> str:
+    """``value`` fitted to its VR (see :func:`encoder.fit`); a change is a warning."""
+    new = fit(value, vr)
+    if new != value:
+        report.warn(f"{what} {value!r} written as {new!r} ({why(vr)})")
+    return new
+
+
+def _content_label(text: str | None, report: Report) -> str:
+    """ContentLabel (CS, PS3.3 C.10.9): upper-case letters, digits, spaces, underscores."""
+    clean = "".join(c if c.isascii() and (c.isalnum() or c in "_ ") else "_"
+                    for c in (text or "SEGMENTATION"))
+    label = clean.upper()[:16].strip() or "SEGMENTATION"
+    if text is not None and label != text:
+        report.note(f"ContentLabel {text!r} written as {label!r} ({why('CS')})")
+    return label
 
 
 def _ds_strings(values) -> list[str]:
     return [raw.format_ds(float(v)) for v in values]
 
 
-def _header(seg: Segmentation, kind: str, frames: list[_Frame], prof: Profile, ts: str,
-            description: str, number: int, bits: int) -> Dataset:
-    src = seg.source
-    grid = seg.grid
-    ds = base_dataset(src)
-    now = _dt.datetime.now()
-    sop_uid = generate_uid()
-    ds.SOPClassUID = LABELMAP_SOP_CLASS if kind == "LABELMAP" else SEG_SOP_CLASS
-    ds.SOPInstanceUID = sop_uid
-    ds.Modality = "SEG"
-    ds.SeriesInstanceUID = generate_uid()
-    ds.SeriesNumber = int(number)
-    ds.SeriesDescription = description[:64]
-    ds.SeriesDate = now.strftime("%Y%m%d")
-    ds.SeriesTime = now.strftime("%H%M%S")
+def _series_and_instance(ds: DataSet, seg: Segmentation, kind: str, description: str,
+                         number: int, now: _dt.datetime, report: Report) -> _Header:
+    """General Series, Segmentation Series, Frame of Reference and SOP Common attributes."""
+    src, grid = seg.source, seg.grid
+    sop_class = LABELMAP_SOP_CLASS if kind == "LABELMAP" else SEG_SOP_CLASS
+    sop_instance = generate_uid()
+    date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    ds.update(SOPClassUID=sop_class, SOPInstanceUID=sop_instance, Modality="SEG",
+              SeriesInstanceUID=generate_uid(), SeriesNumber=int(number),
+              SeriesDescription=_fitted(description, "LO", "SeriesDescription", report),
+              SeriesDate=date, SeriesTime=time, InstanceNumber=1, InstanceCreationDate=date,
+              InstanceCreationTime=time)
     if src.has_geometry and (grid.frame_of_reference_uid or src.frame_of_reference_uid):
-        ds.FrameOfReferenceUID = src.frame_of_reference_uid or grid.frame_of_reference_uid
+        ds.set("FrameOfReferenceUID", src.frame_of_reference_uid or grid.frame_of_reference_uid)
     if "PositionReferenceIndicator" not in ds:
-        ds.PositionReferenceIndicator = ""
-    ds.Manufacturer = "segbridge"
-    ds.ManufacturerModelName = "segbridge"
-    ds.DeviceSerialNumber = "1"
-    ds.SoftwareVersions = __version__
-    ds.InstanceNumber = 1
-    ds.ContentDate = now.strftime("%Y%m%d")
-    ds.ContentTime = now.strftime("%H%M%S")
-    ds.InstanceCreationDate = ds.ContentDate
-    ds.InstanceCreationTime = ds.ContentTime
-    ds.ImageType = ["DERIVED", "PRIMARY"]
-    ds.ContentLabel = _content_label(seg.content_label)
-    ds.ContentDescription = (seg.content_description or "Segmentation")[:64]
-    ds.ContentCreatorName = seg.content_creator or ""
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows, ds.Columns = grid.shape[1], grid.shape[2]
-    ds.BitsAllocated = bits
-    ds.BitsStored = bits
-    ds.HighBit = bits - 1
-    ds.PixelRepresentation = 0
-    ds.LossyImageCompression = "01" if src.lossy else "00"
-    ds.SegmentationType = kind
+        ds.set("PositionReferenceIndicator", "")
+    return _Header(ds, sop_class, sop_instance)
+
+
+def _equipment(ds: DataSet) -> None:
+    """Enhanced General Equipment module (PS3.3 C.7.5.2)."""
+    ds.update(Manufacturer="segbridge", ManufacturerModelName="segbridge",
+              DeviceSerialNumber="1", SoftwareVersions=__version__)
+
+
+def _image(ds: DataSet, seg: Segmentation, kind: str, bits: int, now: _dt.datetime,
+           report: Report) -> None:
+    """General Image, Image Pixel and Segmentation Image modules (PS3.3 C.8.20.2)."""
+    grid = seg.grid
+    ds.update(ContentDate=now.strftime("%Y%m%d"), ContentTime=now.strftime("%H%M%S"),
+              ImageType=["DERIVED", "PRIMARY"],
+              ContentLabel=_content_label(seg.content_label, report),
+              ContentDescription=_fitted(seg.content_description or "Segmentation", "LO",
+                                         "ContentDescription", report),
+              ContentCreatorName=_fitted(seg.content_creator or "", "PN", "ContentCreatorName",
+                                         report),
+              SamplesPerPixel=1, PhotometricInterpretation="MONOCHROME2",
+              Rows=grid.shape[1], Columns=grid.shape[2], BitsAllocated=bits, BitsStored=bits,
+              HighBit=bits - 1, PixelRepresentation=0,
+              LossyImageCompression="01" if seg.source.lossy else "00", SegmentationType=kind)
     if kind == "FRACTIONAL":
-        ds.SegmentationFractionalType = seg.fractional_type
-        ds.MaximumFractionalValue = seg.max_fractional_value
+        ds.update(SegmentationFractionalType=seg.fractional_type,
+                  MaximumFractionalValue=seg.max_fractional_value)
     if kind == "LABELMAP":
-        ds.PixelPaddingValue = 0
-        ds.SegmentsOverlap = "NO"
+        ds.update(PixelPaddingValue=0, SegmentsOverlap="NO")
     else:
-        ds.SegmentsOverlap = "YES" if seg.has_overlap() else "NO"
+        ds.set("SegmentsOverlap", "YES" if seg.has_overlap() else "NO")
+
+
+def _segment_sequence(ds: DataSet, seg: Segmentation, kind: str, prof: Profile,
+                      report: Report) -> None:
+    """Segment Sequence: a Background item 0 when the profile asks, then every segment."""
     items = []
     if kind == "LABELMAP" and prof.background_segment:
-        from ..codes import BACKGROUND, SPATIAL_AND_RELATIONAL
-
         items.append(item_from_segment(Segment(0, "Background", category=SPATIAL_AND_RELATIONAL,
-                                               type=BACKGROUND), with_color=False))
+                                               type=BACKGROUND), ds.charset, with_color=False))
     for i, s in enumerate(seg.segments):
         if s.color is None:
             s = Segment(**{**s.__dict__, "color": default_color(i)})
-        items.append(item_from_segment(s))
-    ds.SegmentSequence = Sequence(items)
-    # shared functional groups: pixel measures and orientation, copied from the source text
-    shared = Dataset()
+        items.append(item_from_segment(s, ds.charset, report=report))
+    ds.set("SegmentSequence", items)
+
+
+def _shared_functional_groups(ds: DataSet, seg: Segmentation, kind: str) -> None:
+    """Pixel Measures and Plane Orientation, shared by all frames, copied from the source text
+    (viewers compare them at 1e-3)."""
+    src, grid = seg.source, seg.grid
+    shared = DataSet(ds.charset)
     if src.has_geometry:
-        pm = Dataset()
-        pm.PixelSpacing = src.pixel_spacing_strings or _ds_strings(grid.pixel_spacing)
-        pm.SliceThickness = src.slice_thickness or raw.format_ds(float(grid.spacing[0]))
+        pm = DataSet().update(
+            PixelSpacing=src.pixel_spacing_strings or _ds_strings(grid.pixel_spacing),
+            SliceThickness=src.slice_thickness or raw.format_ds(float(grid.spacing[0])))
         if grid.is_regular:
-            pm.SpacingBetweenSlices = raw.format_ds(float(grid.spacing[0]))
-        shared.PixelMeasuresSequence = Sequence([pm])
-        po = Dataset()
-        po.ImageOrientationPatient = src.orientation_strings or _ds_strings(
-            grid.image_orientation)
-        shared.PlaneOrientationSequence = Sequence([po])
+            pm.set("SpacingBetweenSlices", raw.format_ds(float(grid.spacing[0])))
+        po = DataSet().set("ImageOrientationPatient", src.orientation_strings or _ds_strings(
+            grid.image_orientation))
+        shared.update(PixelMeasuresSequence=[pm], PlaneOrientationSequence=[po])
     elif kind == "LABELMAP":
         raise UnsupportedError("a label map SEG needs source images with patient geometry; "
                                "use --type binary for projection images")
-    ds.SharedFunctionalGroupsSequence = Sequence([shared])
-    # dimensions
+    ds.set("SharedFunctionalGroupsSequence", [shared])
+
+
+def _dimensions(ds: DataSet, seg: Segmentation, kind: str) -> None:
+    """Multi-frame Dimension module (PS3.3 C.7.6.17): segment number (not for label maps),
+    then the image position."""
     org_uid = generate_uid()
-    dorg = Dataset()
-    dorg.DimensionOrganizationUID = org_uid
-    ds.DimensionOrganizationSequence = Sequence([dorg])
-    ds.DimensionOrganizationType = "3D"
+    ds.set("DimensionOrganizationSequence", [DataSet().set("DimensionOrganizationUID", org_uid)])
+    ds.set("DimensionOrganizationType", "3D")
     dims = []
     if kind != "LABELMAP":
-        dims.append((0x0062000B, 0x0062000A, "ReferencedSegmentNumber"))
-    if src.has_geometry:
-        dims.append((0x00200032, 0x00209113, "ImagePositionPatient"))
-    items = []
-    for pointer, group, label in dims:
-        d = Dataset()
-        d.DimensionOrganizationUID = org_uid
-        d.DimensionIndexPointer = pointer
-        d.FunctionalGroupPointer = group
-        d.DimensionDescriptionLabel = label
-        items.append(d)
-    ds.DimensionIndexSequence = Sequence(items)
-    # common instance reference: every instance a frame points at
-    used = sorted({fr.slice for fr in frames})
+        dims.append((REFERENCED_SEGMENT_NUMBER, SEGMENT_IDENTIFICATION_SEQUENCE,
+                     "ReferencedSegmentNumber"))
+    if seg.source.has_geometry:
+        dims.append((IMAGE_POSITION_PATIENT, PLANE_POSITION_SEQUENCE, "ImagePositionPatient"))
+    ds.set("DimensionIndexSequence", [
+        DataSet().update(DimensionOrganizationUID=org_uid, DimensionIndexPointer=pointer,
+                         FunctionalGroupPointer=group, DimensionDescriptionLabel=label)
+        for pointer, group, label in dims])
+
+
+def _common_instance_reference(ds: DataSet, seg: Segmentation, frames: list[_Frame]) -> None:
+    """Referenced Series Sequence: every source instance a frame points at (PS3.3 C.12.2)."""
+    src = seg.source
     seen: dict[str, str] = {}
-    for k in used:
+    for k in sorted({fr.slice for fr in frames}):
         inst = src.instances[k]
         if inst.sop_instance_uid:
             seen.setdefault(inst.sop_instance_uid, inst.sop_class_uid)
-    rss = Dataset()
-    rss.SeriesInstanceUID = src.series_instance_uid
-    ris = []
-    for uid, cls in seen.items():
-        r = Dataset()
-        r.ReferencedSOPClassUID = cls
-        r.ReferencedSOPInstanceUID = uid
-        ris.append(r)
-    rss.ReferencedInstanceSequence = Sequence(ris)
-    ds.ReferencedSeriesSequence = Sequence([rss])
-    ds.NumberOfFrames = len(frames)
-    ds.file_meta = _file_meta(ds, ts)
-    return ds
+    ds.set("ReferencedSeriesSequence", [DataSet().update(
+        SeriesInstanceUID=src.series_instance_uid,
+        ReferencedInstanceSequence=[
+            DataSet().update(ReferencedSOPClassUID=cls, ReferencedSOPInstanceUID=uid)
+            for uid, cls in seen.items()])])
 
 
-def _file_meta(ds: Dataset, ts: str) -> FileMetaDataset:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ts
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    meta.ImplementationVersionName = f"SEGBRIDGE_{__version__}"[:16]
-    return meta
+def _header(seg: Segmentation, kind: str, frames: list[_Frame], prof: Profile,
+            description: str, number: int, bits: int, report: Report) -> _Header:
+    """Everything before the per-frame functional groups, module by module."""
+    now = _dt.datetime.now()
+    ds = start(seg.source)
+    head = _series_and_instance(ds, seg, kind, description, number, now, report)
+    _equipment(ds)
+    _image(ds, seg, kind, bits, now, report)
+    _segment_sequence(ds, seg, kind, prof, report)
+    _shared_functional_groups(ds, seg, kind)
+    _dimensions(ds, seg, kind)
+    _common_instance_reference(ds, seg, frames)
+    ds.set("NumberOfFrames", len(frames))
+    return head
 
 
 # ---------------------------------------------------------------------------------------------
 # per-frame functional groups as bytes
 # ---------------------------------------------------------------------------------------------
-_PURPOSE = raw.sequence(0x0040A170, [
-    raw.element(0x00080100, b"SH", b"121322") + raw.element(0x00080102, b"SH", b"DCM") +
-    raw.element(0x00080104, b"LO", b"Source image for image processing operation")])
-_DERIVATION_CODE = raw.sequence(0x00089215, [
-    raw.element(0x00080100, b"SH", b"113076") + raw.element(0x00080102, b"SH", b"DCM") +
-    raw.element(0x00080104, b"LO", b"Segmentation")])
+_PURPOSE = raw.sequence(0x0040A170, [code_item(SOURCE_IMAGE_PURPOSE).encode()])
+_DERIVATION_CODE = raw.sequence(0x00089215, [code_item(SEGMENTATION_DERIVATION).encode()])
 
 
 def _per_frame_items(seg: Segmentation, kind: str, frames: list[_Frame]) -> Iterator[bytes]:
@@ -517,11 +547,12 @@ def _write_one(seg: Segmentation, kind: str, tmp: Path, prof: Profile,
         report.note(f"archive profile: {name} gave the smallest frames")
     for attempt in (name, "rle"):
         ts = COMPRESSIONS[attempt].uid
-        ds = _header(seg, kind, frames, prof, ts, description, number, bits)
+        head = _header(seg, kind, frames, prof, description, number, bits,
+                       report if attempt == name else Report())
         pffg = _per_frame_items(seg, kind, frames)
         try:
             with open(tmp, "wb") as fp:
-                _stream(fp, ds, ts, pffg, _counted(_frame_pixels(seg, kind, frames, lab),
+                _stream(fp, head, ts, pffg, _counted(_frame_pixels(seg, kind, frames, lab),
                                                    len(frames), progress),
                         len(frames), rows, columns, bits)
             return
@@ -531,19 +562,8 @@ def _write_one(seg: Segmentation, kind: str, tmp: Path, prof: Profile,
             report.note(f"archive profile: {attempt} failed ({exc}); wrote RLE instead")
 
 
-def _stream(fp, ds: Dataset, ts: str, pffg: Iterator[bytes], pixels: Iterator[np.ndarray],
+def _stream(fp, head: _Header, ts: str, pffg: Iterator[bytes], pixels: Iterator[np.ndarray],
             nframes: int, rows: int, columns: int, bits: int) -> None:
-    meta = DicomBytesIO()
-    meta.is_little_endian, meta.is_implicit_VR = True, False
-    write_file_meta_info(meta, ds.file_meta, enforce_standard=True)
-    body = DicomBytesIO()
-    body.is_little_endian, body.is_implicit_VR = True, False
-    file_meta = ds.file_meta
-    del ds.file_meta
-    try:
-        write_dataset(body, ds)
-    finally:
-        ds.file_meta = file_meta
     deflate = zlib.compressobj(6, zlib.DEFLATED, -15) if ts == DEFLATED_LE else None
     deflated_length = 0
 
@@ -556,8 +576,8 @@ def _stream(fp, ds: Dataset, ts: str, pffg: Iterator[bytes], pixels: Iterator[np
         else:
             fp.write(b)
 
-    fp.write(b"\x00" * 128 + b"DICM" + meta.getvalue())
-    put(body.getvalue())
+    fp.write(file_meta(head.sop_class, head.sop_instance, ts, f"SEGBRIDGE_{__version__}"))
+    put(head.ds.encode())
     put(raw.sequence_header_undefined(raw.PER_FRAME_FG))
     for it in pffg:
         put(raw.item(it))

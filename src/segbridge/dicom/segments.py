@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from ..codes import Code, normalise
+from collections.abc import Callable
+
+from ..codes import ARTIFICIAL_INTELLIGENCE, MANUAL_PROCESSING, Code, normalise
 from ..colors import dicom_lab_to_rgb, rgb_to_dicom_lab
 from ..errors import Report
 from ..model import Segment
+from .encoder import DataSet, fit, why
 
 
 def code_from_item(item) -> Code:
@@ -16,19 +19,19 @@ def code_from_item(item) -> Code:
                 str(item.CodingSchemeVersion) if "CodingSchemeVersion" in item else None)
 
 
-def code_item(code: Code):
-    """Code Sequence macro item (pydicom Dataset); values over 16 characters go to LongCodeValue."""
-    from pydicom.dataset import Dataset
-
-    d = Dataset()
+def code_item(code: Code, charset=None, fitted: Callable[[str, str, str, str], str] | None = None
+              ) -> DataSet:
+    """Code Sequence macro item (PS3.3 8.8); values over 16 characters go to LongCodeValue."""
+    put = fitted or (lambda kw, vr, value, where: fit(value, vr))
+    d = DataSet(charset)
     if len(code.value) > 16:
-        d.LongCodeValue = code.value
+        d.set("LongCodeValue", put("LongCodeValue", "UC", code.value, ""))
     else:
-        d.CodeValue = code.value
-    d.CodingSchemeDesignator = code.scheme
+        d.set("CodeValue", put("CodeValue", "SH", code.value, ""))
+    d.set("CodingSchemeDesignator", put("CodingSchemeDesignator", "SH", code.scheme, ""))
     if code.version:
-        d.CodingSchemeVersion = code.version
-    d.CodeMeaning = code.meaning[:64]
+        d.set("CodingSchemeVersion", put("CodingSchemeVersion", "SH", code.version, ""))
+    d.set("CodeMeaning", put("CodeMeaning", "LO", code.meaning, ""))
     return d
 
 
@@ -90,47 +93,64 @@ def segment_from_item(item, report: Report | None = None) -> Segment:
     )
 
 
-def item_from_segment(seg: Segment, *, with_color: bool = True):
-    """Write one SegmentSequence item; every segment gets codes, algorithm and colour."""
-    from pydicom.dataset import Dataset
-    from pydicom.sequence import Sequence
+def item_from_segment(seg: Segment, charset=None, *, with_color: bool = True,
+                      report: Report | None = None) -> DataSet:
+    """One SegmentSequence item (PS3.3 C.8.20.4); every segment gets codes, algorithm and
+    colour. Text is fitted to its VR (no control characters, no backslash where the VR has
+    none, cut to length); each change is a warning in ``report`` naming the segment."""
 
-    d = Dataset()
-    d.SegmentNumber = seg.number
-    d.SegmentLabel = (seg.label or f"Segment {seg.number}")[:64]
+    def put(keyword: str, vr: str, value: str, where: str = "") -> str:
+        new = fit(value, vr)
+        if new != value and report is not None:
+            report.warn(f"segment {seg.number}: {keyword}{where} {_shown(value)} written as "
+                        f"{_shown(new)} ({why(vr)})")
+        return new
+
+    def code(c: Code, what: str) -> DataSet:
+        return code_item(c, charset, lambda kw, vr, v, _: put(kw, vr, v, f" of {what}"))
+
+    d = DataSet(charset)
+    d.set("SegmentNumber", seg.number)
+    d.set("SegmentLabel", put("SegmentLabel", "LO", seg.label or f"Segment {seg.number}"))
     if seg.description:
-        d.SegmentDescription = seg.description[:1024]
-    d.SegmentAlgorithmType = seg.algorithm_type
+        d.set("SegmentDescription", put("SegmentDescription", "ST", seg.description))
+    d.set("SegmentAlgorithmType", seg.algorithm_type)
     if seg.algorithm_type != "MANUAL":
-        name = seg.algorithm_name or "segbridge"
-        d.SegmentAlgorithmName = name[:64]
-        algo = Dataset()
-        family = Dataset()
-        family.CodeValue = "123109" if seg.algorithm_type == "SEMIAUTOMATIC" else "123110"
-        family.CodingSchemeDesignator = "DCM"
-        family.CodeMeaning = ("Manual Processing" if seg.algorithm_type == "SEMIAUTOMATIC"
-                              else "Artificial Intelligence")
-        algo.AlgorithmFamilyCodeSequence = Sequence([family])
-        algo.AlgorithmName = name[:64]
-        algo.AlgorithmVersion = str(seg.extras.get("algorithm_version", "unknown"))[:64]
-        d.SegmentationAlgorithmIdentificationSequence = Sequence([algo])
+        name = put("SegmentAlgorithmName", "LO", seg.algorithm_name or "segbridge")
+        d.set("SegmentAlgorithmName", name)
+        family = ARTIFICIAL_INTELLIGENCE if seg.algorithm_type == "AUTOMATIC" \
+            else MANUAL_PROCESSING
+        algo = DataSet(charset).update(
+            AlgorithmFamilyCodeSequence=[code_item(family, charset)], AlgorithmName=name,
+            AlgorithmVersion=put("AlgorithmVersion", "LO",
+                                 str(seg.extras.get("algorithm_version", "unknown"))))
+        d.set("SegmentationAlgorithmIdentificationSequence", [algo])
     elif seg.algorithm_name:
-        d.SegmentAlgorithmName = seg.algorithm_name[:64]
+        d.set("SegmentAlgorithmName", put("SegmentAlgorithmName", "LO", seg.algorithm_name))
     if seg.anatomic_region is not None:
-        region = code_item(seg.anatomic_region)
+        region = code(seg.anatomic_region, "the anatomic region")
         if seg.anatomic_region_modifier is not None:
-            region.AnatomicRegionModifierSequence = Sequence(
-                [code_item(seg.anatomic_region_modifier)])
-        d.AnatomicRegionSequence = Sequence([region])
-    d.SegmentedPropertyCategoryCodeSequence = Sequence([code_item(seg.category)])
-    type_item = code_item(seg.type)
+            region.set("AnatomicRegionModifierSequence",
+                       [code(seg.anatomic_region_modifier, "the anatomic region modifier")])
+        d.set("AnatomicRegionSequence", [region])
+    d.set("SegmentedPropertyCategoryCodeSequence", [code(seg.category, "the category")])
+    type_item = code(seg.type, "the type")
     if seg.type_modifier is not None:
-        type_item.SegmentedPropertyTypeModifierCodeSequence = Sequence(
-            [code_item(seg.type_modifier)])
-    d.SegmentedPropertyTypeCodeSequence = Sequence([type_item])
+        type_item.set("SegmentedPropertyTypeModifierCodeSequence",
+                      [code(seg.type_modifier, "the type modifier")])
+    d.set("SegmentedPropertyTypeCodeSequence", [type_item])
     if seg.tracking_id and seg.tracking_uid:
-        d.TrackingID = seg.tracking_id
-        d.TrackingUID = seg.tracking_uid
+        d.set("TrackingID", put("TrackingID", "UT", seg.tracking_id))
+        d.set("TrackingUID", seg.tracking_uid)
     if with_color and seg.color is not None:
-        d.RecommendedDisplayCIELabValue = list(rgb_to_dicom_lab(seg.color))
+        d.set("RecommendedDisplayCIELabValue", list(rgb_to_dicom_lab(seg.color)))
+    if d.inexact and report is not None:
+        report.warn(f"segment {seg.number}: characters the character set "
+                    f"{'/'.join(charset) if isinstance(charset, list) else charset or 'ISO_IR 6'}"
+                    f" cannot hold were written as '?' ({', '.join(dict.fromkeys(d.inexact))})")
     return d
+
+
+def _shown(value: str) -> str:
+    """A value for a one-line message: repr (control characters escaped), long ones cut."""
+    return repr(value if len(value) <= 80 else value[:77] + "...")
