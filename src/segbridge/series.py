@@ -7,7 +7,9 @@ messy real files is taken here, once, and reported (DESIGN.md, "Messy real files
 
 from __future__ import annotations
 
+import math
 import os
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +17,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .dicom import rawdicom as raw
+from .dicom.codecs import DEFLATED_LE, EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE
+from .dicom.derived import CopiedHeader
+from .dicom.rawdicom import RawDataset, text_encoding
+from .dicom.tags import TAGS
+from .dicom.uids import generate_uid
 from .errors import GeometryMismatchError, InvalidInputError, Report
 from .geometry import Grid
 from .model import SourceInstance, SourceRef
@@ -50,7 +58,7 @@ COPIED_ATTRIBUTES = (
 @dataclass
 class _Slice:
     path: Path
-    ds: Dataset
+    ds: Dataset | RawHeader
     frame: int | None  # 1-based frame of a multi-frame file
     position: np.ndarray
     position_strings: list[str]
@@ -72,12 +80,30 @@ class ReferenceImage:
     frames: list[int | None]
     report: Report = field(default_factory=Report)
     assigned_uids: dict[str, str] = field(default_factory=dict)
-    headers: list = field(default_factory=list, repr=False)
+    #: per slice, the header it was read from (a RawHeader or a pydicom Dataset)
+    raw_headers: list = field(default_factory=list, repr=False)
     _pixels: np.ndarray | None = None
+    _headers: list | None = field(default=None, repr=False)
 
     @property
     def modality(self) -> str | None:
         return self.source.modality
+
+    @property
+    def headers(self) -> list:
+        """Per slice, its header as a pydicom Dataset (no pixels), for the measurements that
+        read attributes the raw reader does not decode (PET dose, acquisition times, ...)."""
+        if self._headers is None:
+            loaded: dict = {}
+            out = []
+            for path, h in zip(self.paths, self.raw_headers, strict=True):
+                if isinstance(h, RawHeader):
+                    if path not in loaded:
+                        loaded[path] = _pydicom_header(path) or h
+                    h = loaded[path]
+                out.append(h)
+            self._headers = out
+        return self._headers
 
     def pixels(self) -> np.ndarray:
         """Image voxels on the grid, [z, y, x], in real-world units (rescale applied).
@@ -164,8 +190,119 @@ def expand_paths(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list
     return out
 
 
-def read_header(path: Path) -> Dataset | None:
-    """Header of a DICOM file (no pixels), or None if the file is not DICOM."""
+#: attributes the series reader needs beyond the SEG reader's table (keyword -> (tag, VR))
+_EXTRA_TAGS = {"ImagerPixelSpacing": (0x00181164, "DS")}
+#: bytes read first from each file: the header of an ordinary image is well inside
+_HEAD = 32768
+
+
+class RawHeader(RawDataset):
+    """The header of one image file, walked without pydicom (:mod:`segbridge.dicom.rawdicom`).
+
+    Answers ``get``, ``in`` and attribute access by keyword like a pydicom Dataset; ``meta``
+    is the file meta group and ``copied()`` the attributes a derived object copies, as the
+    file encodes them.
+    """
+
+    __slots__ = ("meta", "_spans", "_body")
+
+    def __init__(self, elems: dict, walker: raw.Walker, encoding: str, meta: RawDataset,
+                 spans: dict, body) -> None:
+        super().__init__(elems, walker, encoding)
+        self.meta = meta
+        self._spans = spans
+        self._body = body
+
+    def _tag(self, keyword: str) -> int:
+        extra = _EXTRA_TAGS.get(keyword)
+        return extra[0] if extra else super()._tag(keyword)
+
+    def copied(self, keywords) -> CopiedHeader:
+        """The listed top-level attributes that have a value, as encoded in the file."""
+        parts = []
+        for kw in keywords:
+            tag = TAGS[kw][0]
+            if tag in self._spans and _has_value(self._elems[tag]):
+                a, b = self._spans[tag]
+                parts.append((tag, bytes(self._body[a:b])))
+        return CopiedHeader(b"".join(p for _, p in sorted(parts)), self._walker.little,
+                            self._walker.implicit)
+
+
+def _has_value(value) -> bool:
+    if isinstance(value, list):
+        return True  # a sequence, even empty, is copied (as pydicom's Dataset did)
+    return bool(bytes(value[1]).strip(b" \x00"))
+
+
+class _NeedMore(Exception):
+    """The first bytes of a file did not hold its whole header."""
+
+
+def read_header(path: Path) -> RawHeader | Dataset | None:
+    """Header of a DICOM file (no pixels), or None if the file is not DICOM.
+
+    Ordinary files are walked by segbridge's own reader from their first 32 KiB (the whole
+    file when the header is longer); files it cannot walk are read by pydicom.
+    """
+    try:
+        with open(path, "rb") as fp:
+            data = fp.read(_HEAD)
+            complete = len(data) < _HEAD
+            try:
+                return _walk(data, complete)
+            except _NeedMore:
+                data += fp.read()
+                return _walk(data, True)
+    except _NeedMore:
+        pass
+    except OSError:
+        return None
+    except Exception:  # struct errors and the like: let pydicom judge the file
+        pass
+    return _pydicom_header(path)
+
+
+def _walk(data: bytes, complete: bool) -> RawHeader | None:
+    has_preamble = data[128:132] == b"DICM"
+    pos = 132 if has_preamble else 0
+    meta_walker = raw.Walker(data, little=True, implicit=False)
+    meta_elems: dict = {}
+    while pos + 8 <= len(data) and data[pos:pos + 2] == b"\x02\x00":
+        tag, vr, length, vpos = meta_walker.header(pos)
+        if vpos + length > len(data):
+            raise _NeedMore
+        meta_elems[tag] = (vr, meta_walker.buf[vpos:vpos + length])
+        pos = vpos + length
+    meta = RawDataset(meta_elems, meta_walker)
+    ts = str(meta.get("TransferSyntaxUID") or "")
+    if not ts:  # no file meta: explicit VR if a VR follows the first tag
+        ts = EXPLICIT_LE if data[pos + 4:pos + 6].isalpha() else IMPLICIT_LE
+    body = memoryview(data)[pos:]
+    if ts == DEFLATED_LE:
+        if not complete:
+            raise _NeedMore
+        body = zlib.decompress(body, -zlib.MAX_WBITS)
+    walker = raw.Walker(body, ts != EXPLICIT_BE, ts == IMPLICIT_LE, lenient=True)
+    spans: dict = {}
+    try:
+        top, _ = walker.dataset(0, len(body), spans)
+    except Exception:
+        if complete:
+            raise
+        raise _NeedMore from None
+    if not complete and (raw.PIXEL_DATA not in top or any(
+            t != raw.PIXEL_DATA for t, _, _ in walker.truncated)):
+        raise _NeedMore
+    if not has_preamble and 0x00080016 not in top and 0x00280010 not in top:
+        return None
+    charset = RawDataset(top, walker).get("SpecificCharacterSet")
+    return RawHeader(top, walker, text_encoding(charset), meta, spans, body)
+
+
+def _pydicom_header(path: Path) -> Dataset | None:
+    """A header read by pydicom (files the raw reader cannot walk, and the full attribute set
+    for measurements), or None if pydicom does not take it for DICOM either."""
     import pydicom
 
     try:
@@ -180,76 +317,134 @@ def read_header(path: Path) -> Dataset | None:
         return None
 
 
-def _ds_strings(elem) -> list[str]:
-    from pydicom.multival import MultiValue
-
-    values = elem.value if isinstance(elem.value, (list, tuple, MultiValue)) else [elem.value]
+def _strings(ds, keyword: str) -> list[str]:
+    """The values of a multi-valued text attribute (DS, IS, ...) as written, stripped."""
+    if isinstance(ds, RawDataset):
+        value = ds.raw(keyword)
+        if value is None or isinstance(value, list):
+            return []
+        text = bytes(value[1]).decode("latin-1").strip(" \x00")
+        return [p.strip() for p in text.split("\\")] if text else []
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return []
+    values = value if hasattr(value, "__iter__") and not isinstance(value, str) else [value]
     return [str(v).strip() for v in values]
 
 
-def _uid(ds: Dataset, keyword: str, meta_keyword: str | None = None) -> str:
+def _numbers(path: Path, keyword: str, strings: list[str], count: int,
+             frame: int | None = None) -> np.ndarray:
+    """``count`` finite numbers from DS strings; anything else is one line naming the file."""
+    where = f"{path}{f' frame {frame}' if frame else ''}: {keyword}"
+    shown = "\\".join(strings)
+    try:
+        values = [float(v) for v in strings]
+    except ValueError:
+        raise InvalidInputError(f"{where} {shown!r} is not numeric") from None
+    if len(values) != count:
+        raise InvalidInputError(f"{where} has {len(values)} values ({shown!r}), not {count}")
+    if not all(math.isfinite(v) for v in values):
+        raise InvalidInputError(f"{where} {shown!r} is not finite")
+    return np.array(values, float)
+
+
+def _check_plane(path: Path, ori: np.ndarray, spacing: list[str], frame: int | None) -> None:
+    """Orientation: two non-zero, non-parallel vectors; pixel spacing: two positive numbers."""
+    where = f"{path}{f' frame {frame}' if frame else ''}"
+    row, col = ori[:3], ori[3:]
+    if min(np.linalg.norm(row), np.linalg.norm(col)) < 1e-6 or \
+            np.linalg.norm(np.cross(row, col)) < 1e-6 * np.linalg.norm(row) * np.linalg.norm(col):
+        raise InvalidInputError(f"{where}: ImageOrientationPatient {list(ori)} does not give "
+                                "two independent directions")
+    values = _numbers(path, "PixelSpacing", spacing, 2, frame)
+    if np.any(values <= 0):
+        shown = "\\".join(spacing)
+        raise InvalidInputError(f"{where}: PixelSpacing {shown!r} is not positive")
+
+
+def _uid(ds, keyword: str, meta_keyword: str | None = None) -> str:
     """A UID attribute as text; falls back to the file meta attribute when blank."""
     value = str(ds.get(keyword, "") or "").strip()
-    if not value and meta_keyword and hasattr(ds, "file_meta"):
-        value = str(ds.file_meta.get(meta_keyword, "") or "").strip()
+    if not value and meta_keyword:
+        meta = ds.meta if isinstance(ds, RawHeader) else getattr(ds, "file_meta", None)
+        if meta is not None:
+            value = str(meta.get(meta_keyword, "") or "").strip()
     return value
 
 
-def _find_fg(path: Path, i: int, fg: Dataset, shared: Dataset, seq_kw: str, kw: str):
-    """An attribute of frame i from its per-frame functional group, else the shared one."""
+def _find_fg(path: Path, i: int, fg, shared, seq_kw: str, kw: str):
+    """The functional group item of frame i that holds ``kw``: its own, else the shared one."""
     for grp in (fg, shared):
-        if seq_kw in grp and len(grp[seq_kw].value) and kw in grp[seq_kw].value[0]:
-            return grp[seq_kw].value[0][kw]
+        seq = grp.get(seq_kw) if grp is not None else None
+        if seq and kw in seq[0]:
+            return seq[0]
     raise InvalidInputError(f"{path}: frame {i + 1} has no {kw}")
 
 
-def _slices_of(path: Path, ds: Dataset, report: Report, blank: list[str]) -> list[_Slice]:
-    from pydicom.dataset import Dataset
-
+def _slices_of(path: Path, ds, report: Report, blank: list[str]) -> list[_Slice]:
     sop_class = _uid(ds, "SOPClassUID", "MediaStorageSOPClassUID")
-    sop_inst = _uid(ds, "SOPInstanceUID")
-    if not sop_inst:
-        meta = getattr(ds, "file_meta", Dataset())
-        sop_inst = str(meta.get("MediaStorageSOPInstanceUID", "") or "").strip()
+    sop_inst = _uid(ds, "SOPInstanceUID", "MediaStorageSOPInstanceUID")
+    if not str(ds.get("SOPInstanceUID", "") or "").strip():
         if not sop_inst:
             raise InvalidInputError(f"{path}: SOP Instance UID is blank and the file has no "
                                     "Media Storage SOP Instance UID either")
         blank.append(path.name)  # reported once for the whole series
-    nframes = int(ds.get("NumberOfFrames", 1) or 1)
+    try:
+        nframes = int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{path}: NumberOfFrames is not a number") from None
     if "PerFrameFunctionalGroupsSequence" in ds and (
             nframes > 1 or "ImagePositionPatient" not in ds):
-        shared = ds.get("SharedFunctionalGroupsSequence", [Dataset()])[0]
+        shared_seq = ds.get("SharedFunctionalGroupsSequence")
+        shared = shared_seq[0] if shared_seq else None
         out = []
-        for i, fg in enumerate(ds.PerFrameFunctionalGroupsSequence):
-            pos = _find_fg(path, i, fg, shared, "PlanePositionSequence", "ImagePositionPatient")
-            ori = _find_fg(path, i, fg, shared, "PlaneOrientationSequence",
-                           "ImageOrientationPatient")
-            spc = _find_fg(path, i, fg, shared, "PixelMeasuresSequence", "PixelSpacing")
-            out.append(_Slice(path, ds, i + 1, np.array(pos.value, float), _ds_strings(pos),
-                              np.array(ori.value, float), _ds_strings(ori), _ds_strings(spc),
-                              sop_class, sop_inst))
+        for i, fg in enumerate(ds.get("PerFrameFunctionalGroupsSequence") or []):
+            pos = _strings(_find_fg(path, i, fg, shared, "PlanePositionSequence",
+                                    "ImagePositionPatient"), "ImagePositionPatient")
+            ori = _strings(_find_fg(path, i, fg, shared, "PlaneOrientationSequence",
+                                    "ImageOrientationPatient"), "ImageOrientationPatient")
+            spc = _strings(_find_fg(path, i, fg, shared, "PixelMeasuresSequence",
+                                    "PixelSpacing"), "PixelSpacing")
+            orientation = _numbers(path, "ImageOrientationPatient", ori, 6, i + 1)
+            _check_plane(path, orientation, spc, i + 1)
+            out.append(_Slice(path, ds, i + 1,
+                              _numbers(path, "ImagePositionPatient", pos, 3, i + 1), pos,
+                              orientation, ori, spc, sop_class, sop_inst))
         return out
     if nframes > 1:
         raise InvalidInputError(f"{path}: multi-frame image ({nframes} frames) without per-frame "
                                 "functional groups; its frames cannot be placed")
-    if any(kw not in ds or ds[kw].value in (None, "") for kw in
-           ("ImagePositionPatient", "ImageOrientationPatient")):
+    pos = _strings(ds, "ImagePositionPatient")
+    ori = _strings(ds, "ImageOrientationPatient")
+    if not pos or not ori:
         # a projection image (CR, DX, ...): no patient geometry, only pixel correspondence
-        spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing") or [1, 1]
-        number = float(ds.get("InstanceNumber", 0) or 0)
+        spacing = _strings(ds, "PixelSpacing") or _strings(ds, "ImagerPixelSpacing") or \
+            ["1", "1"]
+        try:
+            number = float(ds.get("InstanceNumber", 0) or 0)
+        except (TypeError, ValueError):
+            number = 0.0
         return [_Slice(path, ds, None, np.array([0.0, 0.0, number]), [], np.array(
-            [1.0, 0, 0, 0, 1.0, 0]), [], [str(v) for v in spacing], sop_class, sop_inst,
-            has_geometry=False)]
-    if "PixelSpacing" not in ds or ds.PixelSpacing in (None, ""):
+            [1.0, 0, 0, 0, 1.0, 0]), [], spacing, sop_class, sop_inst, has_geometry=False)]
+    spacing = _strings(ds, "PixelSpacing")
+    if not spacing:
         raise InvalidInputError(f"{path}: image has no PixelSpacing; it cannot be placed in space")
-    return [_Slice(path, ds, None, np.array(ds.ImagePositionPatient, float),
-                   _ds_strings(ds["ImagePositionPatient"]),
-                   np.array(ds.ImageOrientationPatient, float),
-                   _ds_strings(ds["ImageOrientationPatient"]), _ds_strings(ds["PixelSpacing"]),
-                   sop_class, sop_inst)]
+    orientation = _numbers(path, "ImageOrientationPatient", ori, 6)
+    _check_plane(path, orientation, spacing, None)
+    return [_Slice(path, ds, None, _numbers(path, "ImagePositionPatient", pos, 3), pos,
+                   orientation, ori, spacing, sop_class, sop_inst)]
 
 
-def _describe_series(uid: str, items: list[tuple[Path, Dataset]]) -> str:
+def _size(path: Path, ds, keyword: str) -> int:
+    """Rows or Columns: a positive whole number, else one line naming the file."""
+    value = ds.get(keyword)
+    if isinstance(value, int) and value > 0:
+        return value
+    raise InvalidInputError(f"{path}: {keyword} is {'missing' if value is None else value!r}; "
+                            "not an image that can be placed")
+
+
+def _describe_series(uid: str, items: list[tuple[Path, Dataset | RawHeader]]) -> str:
     ds = items[0][1]
     desc = str(ds.get("SeriesDescription", "") or "")
     return f"{uid or '<blank>'} ({ds.get('Modality', '?')}, {len(items)} files{', ' + desc if desc else ''})"
@@ -280,11 +475,8 @@ def series_from_headers(label: str, headers, *, series_uid: str | None = None,
     A source is a file path or anything with a ``name`` and a ``read_dataset()`` (an instance on
     a DICOMweb server): the headers come from wherever, pixels are fetched only when asked for.
     """
-    from pydicom.dataset import Dataset
-    from pydicom.uid import generate_uid
-
     report = report if report is not None else Report()
-    groups: dict[str, list[tuple[Path, Dataset]]] = {}
+    groups: dict[str, list[tuple[Path, Dataset | RawHeader]]] = {}
     for f, ds in headers:
         sop_class = _uid(ds, "SOPClassUID", "MediaStorageSOPClassUID")
         if sop_class in NON_IMAGE_SOP_CLASSES or "Rows" not in ds:
@@ -312,9 +504,9 @@ def series_from_headers(label: str, headers, *, series_uid: str | None = None,
                     f"{', ...' if len(blank) > 1 else ''}); using their file meta Media Storage "
                     "SOP Instance UIDs")
     first = slices[0].ds
-    rows, cols = int(first.Rows), int(first.Columns)
+    rows, cols = _size(slices[0].path, first, "Rows"), _size(slices[0].path, first, "Columns")
     for s in slices:
-        if (int(s.ds.Rows), int(s.ds.Columns)) != (rows, cols):
+        if (_size(s.path, s.ds, "Rows"), _size(s.path, s.ds, "Columns")) != (rows, cols):
             raise GeometryMismatchError(f"{s.path}: {s.ds.Rows}x{s.ds.Columns} pixels, other "
                                         f"slices of the series have {rows}x{cols}")
         if np.abs(s.orientation - slices[0].orientation).max() > 1e-4:
@@ -372,12 +564,18 @@ def series_from_headers(label: str, headers, *, series_uid: str | None = None,
     grid = Grid.from_slices(np.array([s.position for s in slices]), ori,
                             np.array(slices[0].spacing_strings, float), rows, cols, for_uid,
                             report=report, what=label)
-    header = Dataset()
-    for kw in COPIED_ATTRIBUTES:
-        if kw in first and first[kw].value not in (None, ""):
-            header[kw] = first[kw]
-    if "StudyInstanceUID" in assigned:
-        header.StudyInstanceUID = study
+    if isinstance(first, RawHeader):
+        # the assigned Study Instance UID reaches writers through SourceRef.study_instance_uid
+        header = first.copied(COPIED_ATTRIBUTES)
+    else:
+        from pydicom.dataset import Dataset
+
+        header = Dataset()
+        for kw in COPIED_ATTRIBUTES:
+            if kw in first and first[kw].value not in (None, ""):
+                header[kw] = first[kw]
+        if "StudyInstanceUID" in assigned:
+            header.StudyInstanceUID = study
     source = SourceRef(
         study_instance_uid=study, series_instance_uid=series, frame_of_reference_uid=for_uid,
         instances=[SourceInstance(s.sop_class, s.sop_instance, s.frame) for s in slices],
@@ -392,7 +590,7 @@ def series_from_headers(label: str, headers, *, series_uid: str | None = None,
     )
     return ReferenceImage(grid=grid, source=source, paths=[s.path for s in slices],
                           frames=[s.frame for s in slices], report=report,
-                          assigned_uids=assigned, headers=[s.ds for s in slices])
+                          assigned_uids=assigned, raw_headers=[s.ds for s in slices])
 
 
 def write_reference_copy(ref: ReferenceImage, folder: str | os.PathLike) -> Path:
