@@ -379,10 +379,8 @@ def _window(f: SegFile, i: int, pl: _Placement, arr: np.ndarray, grid: Grid):
 
 def _fill_binary(f, frames, grid, segments, placements, report, meta) -> Segmentation:
     by_segment: dict[int, list[int]] = defaultdict(list)
-    for i, fi in enumerate(f.frames):
-        if fi.segment is None:
-            raise InvalidInputError(f"{f.path}: frame {i + 1} has no ReferencedSegmentNumber")
-        by_segment[fi.segment].append(i)
+    for i in range(len(f.frames)):
+        by_segment[_frame_segment(f, i)].append(i)
     known = {s.number for s in segments}
     for n in sorted(set(by_segment) - known):
         report.warn(f"{f.path.name}: frames reference segment {n}, which SegmentSequence does "
@@ -422,6 +420,18 @@ def _fill_binary(f, frames, grid, segments, placements, report, meta) -> Segment
     return Segmentation(grid, segments, layers=layers, bindings=bindings, **meta)
 
 
+def _frame_segment(f: SegFile, i: int) -> int:
+    """The segment a BINARY / FRACTIONAL frame belongs to: a number from 1 (PS3.3 C.8.20.2.4:
+    Segment Number starts at 1), refused when missing or 0."""
+    n = f.frames[i].segment
+    if n is None:
+        raise InvalidInputError(f"{f.path}: frame {i + 1} has no ReferencedSegmentNumber")
+    if n < 1:
+        raise InvalidInputError(f"{f.path}: frame {i + 1} references segment {n}; segment "
+                                "numbers start at 1")
+    return n
+
+
 def _first_free_layer(layers, pieces, shape, dtype) -> int:
     for li, layer in enumerate(layers):
         if not any(np.any(layer[k][tw][m]) for k, tw, m in pieces):
@@ -441,10 +451,8 @@ def _fill_fractional(f, frames, grid, segments, placements, report, meta) -> Seg
     _warn_missing_dimension_index(f, report)
     known = {s.number for s in segments}
     arrays = {s.number: np.zeros(grid.shape, np.uint8) for s in segments}
-    for i, fi in enumerate(f.frames):
-        n = fi.segment
-        if n is None:
-            raise InvalidInputError(f"{f.path}: frame {i + 1} has no ReferencedSegmentNumber")
+    for i in range(len(f.frames)):
+        n = _frame_segment(f, i)
         if n not in known:
             report.warn(f"{f.path.name}: frames reference undescribed segment {n}; kept")
             segments.append(Segment(n, f"Segment {n} (undescribed)"))

@@ -7,6 +7,8 @@ pydicom saves ~0.2 s per command. Deflated (whole-dataset) files are inflated fi
 
 from __future__ import annotations
 
+import itertools
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import numpy as np
 
 from ..errors import InvalidInputError, UnsupportedError
 from . import rawdicom as raw
-from .codecs import NATIVE, codec_for
+from .codecs import NATIVE, codec_for, first_line
 from .codecs.native import NativeFrames
 from .parse import ParsedFile, parse_file
 from .rawdicom import RawDataset
@@ -38,6 +40,8 @@ _REF_SOP_UID = 0x00081155
 _REF_FRAME = 0x00081160
 _FRAME_CONTENT = 0x00209111
 _DIM_INDEX = 0x00209157
+#: Row and column direction cosines must be unit vectors and orthogonal within this.
+_UNIT_TOLERANCE = 1e-2
 
 
 @dataclass
@@ -89,7 +93,11 @@ class SegFile:
         self.rows = int(ds.get("Rows", 0) or 0)
         self.columns = int(ds.get("Columns", 0) or 0)
         self.bits_allocated = int(ds.get("BitsAllocated", 0) or 0)
-        self.number_of_frames = int(ds.get("NumberOfFrames", 1) or 1)
+        nframes = ds.get("NumberOfFrames")
+        self.number_of_frames = 1 if nframes in (None, "") else int(nframes)
+        if self.number_of_frames < 1:
+            raise InvalidInputError(f"{self.path}: NumberOfFrames {self.number_of_frames} is not "
+                                    "a positive number")
         if self.rows <= 0 or self.columns <= 0:
             raise InvalidInputError(f"{self.path}: Rows/Columns missing or zero")
         if str(ds.get("DimensionOrganizationType", "")) == "TILED_FULL" or \
@@ -105,14 +113,13 @@ class SegFile:
             v = raw.first(fg, _PLANE_POS, _IPP)
             if v is not None:
                 fi.position_strings = w.text(v).split("\\")
-                fi.position = np.array([float(x) for x in fi.position_strings], float)
+                fi.position = np.array(w.floats(v), float)
             v = raw.first(fg, _PLANE_ORI, _IOP)
             if v is not None:
                 fi.orientation = np.array(w.floats(v), float)
             v = raw.first(fg, _PIXEL_MEASURES, _PIXEL_SPACING)
             if v is not None:
-                sp = w.floats(v)
-                fi.spacing = (sp[0], sp[1])
+                fi.spacing = self._spacing(w.floats(v), f"frame {len(self.frames) + 1}")
             src = raw.first(fg, _DERIVATION, _SOURCE_IMAGE)
             if isinstance(src, list) and src:
                 uid = src[0].get(_REF_SOP_UID)
@@ -141,15 +148,13 @@ class SegFile:
         shared_sp = None
         if sh.get("PixelMeasuresSequence") and "PixelSpacing" in sh.PixelMeasuresSequence[0]:
             sp = sh.PixelMeasuresSequence[0].PixelSpacing
-            shared_sp = (float(sp[0]), float(sp[1]))
+            shared_sp = self._spacing(sp if isinstance(sp, list) else [sp], "shared groups")
         self.slice_thickness = None
         self.spacing_between_slices = None
         if sh.get("PixelMeasuresSequence"):
             pm = sh.PixelMeasuresSequence[0]
-            if pm.get("SliceThickness") not in (None, ""):
-                self.slice_thickness = float(pm.SliceThickness)
-            if pm.get("SpacingBetweenSlices") not in (None, ""):
-                self.spacing_between_slices = float(pm.SpacingBetweenSlices)
+            self.slice_thickness = self._finite(pm, "SliceThickness")
+            self.spacing_between_slices = self._finite(pm, "SpacingBetweenSlices")
         for fi in self.frames:
             if fi.segment is None:
                 fi.segment = shared_seg
@@ -163,6 +168,51 @@ class SegFile:
             self.frames = [FrameInfo(segment=shared_seg, orientation=shared_ori,
                                      spacing=shared_sp)]
         self.segmentation_type = str(ds.get("SegmentationType", "") or "").upper()
+        for i, fi in enumerate(self.frames):
+            self._check_plane(i, fi)
+
+    def _spacing(self, values, where: str) -> tuple[float, float]:
+        """PixelSpacing (PS3.3 10.7.1.3: row spacing, column spacing in mm): two finite
+        positive numbers, or the file is refused (a zero or NaN spacing breaks every mapping
+        between frames and patient space)."""
+        sp = [float(v) for v in values] if values is not None else []
+        if len(sp) != 2 or not all(np.isfinite(sp)) or min(sp) <= 0:
+            raise InvalidInputError(f"{self.path}: {where}: PixelSpacing {_show(sp)} is not two "
+                                    "positive numbers")
+        return sp[0], sp[1]
+
+    def _finite(self, item, keyword: str) -> float | None:
+        """An optional single number of the Pixel Measures item: None when absent, refused
+        when it is not a finite number."""
+        v = item.get(keyword)
+        if v in (None, ""):
+            return None
+        try:
+            x = float(v[0] if isinstance(v, list) else v)
+        except (TypeError, ValueError):
+            x = float("nan")
+        if not np.isfinite(x):
+            raise InvalidInputError(f"{self.path}: {keyword} {_show(v)} is not a finite number")
+        return x
+
+    def _check_plane(self, i: int, fi: FrameInfo) -> None:
+        """Plane position (3 finite numbers) and orientation (two orthogonal unit vectors,
+        PS3.3 C.7.6.2.1.1) of frame ``i``, as far as the file gives them."""
+        if fi.position is not None and (fi.position.shape != (3,) or
+                                        not np.isfinite(fi.position).all()):
+            raise InvalidInputError(f"{self.path}: frame {i + 1}: ImagePositionPatient "
+                                    f"{_show(fi.position_strings)} is not three finite numbers")
+        o = fi.orientation
+        if o is None:
+            return
+        ok = o.shape == (6,) and np.isfinite(o).all()
+        if ok:
+            r, c = o[:3], o[3:]
+            ok = abs(np.linalg.norm(r) - 1) < _UNIT_TOLERANCE and \
+                abs(np.linalg.norm(c) - 1) < _UNIT_TOLERANCE and abs(r @ c) < _UNIT_TOLERANCE
+        if not ok:
+            raise InvalidInputError(f"{self.path}: frame {i + 1}: ImageOrientationPatient "
+                                    f"{_show(o)} is not two orthogonal unit vectors")
 
     # -- pixel access ------------------------------------------------------------------------
     def check_counts(self) -> None:
@@ -188,13 +238,44 @@ class SegFile:
         return _EncapsulatedFrames(self, value)
 
 
+def _show(values) -> str:
+    """A short, one-line rendering of a (possibly hostile) value for a message."""
+    if values is None:
+        return "(missing)"
+    if isinstance(values, np.ndarray):
+        values = values.tolist()
+    if isinstance(values, (list, tuple)):
+        text = "\\".join(str(v) for v in values)
+    else:
+        text = str(values)
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return '"' + text[:40] + ("..." if len(text) > 40 else "") + '"'
+
+
+#: Sequence Delimitation Item closing encapsulated pixel data (PS3.5 A.4), little endian.
+_SEQ_DELIM_LE = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
 class _EncapsulatedFrames:
+    """The frames of encapsulated pixel data (PS3.5 A.4), split and checked before any decode:
+    the value must end with its sequence delimiter (else the file is cut short), and a Basic
+    Offset Table, when present, must point at the fragments that are there."""
+
     def __init__(self, seg: SegFile, fragments: list) -> None:
         self.seg = seg
         codec = codec_for(seg.transfer_syntax)
         self.codec = codec
         nframes = seg.number_of_frames
+        self._check_complete()
+        if not fragments:
+            raise InvalidInputError(f"{seg.path}: encapsulated pixel data has no items (not even "
+                                    "the Basic Offset Table)")
+        bot = bytes(fragments[0])
+        offsets = self._offsets(bot, fragments)
         if len(fragments) - 1 == nframes:
+            if offsets and offsets != _starts(fragments):
+                raise InvalidInputError(f"{seg.path}: the Basic Offset Table does not point at "
+                                        f"the {nframes} frame fragments")
             self.data = [bytes(f) for f in fragments[1:]]
         else:
             # several fragments per frame: let pydicom's logic use the offset tables
@@ -210,10 +291,39 @@ class _EncapsulatedFrames:
                                                  extended_offsets=ext))
             except Exception as exc:
                 raise InvalidInputError(f"{seg.path}: cannot split encapsulated pixel data "
-                                        f"into {nframes} frames ({exc})") from None
-        if len(self.data) < nframes:
+                                        f"into {nframes} frames ({first_line(exc)})") from None
+        if len(self.data) != nframes:
             raise InvalidInputError(f"{seg.path}: pixel data holds {len(self.data)} frames, "
                                     f"NumberOfFrames says {nframes}")
+
+    def _check_complete(self) -> None:
+        """Encapsulated pixel data that stops before its delimiter was cut short: its last
+        fragment may be clipped, and a clipped frame can still decode (to wrong pixels)."""
+        f = self.seg.parsed
+        span = f.spans.get(raw.PIXEL_DATA)
+        if span is None:
+            return
+        end = span[1]
+        if end > len(f.body) or bytes(f.body[end - 8:end]) != _SEQ_DELIM_LE:
+            raise InvalidInputError(f"{self.seg.path}: encapsulated pixel data is truncated (no "
+                                    "sequence delimiter after the last fragment)")
+
+    def _offsets(self, bot: bytes, fragments: list) -> list[int]:
+        """The Basic Offset Table as integers, checked: whole 4-byte entries, one per frame,
+        starting at 0, rising, each the start of a fragment."""
+        if not bot:
+            return []
+        seg, nframes = self.seg, self.seg.number_of_frames
+        if len(bot) % 4 or len(bot) // 4 != nframes:
+            raise InvalidInputError(f"{seg.path}: the Basic Offset Table holds {len(bot)} bytes, "
+                                    f"not 4 per frame for {nframes} frames")
+        offsets = list(struct.unpack(f"<{nframes}L", bot))
+        starts = set(_starts(fragments))
+        if offsets[0] != 0 or any(b <= a for a, b in itertools.pairwise(offsets)) or \
+                not starts.issuperset(offsets):
+            raise InvalidInputError(f"{seg.path}: the Basic Offset Table does not point at the "
+                                    "starts of fragments")
+        return offsets
 
     def frame(self, k: int) -> np.ndarray:
         s = self.seg
@@ -223,4 +333,13 @@ class _EncapsulatedFrames:
             raise InvalidInputError(f"{s.path}: frame {k + 1}: {exc}") from None
         except Exception as exc:
             raise InvalidInputError(f"{s.path}: frame {k + 1} does not decode "
-                                    f"({type(exc).__name__}: {exc})") from None
+                                    f"({type(exc).__name__}: {first_line(exc)})") from None
+
+
+def _starts(fragments: list) -> list[int]:
+    """Offset of each fragment item after the Basic Offset Table item, as a BOT counts them."""
+    out, pos = [], 0
+    for frag in fragments[1:]:
+        out.append(pos)
+        pos += 8 + len(frag)
+    return out

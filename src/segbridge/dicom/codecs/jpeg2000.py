@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import UnsupportedError
-from . import JPEG_2000_LOSSLESS, FrameCodec, as_binary_frame
+from ...errors import InvalidInputError, UnsupportedError
+from . import JPEG_2000_LOSSLESS, FrameCodec, as_binary_frame, check_frame, ends_with_marker
 
 MIN_SIDE = 32
+#: End of codestream marker (ITU-T T.800 A.3.4).
+EOC = b"\xff\xd9"
 
 
 class Jpeg2000Codec(FrameCodec):
@@ -48,9 +50,21 @@ class Jpeg2000Codec(FrameCodec):
                                      use_mct=False))
 
     def decode(self, data: bytes, rows: int, columns: int, bits_allocated: int) -> np.ndarray:
+        """One frame, refused unless the codestream is whole (ends with EOC, T.800 A.3.4) and
+        decodes to one Rows x Columns component of at most BitsAllocated bits."""
         import openjpeg
 
-        arr = openjpeg.decode(bytes(data))
+        data = bytes(data)
+        if not ends_with_marker(data, EOC):
+            raise InvalidInputError("JPEG 2000 codestream does not end with its EOC marker "
+                                    "(cut short?)")
+        arr = np.asarray(openjpeg.decode(data))
+        if arr.ndim != 2:
+            raise InvalidInputError(f"JPEG 2000 frame decodes to shape {arr.shape}, expected "
+                                    f"one component of {rows}x{columns}")
+        if arr.shape != (rows, columns):
+            raise InvalidInputError(f"JPEG 2000 frame is {arr.shape[0]}x{arr.shape[1]}, "
+                                    f"expected {rows}x{columns}")
         if bits_allocated == 1:
             return as_binary_frame(arr, rows, columns)
-        return np.asarray(arr).reshape(rows, columns)
+        return check_frame(arr, rows, columns, bits_allocated, "JPEG 2000 frame")

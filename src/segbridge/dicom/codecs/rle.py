@@ -13,6 +13,7 @@ bit-packed bytes per frame (older pydicom output, e.g. pydicom-data ``liver_rle.
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 import numpy as np
@@ -47,27 +48,39 @@ class RleCodec(FrameCodec):
         return header + b"".join(segments)
 
     def decode(self, data: bytes, rows: int, columns: int, bits_allocated: int) -> np.ndarray:
+        """One frame, checked to its end (PS3.5 G.5): the header's segment count is the one
+        the pixel format needs (one per byte of a sample), its offsets start at 64, rise and
+        stay inside the fragment, and every segment decodes to exactly Rows x Columns bytes
+        (a 1-bit segment: one byte per pixel, or the bit-packed bytes of older writers)."""
         if len(data) < 64:
-            raise InvalidInputError("RLE frame shorter than its 64-byte header")
+            raise InvalidInputError(f"RLE frame of {len(data)} bytes is shorter than its "
+                                    "64-byte header")
         header = struct.unpack("<16L", data[:64])
         nseg = header[0]
-        if not 1 <= nseg <= 15:
-            raise InvalidInputError(f"RLE frame declares {nseg} segments")
+        want = 2 if bits_allocated == 16 else 1
+        if nseg != want:
+            raise InvalidInputError(f"RLE header declares {nseg} segments, {bits_allocated}-bit "
+                                    f"pixels need {want}")
         offsets = list(header[1:nseg + 1]) + [len(data)]
+        if offsets[0] != 64 or any(b <= a for a, b in itertools.pairwise(offsets)):
+            raise InvalidInputError(f"RLE header segment offsets {offsets[:-1]} do not fit a "
+                                    f"fragment of {len(data)} bytes")
         segments = [decode_segment(bytes(data[offsets[i]:offsets[i + 1]])) for i in range(nseg)]
         n = rows * columns
         if bits_allocated == 1:
             return as_binary_frame(np.frombuffer(segments[0], np.uint8), rows, columns)
+        for i, seg in enumerate(segments):
+            if len(seg) != n:
+                raise InvalidInputError(f"RLE segment {i + 1} decodes to {len(seg)} bytes, "
+                                        f"expected {n} ({rows}x{columns})")
         if bits_allocated == 8:
-            seg = np.frombuffer(segments[0], np.uint8)
-            if seg.size < n:
-                raise InvalidInputError(f"RLE segment decodes to {seg.size} bytes, need {n}")
-            return seg[:n].reshape(rows, columns)
-        if bits_allocated == 16 and nseg >= 2:
-            hi = np.frombuffer(segments[0], np.uint8)[:n].astype(np.uint16)
-            lo = np.frombuffer(segments[1], np.uint8)[:n].astype(np.uint16)
+            return np.frombuffer(segments[0], np.uint8).reshape(rows, columns)
+        if bits_allocated == 16:
+            hi = np.frombuffer(segments[0], np.uint8).astype(np.uint16)
+            lo = np.frombuffer(segments[1], np.uint8).astype(np.uint16)
             return ((hi << 8) | lo).reshape(rows, columns)
-        raise InvalidInputError(f"RLE frame with {nseg} segments for {bits_allocated}-bit pixels")
+        raise InvalidInputError(f"RLE frame of {bits_allocated}-bit pixels is not a "
+                                "segmentation encoding")
 
 
 def _packets(start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
