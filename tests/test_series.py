@@ -88,3 +88,87 @@ def test_no_images(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(InvalidInputError, match="no DICOM images found"):
         sb.read_series(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# hostile geometry values (issue 11, class 5): one line naming the file, never a crash
+# ---------------------------------------------------------------------------------------------
+def _ct3_with(tmp_path, keyword: str, value: str, which: str = "02.dcm"):
+    """A copy of ct-3slice whose file ``which`` has ``keyword`` set to the raw DS ``value``."""
+    import pydicom
+    from pydicom.datadict import tag_for_keyword
+    from pydicom.dataelem import RawDataElement
+
+    folder = tmp_path / "ct"
+    shutil.copytree(CT3, folder)
+    ds = pydicom.dcmread(folder / which)
+    tag = tag_for_keyword(keyword)
+    raw = value.encode() + (b" " if len(value) % 2 else b"")
+    ds[tag] = pydicom.dataelem.convert_raw_data_element(
+        RawDataElement(tag, "DS", len(raw), raw, 0, False, True))
+    ds.save_as(folder / which)
+    return folder, folder / which
+
+
+@pytest.mark.parametrize("keyword, value, says", [
+    ("ImagePositionPatient", "inf\\0\\0", "not finite"),
+    ("ImagePositionPatient", "-235.2\\nan\\-127.69", "not finite"),
+    ("ImagePositionPatient", "-235.2\\abc\\-127.69", "not numeric"),
+    ("ImagePositionPatient", "1\\2", "not 3"),
+    ("ImageOrientationPatient", "1\\0\\0\\1\\0\\0", "independent directions"),
+    ("ImageOrientationPatient", "0\\0\\0\\0\\1\\0", "independent directions"),
+    ("ImageOrientationPatient", "1\\0\\0\\0\\x\\0", "not numeric"),
+    ("PixelSpacing", "0\\0.81", "not positive"),
+    ("PixelSpacing", "-0.8\\0.81", "not positive"),
+    ("PixelSpacing", "0.8\\", "not numeric"),
+    ("PixelSpacing", "0.8\\0.8\\1", "not 2"),
+    ("PixelSpacing", "inf\\0.8", "not finite"),
+])
+def test_hostile_geometry_is_one_line_naming_the_file(tmp_path, keyword, value, says):
+    folder, bad = _ct3_with(tmp_path, keyword, value)
+    with pytest.raises(InvalidInputError) as exc:
+        sb.read_series(folder)
+    msg = str(exc.value)
+    assert str(bad) in msg and keyword in msg and says in msg and "\n" not in msg
+
+
+def test_zero_slice_spacing_is_one_line(tmp_path):
+    """Two slices at one position (a zero gap) name both files."""
+    import pydicom
+
+    folder = tmp_path / "ct"
+    shutil.copytree(CT3, folder)
+    a = pydicom.dcmread(folder / "01.dcm")
+    b = pydicom.dcmread(folder / "02.dcm")
+    b.ImagePositionPatient = a.ImagePositionPatient
+    b.save_as(folder / "02.dcm")
+    with pytest.raises(GeometryMismatchError, match="same position") as exc:
+        sb.read_series(folder)
+    assert "01.dcm" in str(exc.value) and "02.dcm" in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_raw_reader_matches_pydicom_on_every_series_file(tmp_path):
+    """What the raw header reader reports equals pydicom's reading of the same files,
+    including files it has to read past its first 32 KiB for, and an implicit VR copy."""
+    import pydicom
+
+    from segbridge.series import RawHeader, _pydicom_header, read_header
+
+    folder = tmp_path / "ct"
+    shutil.copytree(CT3, folder)
+    ds = pydicom.dcmread(folder / "03.dcm")
+    ds.add_new(0x00091010, "OB", b"\x01" * 40000)  # a private element: header > 32 KiB
+    ds.save_as(folder / "03.dcm")
+    ds = pydicom.dcmread(folder / "02.dcm")
+    ds.save_as(folder / "02.dcm", implicit_vr=True, little_endian=True,
+               enforce_file_format=True)
+    for path in sorted(folder.iterdir()):
+        mine, theirs = read_header(path), _pydicom_header(path)
+        assert isinstance(mine, RawHeader)
+        for kw in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
+                   "FrameOfReferenceUID", "Rows", "Columns", "Modality", "PatientID"):
+            assert str(mine.get(kw)) == str(theirs.get(kw)), (path.name, kw)
+    ref = sb.read_series(folder)
+    assert ref.source.position_strings == sb.read_series(CT3).source.position_strings
+    assert ref.headers[0].PatientName == pydicom.dcmread(CT3 / "01.dcm").PatientName

@@ -159,3 +159,42 @@ def test_demo_runs(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     assert "all round trips voxel-exact" in res.stdout
     assert (tmp_path / "demo" / "seg_labelmap_ohif-2.dcm").exists()
+
+
+def test_text_is_fitted_to_its_vr_and_reported(tmp_path, ct3):
+    """Issue 11 class 3: no NUL, newline or backslash in LO values, LO cut to 64 characters,
+    ContentLabel a valid CS; each change is reported naming the segment."""
+    grid = ct3.grid
+    labels = np.zeros(grid.shape, np.uint8)
+    labels[1, 100:120, 100:120] = 1
+    labels[2, 200:220, 200:220] = 2
+    segs = [sb.Segment(1, "Liver\ndata file: /etc/passwd\n\n", description="a\x00b\nc"),
+            sb.Segment(2, "L" * 70 + "\\x", algorithm_type="AUTOMATIC",
+                       algorithm_name="net\x00work")]
+    seg = sb.Segmentation.from_labelmap(grid, labels, segs, source=ct3.source,
+                                        content_label="my label!", content_creator="A\nB",
+                                        content_description="desc\r\n")
+    r = sb.Report()
+    path = sb.write(seg, tmp_path / "x.dcm", type="binary", profile="slicer",
+                    series_description="CT\x00 seg\n", report=r)[0]
+    ds = pydicom.dcmread(path)
+    texts = [str(e.value) for e in ds.iterall()
+             if e.VR in ("LO", "SH", "ST", "PN", "CS", "UT")]
+    assert texts and not [t for t in texts if any(ord(c) < 32 for c in t)]
+    one, two = ds.SegmentSequence
+    assert one.SegmentLabel == "Liver data file: /etc/passwd"
+    assert one.SegmentDescription == "a b c"
+    assert two.SegmentLabel == "L" * 64 and len(two.SegmentLabel) <= 64
+    assert two.SegmentAlgorithmName == "net work"
+    assert ds.SeriesDescription == "CT  seg"
+    assert ds.ContentLabel == "MY LABEL_" and ds.ContentDescription == "desc"
+    assert str(ds.ContentCreatorName) == "A B"
+    said = " ".join(r.warnings + r.notes)
+    for what in ("segment 1: SegmentLabel", "segment 1: SegmentDescription",
+                 "segment 2: SegmentLabel", "segment 2: SegmentAlgorithmName",
+                 "SeriesDescription", "ContentLabel", "ContentCreatorName"):
+        assert what in said, what
+    assert all("\n" not in m for m in r.warnings + r.notes)
+    # segbridge reads its own file back
+    back = sb.read(path, reference=ct3)
+    assert [s.label for s in back.segments] == ["Liver data file: /etc/passwd", "L" * 64]

@@ -340,11 +340,11 @@ def _numbers(path: Path, keyword: str, strings: list[str], count: int,
     try:
         values = [float(v) for v in strings]
     except ValueError:
-        raise InvalidInputError(f"{where} {shown!r} is not numeric") from None
+        raise InvalidInputError(f"{where} '{shown}' is not numeric") from None
     if len(values) != count:
-        raise InvalidInputError(f"{where} has {len(values)} values ({shown!r}), not {count}")
+        raise InvalidInputError(f"{where} has {len(values)} values ('{shown}'), not {count}")
     if not all(math.isfinite(v) for v in values):
-        raise InvalidInputError(f"{where} {shown!r} is not finite")
+        raise InvalidInputError(f"{where} '{shown}' is not finite")
     return np.array(values, float)
 
 
@@ -354,12 +354,13 @@ def _check_plane(path: Path, ori: np.ndarray, spacing: list[str], frame: int | N
     row, col = ori[:3], ori[3:]
     if min(np.linalg.norm(row), np.linalg.norm(col)) < 1e-6 or \
             np.linalg.norm(np.cross(row, col)) < 1e-6 * np.linalg.norm(row) * np.linalg.norm(col):
-        raise InvalidInputError(f"{where}: ImageOrientationPatient {list(ori)} does not give "
+        shown = "\\".join(raw.format_ds(float(v)) for v in ori)
+        raise InvalidInputError(f"{where}: ImageOrientationPatient '{shown}' does not give "
                                 "two independent directions")
     values = _numbers(path, "PixelSpacing", spacing, 2, frame)
     if np.any(values <= 0):
         shown = "\\".join(spacing)
-        raise InvalidInputError(f"{where}: PixelSpacing {shown!r} is not positive")
+        raise InvalidInputError(f"{where}: PixelSpacing '{shown}' is not positive")
 
 
 def _uid(ds, keyword: str, meta_keyword: str | None = None) -> str:
