@@ -142,11 +142,11 @@ def test_unreadable_file(tmp_path):
     junk = src / "junk.dcm"
     junk.write_bytes(b"\x00" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\xff\xff" + b"garbage" * 10)
     res = run("convert", junk, "-o", tmp_path / "x.nii.gz")
-    assert_clean_failure(res, tmp_path, "junk.dcm", "not a segmentation")
+    assert_clean_failure(res, tmp_path, "junk.dcm", "runs past the end of the file")
     text = src / "notes.nii.gz"
     text.write_text("not an image")
     res = run("convert", text, "-o", tmp_path / "y.dcm", "-r", CT3)
-    assert_clean_failure(res, tmp_path, "notes.nii.gz", "not a readable NIfTI")
+    assert_clean_failure(res, tmp_path, "notes.nii.gz", "not a NIfTI file")
 
 
 def test_output_in_a_missing_folder(tmp_path):

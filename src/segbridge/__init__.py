@@ -6,55 +6,63 @@ One model (:class:`Segmentation` on a :class:`Grid`) with readers and writers ar
     ref = sb.read_series("ct/")
     seg = sb.read("labels.nii.gz", reference=ref, meta="meta.json")
     sb.write(seg, "liver.dcm", profile="ohif")
+
+Names are imported on first use (PEP 562), so ``import segbridge`` and the command line start
+without numpy until a command needs it.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
-from .codes import Code  # noqa: E402
-from .errors import (  # noqa: E402
-    GeometryMismatchError,
-    InvalidInputError,
-    RemoteError,
-    Report,
-    SegbridgeError,
-    UnsupportedError,
-)
-from .geometry import Grid  # noqa: E402
-from .model import Segment, Segmentation, SourceInstance, SourceRef  # noqa: E402
-
-
-def read_series(*args, **kwargs):
-    """Read a reference image series (folder, files, or multi-frame image); see series.read_series."""
-    from .series import read_series as _read_series
-
-    return _read_series(*args, **kwargs)
-
-
-def read(*args, **kwargs):
-    """Read any supported segmentation file(s) into the model; see io.read."""
-    from .io import read as _read
-
-    return _read(*args, **kwargs)
-
-
-def write(*args, **kwargs):
-    """Write the model to a file chosen by suffix; see io.write."""
-    from .io import write as _write
-
-    return _write(*args, **kwargs)
-
-
-def from_array(*args, **kwargs):
-    """Build a segmentation from a numpy label array or masks on a reference; see io.from_array."""
-    from .io import from_array as _from_array
-
-    return _from_array(*args, **kwargs)
-
+#: public name -> the module that defines it
+_WHERE = {
+    "Code": "codes",
+    "Grid": "geometry",
+    "Segment": "model", "Segmentation": "model", "SourceInstance": "model",
+    "SourceRef": "model",
+    "Report": "errors", "SegbridgeError": "errors", "InvalidInputError": "errors",
+    "GeometryMismatchError": "errors", "UnsupportedError": "errors", "RemoteError": "errors",
+    "ValidationFailed": "errors",
+    "ReferenceImage": "series", "read_series": "series",
+    "read": "io", "write": "io", "from_array": "io",
+}
 
 __all__ = [
     "Code", "Grid", "Segment", "Segmentation", "SourceInstance", "SourceRef", "Report",
     "SegbridgeError", "InvalidInputError", "GeometryMismatchError", "UnsupportedError",
-    "RemoteError", "read_series", "read", "write", "from_array", "__version__",
+    "RemoteError", "ValidationFailed", "ReferenceImage", "read_series", "read", "write",
+    "from_array", "__version__",
 ]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .codes import Code
+    from .errors import (
+        GeometryMismatchError,
+        InvalidInputError,
+        RemoteError,
+        Report,
+        SegbridgeError,
+        UnsupportedError,
+        ValidationFailed,
+    )
+    from .geometry import Grid
+    from .io import from_array, read, write
+    from .model import Segment, Segmentation, SourceInstance, SourceRef
+    from .series import ReferenceImage, read_series
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'segbridge' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

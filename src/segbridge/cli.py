@@ -6,6 +6,10 @@ exit code (1 for bad input, 2 for bad usage); tracebacks only with SEGBRIDGE_DEB
 
 from __future__ import annotations
 
+from . import signals
+
+signals.install()  # before the imports below, which take a while (E402 is off for this file)
+
 import json
 import os
 import sys
@@ -170,6 +174,7 @@ def convert(
     """
     from . import io
     from .errors import InvalidInputError, Report
+    from .outputs import files_read
 
     _web(user, password, token, ca_bundle, timeout)
 
@@ -203,7 +208,8 @@ def convert(
                            compression=compression.value if compression else None,
                            split_overlaps=split_overlaps, series_description=series_description,
                            series_number=series_number, resample=resample, report=report,
-                           progress=progress, reference=ref, force=force, to=kind)
+                           progress=progress, reference=ref, force=force, to=kind,
+                           protect=files_read(inputs, meta=meta, reference=ref))
     if ref is not None and ref.assigned_uids:
         from .series import write_reference_copy
 
@@ -214,8 +220,12 @@ def convert(
         from .web.transfer import push as do_push
 
         study = ref.source.study_instance_uid if ref is not None else None
-        pushed = do_push([p for p in written if p.is_file() and p.suffix == ".dcm"], push_url,
-                         study=study)
+        try:
+            pushed = do_push([p for p in written if p.is_file() and p.suffix == ".dcm"],
+                             push_url, study=study)
+        except SegbridgeError as exc:
+            kept = ", ".join(str(p) for p in written)
+            raise exc.__class__(f"{exc}; the local output was kept: {kept}") from None
     if as_json:
         print(json.dumps({"written": [str(p) for p in written],
                           "segments": len(seg.segments),
@@ -237,6 +247,8 @@ def convert(
     if pushed is not None:
         _print_push(pushed, push_url)
         if not pushed.ok:
+            print(f"the local output was kept: {', '.join(str(p) for p in written)}",
+                  file=sys.stderr)
             raise typer.Exit(1)
 
 
@@ -381,7 +393,7 @@ def repair(
 ) -> None:
     """Fix what can be fixed without guessing, validate the result, report every change."""
     from . import io
-    from .validate.repair import repair as do_repair
+    from .repair import repair as do_repair
 
     ref = io.load_reference(reference, series_uid=series)
     result = do_repair(file, output, reference=ref, profile=profile.value,
@@ -463,16 +475,27 @@ AssignUidsOpt = Annotated[bool, typer.Option(
     "--assign-uids", help="Accept images with blank study/series UIDs.")]
 
 
+def _guard(loaded, *outputs: Path | None) -> None:
+    """Refuse outputs of stats / measure / render that would replace one of their inputs."""
+    from .outputs import files_read, refuse_overwrite
+
+    outs = [o for o in outputs if o is not None]
+    if outs:
+        refuse_overwrite(outs, files_read(loaded.paths, reference=loaded.image))
+
+
 def _emit(text: str, output: Path | None) -> None:
     """Print, or write a file through a temporary name (no partial output)."""
     if output is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return
-    if not output.parent.exists():
+    from .outputs import tmp_name
+
+    if not output.parent.is_dir():
         from .errors import InvalidInputError
 
         raise InvalidInputError(f"{output}: output folder {output.parent} does not exist")
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    tmp = tmp_name(output)
     try:
         tmp.write_text(text)
         os.replace(tmp, output)
@@ -514,6 +537,7 @@ def stats(
 
     report = Report()
     loaded = job.load(inputs, image, series_uid=series, assign_uids=assign_uids, report=report)
+    _guard(loaded, output, sr)
     numbers = parse_segment_list(segments, loaded.seg)
     result = compute_stats(loaded.seg, loaded.image, numbers=numbers, mode=mode.value,
                            report=report)
@@ -570,6 +594,7 @@ def measure(
 
     report = Report()
     loaded = job.load(inputs, image, series_uid=series, assign_uids=assign_uids, report=report)
+    _guard(loaded, output, sr)
     numbers = parse_segment_list(segments, loaded.seg)
     axes = measure_all(loaded.seg, numbers, report=report)
     written = []
@@ -613,6 +638,7 @@ def render(
 
     report = Report()
     loaded = job.load(inputs, image, series_uid=series, assign_uids=assign_uids, report=report)
+    _guard(loaded, output)
     seg = loaded.seg
     if not seg.grid.same_as(loaded.image.grid):
         seg = io.read(inputs, reference=loaded.image, resample=True, report=report)
@@ -643,25 +669,48 @@ def demo(
         raise typer.Exit(1)
 
 
+#: libraries whose Python warnings are theirs to tune, not the user's to read (what matters
+#: reaches the user through segbridge's own report)
+_QUIET = r"(pydicom|nibabel|highdicom|dicomweb_client|distributed|dask|nrrd|pylibjpeg|jpeg_ls|" \
+         r"openjpeg|rle|PIL|retrying|urllib3|requests|tornado)(\.|$)"
+
+
+def _one_line_warnings() -> None:
+    """Show our own Python warnings as one ``warning:`` line each; hide libraries' ones."""
+    import warnings
+
+    warnings.filterwarnings("ignore", module=_QUIET)
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        print(f"warning: {text} ({category.__name__})", file=sys.stderr)
+
+    warnings.showwarning = show
+
+
+def _one_line(text: str) -> str:
+    """A message on one line: wrapped libraries sometimes put newlines in theirs."""
+    return "; ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
 def _aborted() -> None:
-    print("segbridge: aborted", file=sys.stderr)
+    print("segbridge: terminated" if signals.terminated() else "segbridge: aborted",
+          file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
     # the main thread has cleaned up its temporary files by now; do not wait for transfer
     # threads blocked on the network (a pull removes their leftovers when rerun)
-    os._exit(130)
+    os._exit(signals.exit_code())
 
 
 def main() -> None:
     """Console entry point: run the app, turn SegbridgeError into one line and an exit code."""
     debug = os.environ.get("SEGBRIDGE_DEBUG") == "1"
+    signals.running()
     if not debug:
-        # third-party warnings (pydicom value checks...) are not ours to print; what matters
-        # reaches the user through segbridge's own report
         import logging
-        import warnings
 
-        warnings.simplefilter("ignore")
+        _one_line_warnings()
         for name in ("pydicom", "retrying", "dicomweb_client", "distributed"):
             logging.getLogger(name).setLevel(logging.ERROR)
     try:
@@ -669,7 +718,7 @@ def main() -> None:
     except SegbridgeError as exc:
         if debug:
             raise
-        print(f"segbridge: error: {exc}", file=sys.stderr)
+        print(f"segbridge: error: {_one_line(exc)}", file=sys.stderr)
         sys.exit(1)
     except typer.Exit as exc:
         if exc.exit_code == 130:
@@ -677,6 +726,18 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         _aborted()
+    except OSError as exc:  # the disk, the file system or a permission said no
+        if debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"segbridge: error: {where}{_one_line(exc.strerror or exc)}", file=sys.stderr)
+        sys.exit(1)
+    except MemoryError:
+        if debug:
+            raise
+        print("segbridge: error: out of memory (the data is larger than this machine can hold "
+              "at once)", file=sys.stderr)
+        sys.exit(1)
     except Exception as exc:  # usage errors (typer's click) and anything unexpected
         if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):
             ctx, names = getattr(exc, "ctx", None), []
@@ -684,13 +745,13 @@ def main() -> None:
                 names.insert(0, ctx.info_name)
                 ctx = ctx.parent
             where = " ".join(["segbridge", *names])
-            message = exc.format_message().replace("Value error, ", "")
+            message = _one_line(exc.format_message().replace("Value error, ", ""))
             print(f"{where}: error: {message} (see --help)", file=sys.stderr)
             sys.exit(exc.exit_code)
         if debug:
             raise
-        print(f"segbridge: internal error: {type(exc).__name__}: {exc} (set SEGBRIDGE_DEBUG=1 "
-              "for details, and please report it)", file=sys.stderr)
+        print(f"segbridge: internal error: {type(exc).__name__}: {_one_line(exc)} (set "
+              "SEGBRIDGE_DEBUG=1 for details, and please report it)", file=sys.stderr)
         sys.exit(3)
     if code == 130:  # typer turns Ctrl-C into Exit(130), which comes back as the result
         _aborted()

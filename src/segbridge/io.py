@@ -1,79 +1,97 @@
-"""Read and write any supported format; the CLI and the library API both come through here.
+"""Read and write any supported format; the CLI, batch, repair and the library API all come here.
 
-The format is chosen by content for DICOM and by suffix for volumes: ``.dcm`` (or any DICOM SEG)
--> DICOM SEG, ``.nii`` / ``.nii.gz`` -> NIfTI, ``.seg.nrrd`` -> Slicer segmentation, ``.nrrd`` ->
-NRRD labelmap. Every write goes to a temporary name first and is renamed when complete.
+Formats are declared once in :mod:`segbridge.registry` (suffixes, content test, reader,
+writer); ``read`` picks the reader by content, then suffix, and ``write`` picks the writer by
+the output's suffix. Every write goes to a temporary name first and is renamed when complete,
+and no output may land on a file the command read (:mod:`segbridge.outputs`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
+from . import registry
 from .errors import InvalidInputError, Report, UnsupportedError
 from .geometry import Grid, resample_nearest
 from .model import Segment, Segmentation
-from .series import ReferenceImage, read_series
+from .outputs import files_read, reference_copy_dir, refuse_overwrite, sidecar_of, tmp_name
+from .reference import ReferenceLike, load_reference
+from .series import ReferenceImage
 
-VOLUME_SUFFIXES = (".nii.gz", ".nii", ".seg.nrrd", ".nrrd", ".nhdr")
+__all__ = ["read", "write", "from_array", "format_of", "is_rtstruct", "load_reference",
+           "ReferenceImage"]
 
+PathLike = str | os.PathLike
+SegType = Literal["auto", "binary", "fractional", "labelmap"]
+ProfileName = Literal["ohif", "slicer", "archive", "dense"]
+Compression = Literal["none", "rle", "jpegls", "jpeg2000", "deflate", "deflate-frame"]
+ContourFill = Literal["centre", "rt-utils"]
 
-def format_of(path: str | os.PathLike, *, for_writing: bool = False) -> str:
-    """'dicom', 'nifti', 'seg.nrrd' or 'nrrd' for a path (by suffix, then by content)."""
-    name = Path(path).name.lower()
-    if name.endswith((".nii.gz", ".nii")):
-        return "nifti"
-    if name.endswith(".seg.nrrd"):
-        return "seg.nrrd"
-    if name.endswith((".nrrd", ".nhdr")):
-        return "nrrd"
-    if name.endswith((".dcm", ".dicom")) or for_writing is False and _is_dicom(path):
-        return "dicom"
-    if for_writing:
-        raise InvalidInputError(f"{path}: cannot tell the output format from the name; use "
-                                ".dcm, .nii, .nii.gz, .nrrd or .seg.nrrd")
-    raise InvalidInputError(f"{path}: unknown format (not DICOM, NIfTI or NRRD)")
+#: the files each model returned by read() came from (outputs may never replace them)
+_READ_FROM: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _is_dicom(path: str | os.PathLike) -> bool:
-    try:
-        with open(path, "rb") as fp:
-            head = fp.read(132)
-    except OSError:
-        return False
-    return head[128:132] == b"DICM"
+def format_of(path: PathLike, *, for_writing: bool = False) -> str:
+    """The format family of a path: 'dicom', 'nifti', 'seg.nrrd' or 'nrrd'.
+
+    An existing input is recognised by content, then by suffix; an output by its suffix.
+    """
+    if for_writing or not Path(path).is_file():
+        return registry.for_output(path).family
+    return registry.detect(path).family
 
 
-def load_reference(reference, *, series_uid: str | None = None, assign_uids: bool = False,
-                   report: Report | None = None) -> ReferenceImage | None:
-    """A ReferenceImage from a path (folder, file, list), a DICOMweb series URL, or as is."""
-    if reference is None or isinstance(reference, ReferenceImage):
-        return reference
-    from .web.client import is_url
-
-    if is_url(reference):
-        from .web.client import default_options
-        from .web.series import read_remote_series
-
-        return read_remote_series(reference, options=default_options(), series_uid=series_uid,
-                                  assign_uids=assign_uids, report=report)
-    return read_series(reference, series_uid=series_uid, assign_uids=assign_uids, report=report)
+def is_rtstruct(path: PathLike) -> bool:
+    """True for an RT Structure Set file (by SOP class)."""
+    return registry.detect(path).name == "rtstruct"
 
 
-def read(inputs: str | os.PathLike | Sequence[str | os.PathLike], *, reference=None,
-         meta: str | os.PathLike | dict | None = None, resample: bool = False,
-         strict: bool = False, fractional: bool | None = None, series_uid: str | None = None,
+def read(inputs: PathLike | Sequence[PathLike], *, reference: ReferenceLike = None,
+         meta: PathLike | dict | None = None, resample: bool = False, strict: bool = False,
+         fractional: bool | None = None, series_uid: str | None = None,
          assign_uids: bool = False, report: Report | None = None,
-         contour_fill: str = "centre") -> Segmentation:
+         contour_fill: ContourFill = "centre") -> Segmentation:
     """Read segmentation file(s) into one model, on the reference grid when one is given.
 
-    Several volume files (NIfTI / NRRD) are combined like dcmqi does; their segments may
-    overlap. ``meta`` is dcmqi JSON; without it, a ``.json`` sidecar next to a single volume
-    input is used when present. ``contour_fill`` picks how RTSTRUCT contours become voxels:
-    ``"centre"`` (voxel centre inside) or ``"rt-utils"`` (rt-utils' masks).
+    Parameters
+    ----------
+    inputs
+        One file (DICOM SEG, RTSTRUCT, NIfTI, NRRD, seg.nrrd) or several label volumes, which
+        are combined like dcmqi does (their segments may overlap).
+    reference
+        The image series (folder, files, DICOMweb series URL or ReferenceImage); the result
+        is put on its grid and references its instances.
+    meta
+        dcmqi segment metadata (a JSON file or its parsed dict). Without it, a ``.json``
+        sidecar next to a single volume input is used when present.
+    resample
+        Allow nearest-neighbour resampling onto the reference grid.
+    strict
+        Warnings become errors.
+    fractional
+        Read volumes as probabilities (0..1); None decides from the data.
+    series_uid, assign_uids
+        Which series of a folder; accept images with blank study / series UIDs.
+    report
+        Collects warnings and decisions (default: a new one, kept as ``seg.report``).
+    contour_fill
+        How RTSTRUCT contours become voxels: ``"centre"`` (the voxel centre is inside) or
+        ``"rt-utils"`` (rt-utils' masks).
+
+    Raises
+    ------
+    InvalidInputError
+        A file is missing, broken or inconsistent (one line naming it).
+    GeometryMismatchError
+        The segmentation does not lie on the reference grid and ``resample`` is off.
+    UnsupportedError
+        A valid input that segbridge does not handle.
     """
     report = report if report is not None else Report(strict=strict)
     from .rt.contours import RULES
@@ -92,46 +110,35 @@ def read(inputs: str | os.PathLike | Sequence[str | os.PathLike], *, reference=N
                                     "only accepted as --reference)")
     ref = load_reference(reference, series_uid=series_uid, assign_uids=assign_uids,
                          report=report)
-    formats = [format_of(p) for p in paths]
-    if "dicom" in formats:
+    formats = [registry.detect(p) for p in paths]
+    options = registry.ReadOptions(reference=ref, report=report, strict=strict,
+                                   resample=resample, fractional=fractional,
+                                   contour_fill=contour_fill)
+    objects = [f for f in formats if f.kind == "object"]
+    if objects:
         if len(paths) > 1:
-            raise UnsupportedError("one DICOM SEG or RTSTRUCT at a time; convert the others "
-                                   "separately")
-        if is_rtstruct(paths[0]):
-            from .rt.reader import read_rtstruct
-
-            return read_rtstruct(paths[0], ref, report=report, strict=strict,
-                                 fill=contour_fill)
-        from .dicom.seg_reader import read_seg
-
-        return read_seg(paths[0], ref, resample=resample, strict=strict, report=report)
+            raise UnsupportedError(f"{paths[0]}: one {objects[0].description} at a time; "
+                                   "convert the other inputs separately")
+        seg = formats[0].read(paths[0], options)
+        _READ_FROM[seg] = tuple(files_read(paths, meta=meta, reference=ref))
+        return seg
     from .formats import dcmqi_json
     from .formats.volumes import assemble
 
     volumes = []
     info: dict = {}
     for p, fmt in zip(paths, formats, strict=True):
-        if fmt == "nifti":
-            from .formats.nifti import read_nifti
-
-            vols, info = read_nifti(p, fractional=fractional, report=report)
-        elif fmt == "seg.nrrd" or (fmt == "nrrd" and _has_segment_keys(p)):
-            from .formats.nrrd import read_seg_nrrd
-
-            vols, _ = read_seg_nrrd(p, report=report)
-        else:
-            from .formats.nrrd import read_nrrd
-
-            vols = read_nrrd(p, report=report, fractional=bool(fractional))
+        vols, got = fmt.read(p, options)
         volumes.extend(vols)
+        info = got or info
     meta_doc = None
     if isinstance(meta, dict):
         meta_doc = meta
     elif meta is not None:
         meta_doc = dcmqi_json.read_meta(meta)
     elif len(paths) == 1:
-        side = dcmqi_json.sidecar_path(paths[0])
-        if side.exists():
+        side = sidecar_of(paths[0])
+        if side is not None and side.exists():
             meta_doc = dcmqi_json.read_meta(side)
             report.note(f"segment metadata read from {side.name}")
     seg = assemble(volumes, meta=meta_doc, grid=ref.grid if ref else None, resample=resample,
@@ -139,34 +146,39 @@ def read(inputs: str | os.PathLike | Sequence[str | os.PathLike], *, reference=N
                    fractional_type=info.get("fractional_type", "PROBABILITY"))
     if info.get("max") and seg.is_fractional:
         seg.max_fractional_value = int(info["max"])
+    _READ_FROM[seg] = tuple(files_read(paths, meta=meta, reference=ref))
     return seg
 
 
-def is_rtstruct(path: str | os.PathLike) -> bool:
-    """True for an RT Structure Set file (by SOP class)."""
-    from .dicom.parse import sop_class_of
-    from .rt.reader import RTSTRUCT_SOP_CLASS
-
-    return sop_class_of(path) == RTSTRUCT_SOP_CLASS
+def read_from(seg: Segmentation) -> tuple[Path, ...]:
+    """The files ``seg`` was read from by :func:`read` (inputs, sidecars, metadata, series)."""
+    return _READ_FROM.get(seg, ())
 
 
-def _has_segment_keys(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fp:
-            head = fp.read(65536)
-    except OSError:
-        return False
-    return b"Segment0_" in head
-
-
-def from_array(array: np.ndarray, reference=None, *, grid: Grid | None = None,
+def from_array(array: np.ndarray, reference: ReferenceLike = None, *, grid: Grid | None = None,
                segments: Sequence[Segment] | None = None,
                fractional: bool = False) -> Segmentation:
     """A segmentation from a numpy array on a reference series (or an explicit grid).
 
-    ``array`` is a [z, y, x] label array, or [n, z, y, x] stacked masks (one per segment, may
-    overlap), or with ``fractional`` [n, z, y, x] probabilities in [0, 1]. ``segments`` describe
-    the label values (3-D) or the stacked masks in order (4-D).
+    Parameters
+    ----------
+    array
+        A [z, y, x] label array, or [n, z, y, x] stacked masks (one per segment, they may
+        overlap), or with ``fractional`` [n, z, y, x] probabilities in [0, 1].
+    reference
+        The image series the array lies on (gives the grid and the instance references).
+    grid
+        The grid, when there is no reference series.
+    segments
+        Describe the label values (3-D) or the stacked masks in order (4-D); default: one
+        unnamed segment per value or mask.
+    fractional
+        The array holds probabilities.
+
+    Raises
+    ------
+    InvalidInputError
+        Neither reference nor grid, or an array that does not fit the grid.
     """
     from .colors import default_color
     from .formats.volumes import as_fraction, as_labels
@@ -219,13 +231,6 @@ def resampled_regular(seg: Segmentation, report: Report) -> Segmentation:
     return seg.copy_meta(grid=g, layers=layers, source=None)
 
 
-def _tmp_name(target: Path) -> Path:
-    name = target.name
-    suffix = next((s for s in VOLUME_SUFFIXES + (".dcm", ".json") if name.lower().endswith(s)),
-                  "")
-    return target.with_name(f".{name[: len(name) - len(suffix)]}.{os.getpid()}.tmp{suffix}")
-
-
 def _sidecar_meta(seg: Segmentation) -> dict:
     from .formats.dcmqi_json import build_meta
 
@@ -272,36 +277,83 @@ def _validating_check(seg: Segmentation, target: Path, profile: str, type: str,
     return check
 
 
-def write(seg: Segmentation, path: str | os.PathLike, *, type: str = "auto",
-          profile: str = "ohif", compression: str | None = None,
+def write(seg: Segmentation, path: PathLike, *, type: SegType = "auto",
+          profile: ProfileName = "ohif", compression: Compression | None = None,
           split_overlaps: bool | None = None, series_description: str | None = None,
           series_number: int | None = None, resample: bool = False, sidecar: bool = True,
-          report: Report | None = None, progress=None, validate: bool = True,
-          force: bool = False, reference=None, to: str = "seg") -> list[Path]:
+          report: Report | None = None, progress: Callable[[int, int], None] | None = None,
+          validate: bool = True, force: bool = False, reference: ReferenceImage | None = None,
+          to: Literal["seg", "rtstruct"] = "seg",
+          protect: Sequence[PathLike] = ()) -> list[Path]:
     """Write ``seg`` in the format named by the suffix of ``path``; returns the files written.
-
-    A ``.dcm`` output is a DICOM SEG, or an RT Structure Set with ``to="rtstruct"``.
 
     A DICOM SEG is validated against the profile before it is put in place (structure rules on
     the written file, pixel rules from the model); an error-level finding raises
-    ValidationFailed and nothing is written, unless ``force`` (findings then become warnings in
-    the report). ``reference`` (a ReferenceImage) enables the reference rules.
+    ValidationFailed and nothing is written, unless ``force`` (findings then become warnings).
+    No output may replace a file the segmentation was read from, a file of ``reference``, or
+    a file in ``protect``: ``force`` does not change that.
+
+    Parameters
+    ----------
+    seg
+        The segmentation.
+    path
+        ``.dcm`` (DICOM SEG, or RTSTRUCT with ``to="rtstruct"``), ``.nii`` / ``.nii.gz``,
+        ``.nrrd`` or ``.seg.nrrd``. A SEG split into several series adds ``NAME-2.dcm``...
+    type, profile, compression, split_overlaps
+        DICOM SEG encoding (see the README's profile table); ignored for volume formats
+        except that ``type="labelmap"`` refuses overlapping segments.
+    series_description, series_number
+        Written into the output (DICOM, and the sidecar of volumes).
+    resample
+        Put a stack with uneven slice gaps on an evenly spaced grid (NIfTI / NRRD need one).
+    sidecar
+        Write the dcmqi JSON sidecar next to a volume output.
+    report
+        Collects what the writer decided (default ``seg.report``).
+    progress
+        Called with (done, total) while frames are encoded.
+    validate, force
+        Validate a SEG before it is put in place; write despite error findings.
+    reference
+        The image series (enables the reference rules of validation).
+    to
+        What a ``.dcm`` output is: ``"seg"`` or ``"rtstruct"``.
+    protect
+        More files that must not be written over (the command's inputs).
+
+    Raises
+    ------
+    InvalidInputError
+        Bad output name or folder, an output that would replace an input, or data the
+        format cannot hold.
+    ValidationFailed
+        The SEG fails validation for the profile (and not ``force``).
     """
     report = report if report is not None else seg.report
     target = Path(path)
-    fmt = format_of(target, for_writing=True)
-    if not target.parent.exists():
-        raise InvalidInputError(f"{target}: output folder {target.parent} does not exist")
     if to not in ("seg", "rtstruct"):
         raise InvalidInputError(f"--to must be seg or rtstruct, got {to!r}")
-    if to == "rtstruct":
-        if fmt != "dicom":
-            raise InvalidInputError(f"{target}: an RTSTRUCT is a DICOM file; name it .dcm")
+    if target.is_dir():
+        raise InvalidInputError(f"{target}: is a folder; give an output file name")
+    fmt = registry.for_output(target, to=to)
+    if to == "rtstruct" and fmt.family != "dicom":
+        raise InvalidInputError(f"{target}: an RTSTRUCT is a DICOM file; name it .dcm")
+    if not target.parent.is_dir():
+        raise InvalidInputError(f"{target}: output folder {target.parent} does not exist")
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        raise InvalidInputError(f"{target}: output folder {target.parent} is not writable")
+    side = sidecar_of(target) if sidecar and fmt.family != "dicom" else None
+    protected = [*read_from(seg), *files_read(reference=reference), *map(Path, protect)]
+    refuse_overwrite([target] + ([side] if side else []), protected,
+                     split=target if fmt.name == "seg" else None,
+                     folder=reference_copy_dir(target))
+    if fmt.name == "rtstruct":
         from .rt.writer import write_rtstruct
 
         return [write_rtstruct(seg, target, series_description=series_description,
                                series_number=series_number, report=report)]
-    if fmt == "dicom":
+    if fmt.name == "seg":
         from .dicom.seg_writer import write_seg
 
         check = None
@@ -313,7 +365,8 @@ def write(seg: Segmentation, path: str | os.PathLike, *, type: str = "auto",
                          series_number=series_number, report=report, progress=progress,
                          check=check)
     if type == "labelmap" and seg.has_overlap():
-        raise InvalidInputError("segments overlap, so they cannot share one label map")
+        raise InvalidInputError(f"{target}: segments overlap, so they cannot share one label "
+                                "map (write a .seg.nrrd or a 4-D NIfTI, or --type binary)")
     if series_description:
         seg = seg.copy_meta(series_description=series_description)
     if series_number:
@@ -322,23 +375,11 @@ def write(seg: Segmentation, path: str | os.PathLike, *, type: str = "auto",
         seg = resampled_regular(seg, report)
     if not seg.is_fractional and len(seg.layers) > 1 and not seg.has_overlap():
         seg = seg.compacted()
-    from .formats.dcmqi_json import sidecar_path, write_meta
+    from .formats.dcmqi_json import write_meta
 
-    side = sidecar_path(target) if sidecar else None
-    tmp, side_tmp = _tmp_name(target), (_tmp_name(side) if side else None)
+    tmp, side_tmp = tmp_name(target), (tmp_name(side) if side else None)
     try:
-        if fmt == "nifti":
-            from .formats.nifti import write_nifti
-
-            write_nifti(seg, tmp)
-        elif fmt == "seg.nrrd":
-            from .formats.nrrd import write_seg_nrrd
-
-            write_seg_nrrd(seg, tmp)
-        else:
-            from .formats.nrrd import write_nrrd
-
-            write_nrrd(seg, tmp)
+        fmt.write(seg, tmp)
         if side is not None:
             write_meta(_sidecar_meta(seg), side_tmp)
         os.replace(tmp, target)

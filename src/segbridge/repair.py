@@ -13,8 +13,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InvalidInputError, Report, SegbridgeError
-from . import PROFILE_FOR_WRITER, ValidationResult, validate
+from .errors import InvalidInputError, Report, SegbridgeError
+from .outputs import files_read, refuse_overwrite
+from .validate import PROFILE_FOR_WRITER, ValidationResult, validate
 
 #: findings that rewriting cannot fix without guessing
 UNFIXABLE = {
@@ -48,16 +49,19 @@ class RepairResult:
 def repair(path: str | os.PathLike, output: str | os.PathLike, *, reference=None,
            profile: str = "ohif", compression: str | None = None) -> RepairResult:
     """Repair ``path`` into ``output`` (and ``output``-2... when split) for ``profile``."""
-    from ..dicom.codecs import COMPRESSIONS
-    from ..dicom.parse import parse_file
-    from ..dicom.seg_reader import read_seg
-    from ..io import load_reference, write
-    from ..profiles import get_profile
+    from .dicom.codecs import COMPRESSIONS
+    from .dicom.parse import parse_file
+    from .dicom.seg_reader import read_seg
+    from .io import write
+    from .profiles import get_profile
+    from .reference import load_reference
 
     src, out = Path(path), Path(output)
     if not out.parent.exists():
         raise InvalidInputError(f"{out}: output folder {out.parent} does not exist")
     ref = load_reference(reference)
+    protected = files_read([src], reference=ref)
+    refuse_overwrite([out], protected, split=out)
     check_profile = PROFILE_FOR_WRITER.get(profile, profile)
     before = validate(src, reference=ref, profile=check_profile)
     result = RepairResult(before)
@@ -87,7 +91,7 @@ def repair(path: str | os.PathLike, output: str | os.PathLike, *, reference=None
         compression = ts_name
     try:
         written = write(seg, out, type=kind.lower(), profile=profile, compression=compression,
-                        report=report)
+                        report=report, reference=ref, protect=protected)
     except SegbridgeError as exc:
         result.unfixable.append(f"write: {exc}")
         return result
