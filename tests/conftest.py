@@ -22,10 +22,39 @@ TOTALSEG = DATA / "totalsegmentator" / "tests" / "reference_files"
 SLICERIO = DATA / "slicerio" / "slicerio" / "data"
 
 
+#: the fast tier: no ../shared/data, no dciodvfy / Node / Orthanc, nothing but pip
+#: (`python -m pytest -q -m unit`); every other module is the `data` tier
+UNIT_MODULES = {"test_codecs", "test_colors", "test_geometry", "test_tags", "test_imports",
+                "test_model"}
+
+
+def _unit_only(config) -> bool:
+    return (config.getoption("markexpr") or "").strip() == "unit"
+
+
 def pytest_configure(config):
-    if not DATA.is_dir():
+    config.addinivalue_line("markers", "unit: runs with nothing but pip (no shared data, no "
+                                       "external tools)")
+    config.addinivalue_line("markers", "data: needs ../shared/data and the tools .ci/run "
+                                       "installs (dciodvfy, Node, Orthanc)")
+    if not _unit_only(config) and not DATA.is_dir():
         raise pytest.UsageError(f"test data not found at {DATA}: clone the project next to "
-                                "'shared' or set SEGBRIDGE_SHARED")
+                                "'shared' or set SEGBRIDGE_SHARED (or run the fast tier: "
+                                "python -m pytest -q -m unit)")
+
+
+def pytest_ignore_collect(collection_path, config):
+    """With ``-m unit``, do not even import the other modules (some need servers at import)."""
+    if _unit_only(config) and collection_path.suffix == ".py" and \
+            collection_path.name.startswith("test_"):
+        return collection_path.stem not in UNIT_MODULES
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        unit = item.path.stem in UNIT_MODULES
+        item.add_marker(pytest.mark.unit if unit else pytest.mark.data)
 
 
 @pytest.fixture(scope="session")
