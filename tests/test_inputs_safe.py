@@ -229,3 +229,36 @@ def test_library_refuses_a_folder_as_output(work):
     with pytest.raises(sb.InvalidInputError, match="is a folder"):
         sb.write(seg, work / "ct")
     assert np.asarray(seg.layers[0]).any()
+
+
+def test_detached_data_outside_the_header_folder_needs_the_flag(tmp_path):
+    """A .nhdr naming ../elsewhere/labels.raw: refused (one line, no size of the other file),
+    read with --allow-outside-data."""
+    import nrrd
+
+    data, header = nrrd.read(str(LABEL_NRRD))
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "hdr").mkdir()
+    raw = tmp_path / "elsewhere" / "labels.raw"
+    raw.write_bytes(np.ascontiguousarray(data.T).astype(data.dtype).tobytes())
+    lines = ["NRRD0004", f"type: {data.dtype.name}", "dimension: 3",
+             f"sizes: {' '.join(map(str, data.shape))}",
+             f"space: {header['space']}",
+             "space directions: " + " ".join(
+                 "(" + ",".join(repr(float(v)) for v in row) + ")"
+                 for row in header["space directions"]),
+             "space origin: (" + ",".join(repr(float(v)) for v in header["space origin"]) + ")",
+             "endian: little", "encoding: raw", "data file: ../elsewhere/labels.raw", "", ""]
+    hdr = tmp_path / "hdr" / "labels.nhdr"
+    hdr.write_text("\n".join(lines))
+    res = run("convert", hdr, "-o", tmp_path / "out.nii.gz")
+    assert res.returncode == 1, res.stderr
+    err = res.stderr.strip()
+    assert len(err.splitlines()) == 1 and "labels.nhdr" in err, err
+    assert str(raw.stat().st_size) not in err
+    assert not (tmp_path / "out.nii.gz").exists()
+    res = run("convert", hdr, "-o", tmp_path / "out.nii.gz", "--allow-outside-data")
+    assert res.returncode == 0, res.stderr
+    back = sb.read(tmp_path / "out.nii.gz")
+    want = sb.read(LABEL_NRRD)
+    np.testing.assert_array_equal(back.labelmap() > 0, want.labelmap() > 0)

@@ -149,6 +149,9 @@ def convert(
                                "its centre is inside) or rt-utils (rt-utils' masks: vertices "
                                "rounded to pixels, outline pixels in).")] = ContourFill.centre,
     strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")] = False,
+    allow_outside: Annotated[bool, typer.Option(
+        "--allow-outside-data", help="Let a detached NRRD header (.nhdr) name a data file "
+                                     "outside its own folder.")] = False,
     assign_uids: Annotated[bool, typer.Option(
         "--assign-uids", help="Give reference images with blank study/series UIDs new ones "
                               "(a corrected copy is written next to the output).")] = False,
@@ -202,7 +205,7 @@ def convert(
                             report=report)
     seg = io.read(inputs, reference=ref, meta=meta, resample=resample, strict=strict,
                   fractional=True if fractional else None, report=report,
-                  contour_fill=contour_fill.value)
+                  contour_fill=contour_fill.value, allow_outside=allow_outside)
     with _progress("encoding frames") as progress:
         written = io.write(seg, output, type=type.value, profile=profile.value,
                            compression=compression.value if compression else None,

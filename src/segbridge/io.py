@@ -56,7 +56,7 @@ def read(inputs: PathLike | Sequence[PathLike], *, reference: ReferenceLike = No
          meta: PathLike | dict | None = None, resample: bool = False, strict: bool = False,
          fractional: bool | None = None, series_uid: str | None = None,
          assign_uids: bool = False, report: Report | None = None,
-         contour_fill: ContourFill = "centre") -> Segmentation:
+         contour_fill: ContourFill = "centre", allow_outside: bool = False) -> Segmentation:
     """Read segmentation file(s) into one model, on the reference grid when one is given.
 
     Parameters
@@ -83,6 +83,9 @@ def read(inputs: PathLike | Sequence[PathLike], *, reference: ReferenceLike = No
     contour_fill
         How RTSTRUCT contours become voxels: ``"centre"`` (the voxel centre is inside) or
         ``"rt-utils"`` (rt-utils' masks).
+    allow_outside
+        Let a detached NRRD header name a data file outside its own folder (refused by
+        default: a header must not make segbridge read files the user did not name).
 
     Raises
     ------
@@ -113,7 +116,7 @@ def read(inputs: PathLike | Sequence[PathLike], *, reference: ReferenceLike = No
     formats = [registry.detect(p) for p in paths]
     options = registry.ReadOptions(reference=ref, report=report, strict=strict,
                                    resample=resample, fractional=fractional,
-                                   contour_fill=contour_fill)
+                                   contour_fill=contour_fill, allow_outside=allow_outside)
     objects = [f for f in formats if f.kind == "object"]
     if objects:
         if len(paths) > 1:

@@ -53,6 +53,7 @@ class ReadOptions:
     resample: bool = False
     fractional: bool | None = None
     contour_fill: str = "centre"
+    allow_outside: bool = False
 
 
 # --- content tests: each looks at the first bytes of the file ------------------------------
@@ -109,13 +110,14 @@ def _read_rtstruct(path: Path, o: ReadOptions):
 def _read_seg_nrrd(path: Path, o: ReadOptions):
     from .formats.nrrd import read_seg_nrrd
 
-    return read_seg_nrrd(path, report=o.report)[0], {}
+    return read_seg_nrrd(path, report=o.report, allow_outside=o.allow_outside)[0], {}
 
 
 def _read_nrrd(path: Path, o: ReadOptions):
     from .formats.nrrd import read_nrrd
 
-    return read_nrrd(path, report=o.report, fractional=bool(o.fractional)), {}
+    return read_nrrd(path, report=o.report, fractional=bool(o.fractional),
+                     allow_outside=o.allow_outside), {}
 
 
 def _read_nifti(path: Path, o: ReadOptions):
