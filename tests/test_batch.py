@@ -165,13 +165,15 @@ def test_manifest_errors_are_one_line(tmp_path):
     m.write_text("case,inputs,colour\na,b,red\n")
     with pytest.raises(InvalidInputError, match="unknown column"):
         read_manifest(m)
-    m.write_text("case,inputs\na,x.nii\na,y.nii\n")
-    with pytest.raises(InvalidInputError, match="appears twice"):
-        read_manifest(m)
+    m.write_text("case,inputs\na,x.nii\na,y.nii\nb,z.nii\n")
+    parsed = read_manifest(m)  # a repeated name fails those lines only
+    assert [c["case"] for c in parsed.cases] == ["b"]
+    assert [(r["line"], r["message"]) for r in parsed.refused] == [
+        (2, "line 2: case 'a' also on line 3"), (3, "line 3: case 'a' also on line 2")]
     r = cli("batch", tmp_path / "none.csv", "-o", tmp_path / "o")
     assert r.returncode == 1 and r.stderr.strip().endswith("none.csv: no such manifest")
     m.write_text("case,inputs,reference\na,one.nii.gz;two.nii.gz,ct\n")
-    case = read_manifest(m)[0]
+    case = read_manifest(m).cases[0]
     assert case["inputs"] == [str(tmp_path / "one.nii.gz"), str(tmp_path / "two.nii.gz")]
     assert case["reference"] == str(tmp_path / "ct") and case["output"] == "a.dcm"
 
@@ -200,5 +202,11 @@ def test_a_changed_case_runs_again_and_outputs_must_be_unique(tmp_path):
         w = csv.DictWriter(fp, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    with pytest.raises(InvalidInputError, match="writes renamed.dcm, as case 'case001' does"):
-        read_manifest(collection)
+    # two cases writing one file: both refused before anything runs, nothing rewritten
+    mtime = (out / "renamed.dcm").stat().st_mtime_ns
+    rows = {r["case"]: r for r in run_batch(collection, out).rows}
+    assert rows["case000"]["status"] == "skipped"
+    assert rows["case002"]["message"] == ("line 4: writes renamed.dcm, as case 'case001' "
+                                          "(line 3) does")
+    assert rows["case001"]["status"] == "error" and "case 'case002'" in rows["case001"]["message"]
+    assert (out / "renamed.dcm").stat().st_mtime_ns == mtime

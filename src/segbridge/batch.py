@@ -1,6 +1,6 @@
 """Convert a whole collection from a manifest: a local process pool, or a Dask cluster.
 
-A manifest is a CSV file, one case a row::
+A manifest is a CSV file, one case a line (:mod:`segbridge.manifest` has the rules)::
 
     case,inputs,reference,meta,output,type,profile,to,push
     p001,labels/p001.nii.gz,ct/p001,meta.json,p001.dcm,labelmap,ohif,,http://pacs/dicom-web
@@ -9,6 +9,10 @@ Only ``case`` and ``inputs`` are required; ``inputs`` holds one or more files se
 ``;``; relative paths are relative to the manifest's folder; ``reference`` may be a DICOMweb
 series URL. A case is a plain dict, and :func:`run_case` never raises, so one broken case never
 stops the others and the same function runs in a local process or on a Dask worker.
+
+Before anything runs, every file each case may write is resolved (:mod:`segbridge.batch_plan`):
+cases whose files collide, leave the output folder or would write over an input are refused,
+each with a result line; every line of the manifest gets one in ``results.csv``.
 
 Each finished case is appended to a journal in the output folder as it ends; a rerun skips the
 cases the journal records as done whose outputs are still there with the recorded sizes (resume
@@ -26,65 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InvalidInputError, SegbridgeError
+from .manifest import COLUMNS, Manifest, read_manifest, refused_row, truthy
 from .web.client import is_url
 
-COLUMNS = ("case", "inputs", "reference", "meta", "output", "type", "profile", "to", "push",
-           "compression", "series", "contour_fill")
-RESULT_COLUMNS = ("case", "status", "message", "outputs", "seconds", "bytes", "segments")
+__all__ = ["COLUMNS", "Manifest", "BatchResult", "fingerprint", "read_manifest", "run_batch",
+           "run_case"]
+
+RESULT_COLUMNS = ("case", "status", "message", "outputs", "seconds", "bytes", "segments", "line")
 JOURNAL = ".segbridge-batch.jsonl"
-
-
-def read_manifest(path: str | os.PathLike) -> list[dict]:
-    """The cases of a manifest, with paths made absolute; bad manifests are one-line errors."""
-    path = Path(path)
-    if not path.is_file():
-        raise InvalidInputError(f"{path}: no such manifest")
-    base = path.resolve().parent
-    with open(path, newline="", encoding="utf-8-sig") as fp:
-        reader = csv.DictReader(fp)
-        header = [h.strip().lower() for h in (reader.fieldnames or [])]
-        if "case" not in header or "inputs" not in header:
-            raise InvalidInputError(f"{path}: a manifest needs the columns 'case' and 'inputs' "
-                                    f"(found: {', '.join(header) or 'none'})")
-        unknown = [h for h in header if h not in COLUMNS]
-        if unknown:
-            raise InvalidInputError(f"{path}: unknown column(s) {', '.join(unknown)}; known: "
-                                    f"{', '.join(COLUMNS)}")
-        cases, seen, outputs = [], set(), {}
-        for line, row in enumerate(reader, start=2):
-            row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
-            if not any(row.values()):
-                continue
-            name = row.get("case", "")
-            if not name:
-                raise InvalidInputError(f"{path}: line {line}: empty case name")
-            if name in seen:
-                raise InvalidInputError(f"{path}: line {line}: case {name!r} appears twice")
-            if "/" in name or name.startswith("."):
-                raise InvalidInputError(f"{path}: line {line}: case name {name!r} must be a "
-                                        "plain name")
-            seen.add(name)
-            case = {k: row.get(k, "") for k in COLUMNS}
-            case["inputs"] = [str(_resolve(base, p)) for p in case["inputs"].split(";")
-                              if p.strip()]
-            for k in ("reference", "meta"):
-                if case[k] and not is_url(case[k]):
-                    case[k] = str(_resolve(base, case[k]))
-            case["output"] = case["output"] or f"{name}.dcm"
-            out = os.path.normpath(case["output"])
-            if out in outputs:
-                raise InvalidInputError(f"{path}: line {line}: case {name!r} writes "
-                                        f"{case['output']}, as case {outputs[out]!r} does")
-            outputs[out] = name
-            cases.append(case)
-    if not cases:
-        raise InvalidInputError(f"{path}: the manifest has no cases")
-    return cases
-
-
-def _resolve(base: Path, p: str) -> Path:
-    q = Path(p.strip()).expanduser()
-    return q if q.is_absolute() else base / q
+RESULTS = "results.csv"
 
 
 def fingerprint(case: dict) -> str:
@@ -92,9 +46,12 @@ def fingerprint(case: dict) -> str:
     A rerun redoes a case whose fingerprint changed, even if its outputs are still there."""
     import hashlib
 
-    row = dict(case)
+    row = {k: case[k] for k in COLUMNS if k in case}
+    # defaults of columns added later: the same fingerprint as before the column existed
     if row.get("contour_fill", "").lower() in ("", "centre"):
-        row.pop("contour_fill", None)  # the default: same fingerprint as before the column
+        row.pop("contour_fill", None)
+    if not truthy(row.get("assign_uids", "")):
+        row.pop("assign_uids", None)
     h = hashlib.sha256(json.dumps(row, sort_keys=True).encode())
     for p in [*case["inputs"], case["meta"], case["reference"]]:
         if p and not is_url(p) and os.path.exists(p):
@@ -103,19 +60,31 @@ def fingerprint(case: dict) -> str:
     return h.hexdigest()[:32]
 
 
-def error_row(case: str, message: str) -> dict:
+def error_row(case: str, message: str, line: int | str = "") -> dict:
     """A results row for a case that failed (or has not succeeded yet)."""
     return {"case": case, "status": "error", "message": message, "outputs": "",
-            "seconds": 0.0, "bytes": 0, "segments": ""}
+            "seconds": 0.0, "bytes": 0, "segments": "", "line": line}
+
+
+def _one_line(text: object) -> str:
+    """The first line of a message (wrapped libraries sometimes say more)."""
+    lines = str(text).strip().splitlines()
+    return lines[0].strip() if lines else ""
 
 
 def run_case(case: dict, outdir: str, web: dict | None = None) -> dict:
-    """Convert one case; a result row, also (and especially) when the case fails."""
+    """Convert one case; a result row, also (and especially) when the case fails.
+
+    ``case["target"]`` (set by :func:`run_batch` from the plan) is the real path of the output;
+    without it the output is ``outdir / case["output"]``. Folders made for a case that fails
+    are removed again when empty.
+    """
     from . import io
     from .errors import Report
 
     t0 = time.perf_counter()
-    row = error_row(case["case"], "")
+    row = error_row(case["case"], "", case.get("line", ""))
+    made: list[Path] = []
     try:
         if not case["inputs"]:
             raise InvalidInputError("no inputs given")
@@ -123,11 +92,12 @@ def run_case(case: dict, outdir: str, web: dict | None = None) -> dict:
             from .web.client import WebOptions, set_default_options
 
             set_default_options(WebOptions(**web))
-        output = Path(outdir) / case["output"]
-        output.parent.mkdir(parents=True, exist_ok=True)
+        output = Path(case.get("target") or Path(outdir) / case["output"])
+        made = _make_folders(output.parent)
         report = Report()
+        assign = truthy(case.get("assign_uids", ""))
         ref = io.load_reference(case["reference"] or None, series_uid=case["series"] or None,
-                                report=report)
+                                assign_uids=assign, report=report)
         seg = io.read(case["inputs"], reference=ref, meta=case["meta"] or None, report=report,
                       contour_fill=case["contour_fill"].lower() or "centre")
         to = (case["to"] or "seg").lower()
@@ -137,6 +107,12 @@ def run_case(case: dict, outdir: str, web: dict | None = None) -> dict:
                            profile=case["profile"] or "ohif",
                            compression=case["compression"] or None, reference=ref,
                            report=report, to=to)
+        if ref is not None and ref.assigned_uids:
+            from .outputs import reference_copy_dir
+            from .series import write_reference_copy
+
+            written.append(write_reference_copy(ref, reference_copy_dir(output)))
+        made = []  # the folders now hold the outputs
         row["outputs"] = ";".join(str(p) for p in written)
         row["bytes"] = sum(p.stat().st_size for p in written if p.is_file())
         row["segments"] = len(seg.segments)
@@ -148,16 +124,40 @@ def run_case(case: dict, outdir: str, web: dict | None = None) -> dict:
             if not pushed.ok:
                 file, uid, why = pushed.failed[0]
                 raise SegbridgeError(f"push refused {len(pushed.failed)} instance(s): "
-                                     f"{Path(file).name or uid}: {why}")
+                                     f"{Path(file).name or uid}: {why} (the outputs are kept)")
             messages.append(f"pushed {len(pushed.stored)} instance(s)")
         row["status"] = "ok"
         row["message"] = "; ".join(messages)
     except SegbridgeError as exc:
         row["message"] = str(exc)
+    except OSError as exc:  # the disk or the file system: the case fails, not the batch
+        where = exc.filename or case["output"]
+        row["message"] = f"{where}: {exc.strerror or type(exc).__name__}"
     except Exception as exc:  # a bug must still not stop the other cases
         row["message"] = f"internal error: {type(exc).__name__}: {exc}"
+    for folder in reversed(made):
+        try:
+            folder.rmdir()
+        except OSError:
+            break  # not empty (another case writes there too) or gone
+    row["message"] = _one_line(row["message"])
     row["seconds"] = round(time.perf_counter() - t0, 3)
     return row
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; the ones created, outermost first."""
+    missing = []
+    for q in (folder, *folder.parents):
+        if q.exists():
+            break
+        missing.append(q)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInputError(f"{folder}: cannot create the folder "
+                                f"({exc.strerror or type(exc).__name__})") from None
+    return missing[::-1]
 
 
 def _run_local(cases, outdir, web, workers, done):
@@ -186,7 +186,7 @@ def _run_local(cases, outdir, web, workers, done):
                 done(pool.submit(run_case, c, outdir, web).result())
             except BrokenProcessPool:
                 done(error_row(c["case"], "the worker process died (killed, or out of "
-                                          "memory?)"))
+                                          "memory?)", c.get("line", "")))
 
 
 def _run_dask(cases, outdir, web, scheduler, workers, done):
@@ -208,12 +208,14 @@ def _run_dask(cases, outdir, web, scheduler, workers, done):
         with client:
             futures = client.map(run_case, cases, outdir=outdir, web=web, pure=False,
                                  key=[f"segbridge-{c['case']}" for c in cases])
-            names = {f.key: c["case"] for f, c in zip(futures, cases, strict=True)}
+            of = {f.key: c for f, c in zip(futures, cases, strict=True)}
             for f in as_completed(futures):
                 try:
                     done(f.result())
                 except Exception as exc:  # the worker itself failed
-                    done(error_row(names[f.key], f"Dask: {type(exc).__name__}: {exc}"))
+                    c = of[f.key]
+                    done(error_row(c["case"], f"Dask: {type(exc).__name__}: {exc}",
+                                   c.get("line", "")))
     finally:
         if cluster is not None:
             cluster.close()
@@ -231,52 +233,100 @@ class BatchResult:
 
 def _journal(outdir: Path) -> dict[str, dict]:
     """Cases a previous run finished, whose outputs are still whole (by recorded size);
-    each with the fingerprint it ran with."""
-    done = {}
+    each with the fingerprint it ran with. Lines a crash cut, or that are not ours, are
+    ignored (that case simply runs again)."""
+    done: dict[str, dict] = {}
     path = outdir / JOURNAL
-    if not path.exists():
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except FileNotFoundError:
         return done
-    for line in path.read_text().splitlines():
+    except OSError as exc:
+        raise InvalidInputError(f"{path}: cannot read the batch journal "
+                                f"({exc.strerror or type(exc).__name__})") from None
+    for line in text.splitlines():
         try:
             row = json.loads(line)
         except ValueError:
             continue  # a line cut by a crash
-        if row.get("status") not in ("ok", "skipped"):
-            done.pop(row.get("case"), None)
+        if not isinstance(row, dict) or not isinstance(row.get("case"), str):
             continue
-        sizes = row.get("sizes", {})
-        if sizes and all(Path(p).is_file() and Path(p).stat().st_size == n
-                         for p, n in sizes.items()):
+        if row.get("status") not in ("ok", "skipped"):
+            done.pop(row["case"], None)
+            continue
+        sizes = row.get("sizes")
+        if isinstance(sizes, dict) and sizes and all(
+                isinstance(p, str) and Path(p).is_file() and Path(p).stat().st_size == n
+                for p, n in sizes.items()):
             done[row["case"]] = row
     return done
+
+
+def _output_folder(outdir: str | os.PathLike, manifest: Path) -> Path:
+    """The -o folder, created if needed, as a real path; one-line errors when it cannot be."""
+    out = Path(outdir)
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"{out}: exists and is not a folder; -o names the folder for "
+                                "the outputs and results.csv")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInputError(f"{out}: cannot create the output folder "
+                                f"({exc.strerror or type(exc).__name__})") from None
+    out = Path(os.path.realpath(out))
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise InvalidInputError(f"{out}: the output folder is not writable")
+    if Path(os.path.realpath(manifest)) == out / RESULTS:
+        raise InvalidInputError(f"{manifest}: the manifest is the results.csv this batch would "
+                                "write; choose another -o folder or rename the manifest")
+    return out
 
 
 def run_batch(manifest: str | os.PathLike, outdir: str | os.PathLike, *, workers: int = 1,
               scheduler: str | None = None, web=None,
               progress: Callable[[int, int], None] | None = None,
               on_row: Callable[[dict], None] | None = None) -> BatchResult:
-    """Run every case of ``manifest`` into ``outdir``; results.csv lists each case's fate."""
-    cases = read_manifest(manifest)
-    out = Path(outdir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    """Run every case of ``manifest`` into ``outdir``; results.csv lists each line's fate.
+
+    A broken manifest, or an output folder that cannot be used, raises InvalidInputError
+    before anything is written. Every other problem is one case's error row.
+    """
+    from .batch_plan import refusals
+
+    parsed = read_manifest(manifest)
+    out = _output_folder(outdir, Path(manifest))
+    reserved = [out / RESULTS, out / f".{RESULTS}.tmp", out / JOURNAL]
+    plans, why = refusals(parsed.cases, out, reserved)
+    final: dict[int, dict] = {r["line"]: r for r in parsed.refused}
+    for c in parsed.cases:
+        if c["line"] in why:
+            final[c["line"]] = refused_row(c["line"], c["case"], why[c["line"]])
+    cases = [{**c, "target": str(plans[c["line"]].target)} for c in parsed.cases
+             if c["line"] in plans]
     previous = _journal(out)
     web_dict = web.as_dict() if web is not None else None
     rows: dict[str, dict] = {}
-    total = len(cases)
+    total = len(cases) + len(final)
     todo = []
     keys = {c["case"]: fingerprint(c) for c in cases}
     for c in cases:
         p = previous.get(c["case"])
         if p is not None and p.get("key") == keys[c["case"]]:
             rows[c["case"]] = {**{k: p.get(k, "") for k in RESULT_COLUMNS}, "status": "skipped",
-                               "message": "outputs of an earlier run are complete"}
+                               "message": "outputs of an earlier run are complete",
+                               "line": c["line"]}
         else:
             todo.append(c)
     if progress:
-        progress(len(rows), total)
-    journal = open(out / JOURNAL, "a", encoding="utf-8")
+        progress(len(rows) + len(final), total)
+    try:
+        journal = open(out / JOURNAL, "a", encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInputError(f"{out / JOURNAL}: cannot write the batch journal "
+                                f"({exc.strerror or type(exc).__name__})") from None
 
     def done(row: dict) -> None:
+        row["message"] = _one_line(row["message"])
         rows[row["case"]] = row
         sizes = {p: Path(p).stat().st_size for p in row["outputs"].split(";")
                  if p and Path(p).is_file()} if row["status"] == "ok" else {}
@@ -285,7 +335,7 @@ def run_batch(manifest: str | os.PathLike, outdir: str | os.PathLike, *, workers
         if on_row:
             on_row(row)
         if progress:
-            progress(len(rows), total)
+            progress(len(rows) + len(final), total)
 
     try:
         if scheduler:
@@ -294,12 +344,25 @@ def run_batch(manifest: str | os.PathLike, outdir: str | os.PathLike, *, workers
             _run_local(todo, str(out), web_dict, workers, done)
     finally:
         journal.close()
-    ordered = [rows[c["case"]] for c in cases if c["case"] in rows]
-    target = out / "results.csv"
+    for c in cases:
+        if c["case"] in rows:
+            final[c["line"]] = rows[c["case"]]
+    ordered = [final[n] for n in sorted(final)]
+    return BatchResult(ordered, _write_results(out / RESULTS, ordered))
+
+
+def _write_results(target: Path, rows: list[dict]) -> Path:
+    """results.csv, written whole through a temporary name."""
     tmp = target.with_name(f".{target.name}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fp:
-        w = csv.DictWriter(fp, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(ordered)
-    os.replace(tmp, target)
-    return BatchResult(ordered, target)
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as fp:
+            w = csv.DictWriter(fp, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise InvalidInputError(f"{target}: cannot write the results "
+                                f"({exc.strerror or type(exc).__name__})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
