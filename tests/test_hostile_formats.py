@@ -555,3 +555,34 @@ def test_reference_series_still_converts(tmp_path):
     seg = sb.read(LIVER_NRRD, reference=CT3)
     out = sb.write(seg, tmp_path / "x.seg.nrrd")[0]
     np.testing.assert_array_equal(sb.read(out).mask(1), seg.mask(1))
+
+
+# --- dcmqi JSON metadata: junk is one line naming the file and the entry ---------------------
+@pytest.mark.parametrize("edit,match", [
+    (lambda m: m["segmentAttributes"][0][0].update(labelID="abc"),
+     r"segmentAttributes\[0\]\[0\].labelID must be a whole number"),
+    (lambda m: m["segmentAttributes"][0][0].update(labelID=1.5), "labelID"),
+    (lambda m: m["segmentAttributes"][0][0].update(recommendedDisplayRGBValue="x"),
+     "recommendedDisplayRGBValue must be three numbers"),
+    (lambda m: m["segmentAttributes"][0][0].update(SegmentedPropertyTypeCodeSequence={"x": 1}),
+     "SegmentedPropertyTypeCodeSequence needs CodeValue"),
+    (lambda m: m["segmentAttributes"][0][0].update(SegmentLabel=["a"]), "SegmentLabel must be text"),
+])
+def test_junk_metadata_is_one_line(tmp_path, edit, match):
+    meta = json.loads((DCMQI.parent.parent / "doc/examples/seg-example.json").read_text())
+    edit(meta)
+    bad = tmp_path / "meta.json"
+    bad.write_text(json.dumps(meta))
+    with pytest.raises(InvalidInputError, match=match) as exc:
+        sb.read(LIVER_NRRD, meta=bad)
+    one_line(exc.value, bad)
+    with pytest.raises(InvalidInputError, match=match):
+        sb.read(LIVER_NRRD, meta=meta)  # the same document given as a dict
+
+
+def test_non_utf8_metadata_is_one_line(tmp_path):
+    bad = tmp_path / "meta.json"
+    bad.write_bytes(b'{"segmentAttributes": [[{"labelID": 1, "SegmentLabel": "Leber \xfc"}]]}')
+    with pytest.raises(InvalidInputError, match="not UTF-8") as exc:
+        sb.read(LIVER_NRRD, meta=bad)
+    one_line(exc.value, bad)

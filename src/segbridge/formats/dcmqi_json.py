@@ -21,24 +21,81 @@ SCHEMA_URL = ("https://raw.githubusercontent.com/qiicr/dcmqi/master/doc/schemas/
 
 
 def read_meta(path: str | Path) -> dict:
-    """Load and sanity-check a dcmqi segmentation metadata file."""
+    """Load and sanity-check a dcmqi segmentation metadata file.
+
+    Raises
+    ------
+    InvalidInputError
+        One line naming the file and, for a bad entry, ``segmentAttributes[i][j]`` and the key:
+        unreadable, not UTF-8, not JSON, or a labelID / colour / code that is not what the
+        schema says.
+    """
     p = Path(path)
     try:
-        meta = json.loads(p.read_text())
+        text = p.read_bytes().decode("utf-8-sig")
     except OSError as exc:
-        raise InvalidInputError(f"{p}: cannot read ({exc.strerror})") from None
+        raise InvalidInputError(f"{p}: cannot read ({exc.strerror or 'I/O error'})") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"{p}: not UTF-8 text (byte {exc.start}); JSON must be UTF-8") \
+            from None
+    try:
+        meta = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"{p}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    except RecursionError:
+        raise InvalidInputError(f"{p}: JSON nested too deeply") from None
+    return check_meta(meta, p)
+
+
+def check_meta(meta, p: str | Path = "metadata") -> dict:
+    """``meta`` itself when it is a usable metadata document, else InvalidInputError naming
+    ``p`` and the entry (also for documents given as a dict through the API)."""
     attrs = meta.get("segmentAttributes") if isinstance(meta, dict) else None
     if not isinstance(attrs, list) or not all(isinstance(a, list) for a in attrs):
         raise InvalidInputError(f"{p}: segmentAttributes must be a list of lists (one list per "
                                 "input file), as in dcmqi's seg-schema.json")
     for i, group in enumerate(attrs):
-        for entry in group:
+        for j, entry in enumerate(group):
             if not isinstance(entry, dict) or "labelID" not in entry:
                 raise InvalidInputError(f"{p}: segmentAttributes[{i}] has an entry without "
                                         "labelID")
+            _check_entry(p, f"segmentAttributes[{i}][{j}]", entry)
     return meta
+
+
+_CODE_KEYS = ("SegmentedPropertyCategoryCodeSequence", "SegmentedPropertyTypeCodeSequence",
+              "SegmentedPropertyTypeModifierCodeSequence", "AnatomicRegionSequence",
+              "AnatomicRegionModifierSequence")
+
+
+def _check_entry(p: str | Path, where: str, entry: dict) -> None:
+    """Types and ranges of one segmentAttributes object (dcmqi seg-schema.json)."""
+    label = entry["labelID"]
+    if isinstance(label, bool) or not isinstance(label, int) or not 0 < label <= 65535:
+        raise InvalidInputError(f"{p}: {where}.labelID must be a whole number 1..65535, not "
+                                f"{json.dumps(label)[:40]}")
+    for key, top in (("recommendedDisplayRGBValue", 255), ("RecommendedDisplayCIELabValue",
+                                                           65535)):
+        v = entry.get(key)
+        if v is not None and not (isinstance(v, list) and len(v) == 3 and all(
+                isinstance(c, int | float) and not isinstance(c, bool) and 0 <= c <= top
+                for c in v)):
+            raise InvalidInputError(f"{p}: {where}.{key} must be three numbers 0..{top}")
+    for key in _CODE_KEYS:
+        v = entry.get(key)
+        if isinstance(v, list):
+            v = v[0] if v else None
+        if v is None:
+            continue
+        if not isinstance(v, dict) or not all(
+                isinstance(v.get(k), str | int) and str(v.get(k)).strip()
+                for k in ("CodeValue", "CodingSchemeDesignator", "CodeMeaning")):
+            raise InvalidInputError(f"{p}: {where}.{key} needs CodeValue, "
+                                    "CodingSchemeDesignator and CodeMeaning")
+    for key in ("SegmentLabel", "SegmentDescription", "SegmentAlgorithmName",
+                "SegmentAlgorithmType", "TrackingIdentifier", "TrackingUniqueIdentifier"):
+        if key in entry and entry[key] is not None and not isinstance(entry[key], str):
+            raise InvalidInputError(f"{p}: {where}.{key} must be text")
 
 
 def segment_from_json(entry: dict, number: int, index: int = 0) -> Segment:

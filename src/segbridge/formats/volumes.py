@@ -15,7 +15,7 @@ from ..colors import default_color
 from ..errors import InvalidInputError, Report
 from ..geometry import Grid, align_array
 from ..model import Segment, Segmentation, label_dtype, present_values
-from .dcmqi_json import segment_from_json, series_fields
+from .dcmqi_json import check_meta, segment_from_json, series_fields
 
 
 @dataclass
@@ -78,6 +78,8 @@ def assemble(volumes: list[LabelVolume], *, meta: dict | None = None,
     if not volumes:
         raise InvalidInputError("no input volumes")
     target = grid if grid is not None else volumes[0].grid
+    if meta and (not isinstance(meta, dict) or "segmentAttributes" in meta):
+        check_meta(meta)  # a dict given through the API is checked like a file
     attrs = meta.get("segmentAttributes") if meta else None
     if attrs is not None and len(attrs) != len(volumes):
         raise InvalidInputError(
