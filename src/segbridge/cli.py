@@ -438,8 +438,10 @@ SegmentsOpt = Annotated[str | None, typer.Option(
     "--segments", help="Segment numbers, e.g. 1,3 or 2-5 (default: all).")]
 @app.command()
 def batch(
-    manifest: Annotated[Path, typer.Argument(help="CSV manifest: case,inputs[,reference,meta,"
-                                                  "output,type,profile,to,push,...].")],
+    manifest: Annotated[Path, typer.Argument(help="CSV manifest, one case a line: case,inputs"
+                                                  "[,reference,meta,output,type,profile,to,"
+                                                  "push,compression,series,contour_fill,"
+                                                  "assign_uids].")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the outputs and "
                                          "results.csv.")],
     workers: Annotated[int, typer.Option("--workers", "-j", help="Cases at once (local "
@@ -467,7 +469,8 @@ def batch(
     print(f"{counts['ok']} converted, {counts['skipped']} already done, {counts['error']} "
           f"failed; results in {result.results_csv}")
     for r in result.failed:
-        print(f"error: case {r['case']}: {r['message']}", file=sys.stderr)
+        where = f"case {r['case']}: " if r["case"] else ""
+        print(f"error: {where}{r['message']}", file=sys.stderr)
     if result.failed:
         raise typer.Exit(1)
 
