@@ -15,6 +15,9 @@ from . import rawdicom as raw
 from .codecs import DEFLATED_LE, EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE
 from .rawdicom import RawDataset, text_encoding
 
+#: largest inflated dataset read from a deflated file (a deflate bomb stops here)
+MAX_INFLATED = 1 << 30
+
 
 @dataclass
 class ParsedFile:
@@ -50,34 +53,64 @@ class ParsedFile:
 
 
 def parse_file(path: str | Path, *, lenient: bool = False) -> ParsedFile:
-    """Walk a DICOM file; InvalidInputError (naming the file) when it cannot be read."""
+    """Walk a DICOM file; InvalidInputError (one line naming the file) when it cannot be read."""
     p = Path(path)
     try:
         data = p.read_bytes()
     except OSError as exc:
-        raise InvalidInputError(f"{p}: cannot read ({exc.strerror})") from None
+        raise InvalidInputError(f"{p}: cannot read ({exc.strerror or type(exc).__name__})") \
+            from None
+    return _parse(p, data, lenient)
+
+
+def _file_meta(p: Path, data: bytes) -> tuple[dict, int]:
+    """Group 0002 elements (always Explicit VR Little Endian, PS3.10 7.1) and where the
+    dataset starts."""
+    has_preamble = data[128:132] == b"DICM"
+    pos = 132 if has_preamble else 0
+    walker = raw.Walker(data, little=True, implicit=False, name=str(p))
+    elems: dict = {}
+    group_end = None
+    while pos + 8 <= len(data) and data[pos:pos + 2] == b"\x02\x00":
+        tag, vr, length, vpos = walker.header(pos)
+        if length == raw.UNDEFINED or vpos + length > len(data):
+            raise InvalidInputError(f"{p}: file meta element {raw.tag_str(tag)} runs past the "
+                                    "end of the file")
+        elems[tag] = (vr, walker.buf[vpos:vpos + length])
+        pos = vpos + length
+        if tag == 0x00020000 and length == 4:  # File Meta Information Group Length
+            group_end = pos + int.from_bytes(data[vpos:vpos + 4], "little")
+    if group_end is not None and pos < group_end > len(data):  # the file ends inside it
+        raise InvalidInputError(f"{p}: file meta information is truncated ({pos} of "
+                                f"{group_end} bytes present)")
+    return elems, pos
+
+
+def _inflate(p: Path, body) -> bytes:
+    """The dataset of a Deflated Explicit VR Little Endian file (PS3.5 A.5), checked to the end
+    of its deflate stream: a truncated or corrupt stream is refused, never read in part."""
+    d = zlib.decompressobj(-zlib.MAX_WBITS)
     try:
-        return _parse(p, data, lenient)
-    except InvalidInputError:
-        raise
-    except raw.TruncatedError as exc:
-        what = "pixel data" if exc.tag == raw.PIXEL_DATA else f"element {exc.tag:08X}"
-        raise InvalidInputError(f"{p}: {what} is truncated ({exc})") from None
-    except Exception as exc:  # struct errors and the like on broken files
-        raise InvalidInputError(f"{p}: not a readable DICOM file "
-                                f"({type(exc).__name__}: {exc})") from None
+        out = d.decompress(body, MAX_INFLATED)
+        if d.unconsumed_tail:
+            raise InvalidInputError(f"{p}: deflated dataset inflates to more than "
+                                    f"{MAX_INFLATED >> 20} MiB; refused")
+        out += d.flush()
+    except zlib.error as exc:
+        raise InvalidInputError(f"{p}: deflated dataset is corrupt ({exc})") from None
+    if not d.eof:
+        raise InvalidInputError(f"{p}: deflated dataset is truncated (the deflate stream does "
+                                "not end)")
+    if d.unused_data.strip(b"\x00"):
+        raise InvalidInputError(f"{p}: {len(d.unused_data)} bytes follow the end of the deflated "
+                                "dataset")
+    return out
 
 
 def _parse(p: Path, data: bytes, lenient: bool) -> ParsedFile:
     has_preamble = data[128:132] == b"DICM"
-    pos = 132 if has_preamble else 0
-    meta_walker = raw.Walker(data, little=True, implicit=False)
-    meta_elems: dict = {}
-    while pos + 8 <= len(data) and data[pos:pos + 2] == b"\x02\x00":
-        tag, vr, length, vpos = meta_walker.header(pos)
-        meta_elems[tag] = (vr, meta_walker.buf[vpos:vpos + length])
-        pos = vpos + length
-    meta = RawDataset(meta_elems, meta_walker)
+    meta_elems, pos = _file_meta(p, data)
+    meta = RawDataset(meta_elems, raw.Walker(data, name=str(p)))
     ts = str(meta.get("TransferSyntaxUID") or "")
     if not ts:  # no file meta: explicit VR if a VR follows the first tag
         ts = EXPLICIT_LE if data[pos + 4:pos + 6].isalpha() else IMPLICIT_LE
@@ -85,13 +118,10 @@ def _parse(p: Path, data: bytes, lenient: bool) -> ParsedFile:
     implicit = ts == IMPLICIT_LE
     body = memoryview(data)[pos:]  # no copy of a file that may be hundreds of MB
     if ts == DEFLATED_LE:
-        try:
-            body = zlib.decompress(body, -zlib.MAX_WBITS)
-        except zlib.error as exc:
-            raise InvalidInputError(f"{p}: deflated dataset does not inflate ({exc})") from None
-    walker = raw.Walker(body, little, implicit, lenient=lenient)
+        body = _inflate(p, body)
+    walker = raw.Walker(body, little, implicit, lenient=lenient, name=str(p))
     spans: dict = {}
-    top, _ = walker.dataset(0, len(body), spans)
+    top, _ = walker.dataset(0, len(body), spans, top=True)
     charset = RawDataset(top, walker).get("SpecificCharacterSet")
     ds = RawDataset(top, walker, text_encoding(charset))
     return ParsedFile(p, meta, ds, top, walker, ts, little, implicit, body, spans, has_preamble)
@@ -104,13 +134,13 @@ def sop_class_of(path: str | Path) -> str:
         with open(p, "rb") as fp:
             head = fp.read(65536)
     except OSError as exc:
-        raise InvalidInputError(f"{p}: cannot read ({exc.strerror})") from None
+        raise InvalidInputError(f"{p}: cannot read ({exc.strerror or type(exc).__name__})") \
+            from None
     if head[128:132] == b"DICM":
-        walker = raw.Walker(head, little=True, implicit=False)
-        pos = 132
-        while pos + 8 <= len(head) and head[pos:pos + 2] == b"\x02\x00":
-            tag, _, length, vpos = walker.header(pos)
-            if tag == 0x00020002:
-                return bytes(head[vpos:vpos + length]).decode("ascii", "replace").strip("\x00 ")
-            pos = vpos + length
+        try:
+            elems, _ = _file_meta(p, head)
+        except InvalidInputError:
+            elems = {}  # file meta longer than the head: parse the whole file below
+        if 0x00020002 in elems:
+            return bytes(elems[0x00020002][1]).decode("ascii", "replace").strip("\x00 ")
     return parse_file(p).sop_class_uid
