@@ -729,3 +729,92 @@ def test_render_bad_slice_and_focus(demo_dir, tmp_path):
                    tmp_path / "x.png", *args)
         assert res.returncode == 1 and msg in res.stderr, res.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+# --- hostile inputs (issue 11, class 5): one line naming the file, or a clear warning -------
+def _nifti_on(path, labels, grid):
+    from segbridge.geometry import flip_lps_ras
+
+    nib.save(nib.Nifti1Image(np.transpose(labels, (2, 1, 0)), flip_lps_ras(grid.affine)),
+             str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def hostile_niftis(tmp_path_factory, ct3):
+    d = tmp_path_factory.mktemp("hostile")
+    g = ct3.grid
+    box = np.zeros(g.shape, np.uint8)
+    box[1, 100:120, 100:130] = 1
+    far = Grid(g.shape, np.asarray(g.origin) + [5000.0, 0, 0], g.spacing, g.direction)
+    one = np.zeros(g.shape, np.uint8)
+    one[1, 200, 200] = 3
+    return {"outside": _nifti_on(d / "outside.nii.gz", box, far),
+            "empty": _nifti_on(d / "empty.nii.gz", np.zeros(g.shape, np.uint8), g),
+            "single": _nifti_on(d / "single.nii.gz", one, g),
+            "box": _nifti_on(d / "box.nii.gz", box, g)}
+
+
+def _one_line_failure(res, *needles):
+    err = res.stderr.strip()
+    assert res.returncode == 1, err
+    assert "Traceback" not in err and "internal error" not in err
+    assert len(err.splitlines()) == 1 and err.startswith("segbridge: error: "), err
+    for n in needles:
+        assert n in err, err
+
+
+@pytest.mark.parametrize("name", ["outside", "empty"])
+def test_render_of_nothing_on_the_image_is_one_line(hostile_niftis, tmp_path, name):
+    png = tmp_path / "x.png"
+    res = _cli("render", hostile_niftis[name], "--image", CT3, "-o", png)
+    _one_line_failure(res, f"{name}.nii.gz", "nothing to render")
+    assert not list(tmp_path.iterdir())
+
+
+def test_stats_and_measure_of_a_segmentation_outside_the_image_warn(hostile_niftis):
+    res = _cli("stats", hostile_niftis["outside"], "--image", CT3, "--format", "json")
+    assert res.returncode == 0, res.stderr
+    assert "internal error" not in res.stderr
+    assert "600 of 600 voxels lie outside the image" in res.stderr
+    res = _cli("measure", hostile_niftis["outside"], "--image", CT3, "--json")
+    assert res.returncode == 0 and "internal error" not in res.stderr, res.stderr
+
+
+def test_single_voxel_and_empty_segmentations_measure_and_render(hostile_niftis, tmp_path):
+    res = _cli("render", hostile_niftis["single"], "--image", CT3, "-o", tmp_path / "one.png")
+    assert res.returncode == 0 and (tmp_path / "one.png").is_file(), res.stderr
+    res = _cli("measure", hostile_niftis["single"], "--image", CT3, "--json")
+    assert res.returncode == 0, res.stderr
+    assert "single voxel" in res.stderr
+    for cmd in (["stats", "--format", "json"], ["measure", "--json"]):
+        res = _cli(cmd[0], hostile_niftis["empty"], "--image", CT3, *cmd[1:])
+        assert res.returncode == 0 and "internal error" not in res.stderr, res.stderr
+
+
+def test_render_slice_and_segments_that_do_not_exist(hostile_niftis, tmp_path):
+    png = tmp_path / "x.png"
+    for args, needles in ((["--slice", "99"], ["box.nii.gz", "--slice 99 is outside 0..2"]),
+                          (["--slice", "-5"], ["--slice -5"]),
+                          (["--segments", "99"], ["segment 99 does not exist"]),
+                          (["--segments", "1,x"], ["'x' is not a segment number"])):
+        res = _cli("render", hostile_niftis["box"], "--image", CT3, "-o", png, *args)
+        _one_line_failure(res, *needles)
+    assert not png.exists()
+    res = _cli("render", hostile_niftis["box"], "--image", CT3, "-o", tmp_path)
+    _one_line_failure(res, "is a folder")
+
+
+def test_labels_with_markup_are_printed_as_text(tmp_path):
+    """A segment label such as "Liver[/]" is rich markup: printed raw it crashed `info`."""
+    ds = pydicom.dcmread(DCMQI / "liver.dcm")
+    ds.SegmentSequence[0].SegmentLabel = "Liver[/]"
+    bad = tmp_path / "markup.dcm"
+    ds.save_as(bad)
+    res = _cli("info", bad, "-r", CT3)
+    assert res.returncode == 0, res.stderr
+    assert "Liver[/]" in res.stdout
+    res = _cli("stats", bad, "--image", CT3)
+    assert res.returncode == 0 and "Liver[/]" in res.stdout, res.stderr
+    res = _cli("measure", bad, "--image", CT3)
+    assert res.returncode == 0 and "Liver[/]" in res.stdout, res.stderr

@@ -635,3 +635,68 @@ def test_contours_through_voxel_centres_read_back_exactly(tmp_path):
     back = sb.read(out, reference=ref)
     same_masks(seg, back)
     same_masks(seg, sb.read(out, reference=ref, contour_fill="rt-utils"))
+
+
+# --- hostile contour data (issue 11, class 5): warnings naming the ROI, never a crash -------
+def _contour_data(i, values, replace=None):
+    def edit(ds):
+        ds.ROIContourSequence[0].ContourSequence[i].ContourData = values
+    return edit, replace
+
+
+HOSTILE_CONTOURS = {
+    # pydicom cannot write a non-number: a unique number is written, then its bytes replaced
+    "not-numeric": (_contour_data(3, ["1.2345678", *map(str, range(2, 10))],
+                                  (b"1.2345678", b"1.2x45678")),
+                    "ContourData holds values that are not numbers (skipped)"),
+    "nan": (_contour_data(3, ["nan", "2", "3"] * 3), "NaN or infinite coordinates"),
+    "inf": (_contour_data(3, ["-inf", "2", "3"] * 3), "NaN or infinite coordinates"),
+    "overflow": (_contour_data(3, ["1e308", "1e308", "-1e308"] * 3), "lies on no slice"),
+    "odd-count": (_contour_data(3, ["1", "2", "3", "4"]), "not a list of x, y, z triplets"),
+    "no-data": ((lambda ds: delattr(ds.ROIContourSequence[0].ContourSequence[2],
+                                    "ContourData"), None), "a contour has no ContourData"),
+    "missing-roi": ((lambda ds: setattr(ds.ROIContourSequence[0], "ReferencedROINumber", 99),
+                     None), "references ROI 99, which is not defined"),
+    "duplicate-roi": ((lambda ds: setattr(ds.StructureSetROISequence[1], "ROINumber",
+                                          ds.StructureSetROISequence[0].ROINumber), None),
+                      "defined twice"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_CONTOURS))
+def test_hostile_contour_data_is_a_warning_naming_the_roi(tmp_path, pps_ref, name):
+    import warnings
+
+    (edit, replace), expected = HOSTILE_CONTOURS[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about the very values written
+        path = _edited(tmp_path, edit)
+    if replace is not None:
+        raw = path.read_bytes()
+        assert raw.count(replace[0]) == 1
+        path.write_bytes(raw.replace(*replace))
+    report = Report()
+    sb.read(path, reference=pps_ref, report=report)
+    text = "\n".join(report.warnings)
+    assert expected in text, text
+    if name not in ("missing-roi", "duplicate-roi"):
+        assert "ROI 2 contour" in text, text
+    with pytest.raises(InvalidInputError, match="strict mode"):
+        sb.read(path, reference=pps_ref, strict=True)
+    info = _cli("info", path, "--json")
+    assert info.returncode == 0 and "internal error" not in info.stderr, info.stderr
+
+
+def test_cli_non_numeric_contour_data(tmp_path, pps_ref):
+    (edit, replace), _ = HOSTILE_CONTOURS["not-numeric"]
+    path = _edited(tmp_path, edit)
+    path.write_bytes(path.read_bytes().replace(*replace))
+    out = tmp_path / "out"
+    out.mkdir()
+    res = _cli("convert", path, "-r", PPS_CT, "-o", out / "x.nii.gz")
+    assert res.returncode == 0, res.stderr
+    assert "edited.dcm: ContourData holds values that are not numbers (skipped): 1 " \
+           "contour(s), ROI 2 contour 4" in res.stderr
+    res = _cli("convert", path, "-r", PPS_CT, "-o", out / "y.nii.gz", "--strict")
+    assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "Traceback" not in res.stderr and not (out / "y.nii.gz").exists()

@@ -29,16 +29,16 @@ def describe(path: str | os.PathLike, *, reference=None, series_uid: str | None 
 
         ts = UID(f.transfer_syntax)
         data.update({
-            "sop_class_uid": str(ds.SOPClassUID),
-            "sop_class": SOP_CLASS_NAMES.get(str(ds.SOPClassUID), str(ds.SOPClassUID)),
+            "sop_class_uid": f.sop_class_uid,
+            "sop_class": SOP_CLASS_NAMES.get(f.sop_class_uid, f.sop_class_uid),
             "transfer_syntax_uid": str(ts), "transfer_syntax": ts.name,
             "segmentation_type": f.segmentation_type,
             "frames": f.number_of_frames,
             "rows": f.rows, "columns": f.columns, "bits_allocated": f.bits_allocated,
             "series_description": str(ds.get("SeriesDescription", "") or ""),
             "series_instance_uid": str(ds.get("SeriesInstanceUID", "") or ""),
-            "referenced_series": [str(s.SeriesInstanceUID) for s in
-                                  ds.get("ReferencedSeriesSequence", [])],
+            "referenced_series": [str(s.get("SeriesInstanceUID") or "") for s in
+                                  ds.get("ReferencedSeriesSequence") or []],
             "frame_of_reference_uid": str(ds.get("FrameOfReferenceUID", "") or ""),
         })
         if f.segmentation_type == "FRACTIONAL":
@@ -113,21 +113,29 @@ def describe_rtstruct(path: Path, *, reference=None, series_uid: str | None = No
     return data
 
 
+def _x(value) -> str:
+    """A value from the file, escaped for rich: a label such as "Liver[/]" is text, not markup
+    (unescaped, rich raises MarkupError on it)."""
+    from rich.markup import escape
+
+    return escape(str(value))
+
+
 def print_description(data: dict, console) -> None:
     from rich.table import Table
 
     if data["format"] == "rtstruct":
         _print_rtstruct(data, console)
         return
-    console.print(f"[bold]{data['file']}[/bold] ({data['format']})")
+    console.print(f"[bold]{_x(data['file'])}[/bold] ({data['format']})")
     if data["format"] == "dicom":
-        console.print(f"  {data['sop_class']} ({data['sop_class_uid']}), "
-                      f"{data['segmentation_type']}, {data['frames']} frames "
+        console.print(f"  {_x(data['sop_class'])} ({_x(data['sop_class_uid'])}), "
+                      f"{_x(data['segmentation_type'])}, {data['frames']} frames "
                       f"{data['rows']}x{data['columns']} at {data['bits_allocated']} bit")
-        console.print(f"  transfer syntax: {data['transfer_syntax']} "
-                      f"({data['transfer_syntax_uid']})")
+        console.print(f"  transfer syntax: {_x(data['transfer_syntax'])} "
+                      f"({_x(data['transfer_syntax_uid'])})")
         if data.get("referenced_series"):
-            console.print(f"  references series {', '.join(data['referenced_series'])}")
+            console.print(f"  references series {_x(', '.join(data['referenced_series']))}")
     g = data["grid"]
     console.print(f"  grid (z,y,x) {g['shape_zyx']}, spacing {g['spacing_zyx_mm']} mm, origin "
                   f"{g['origin_lps_mm']} (LPS), orientation {g['orientation']}"
@@ -140,22 +148,26 @@ def print_description(data: dict, console) -> None:
     for s in data["segments"]:
         col = s["color"]
         swatch = f"[rgb({col[0]},{col[1]},{col[2]})]■[/] {col}" if col else "-"
-        t.add_row(str(s["number"]), s["label"], s["type"], swatch, str(s["voxels"]),
+        t.add_row(str(s["number"]), _x(s["label"]), _x(s["type"]), swatch, str(s["voxels"]),
                   f"{s.get('layer', '-')}:{s.get('value', '-')}")
     console.print(t)
+    _print_notes(data, console)
+
+
+def _print_notes(data: dict, console) -> None:
     for n in data["notes"]:
-        console.print(f"[dim]note:[/dim] {n}")
+        console.print(f"[dim]note:[/dim] {_x(n)}")
     for w in data["warnings"]:
-        console.print(f"[yellow]warning:[/yellow] {w}")
+        console.print(f"[yellow]warning:[/yellow] {_x(w)}")
 
 
 def _print_rtstruct(data: dict, console) -> None:
     from rich.table import Table
 
-    console.print(f"[bold]{data['file']}[/bold] (RT Structure Set \"{data['label']}\")")
-    console.print(f"  references series {data['referenced_series'] or '(none)'} "
+    console.print(f"[bold]{_x(data['file'])}[/bold] (RT Structure Set \"{_x(data['label'])}\")")
+    console.print(f"  references series {_x(data['referenced_series'] or '(none)')} "
                   f"({data['referenced_images']} images), frame of reference "
-                  f"{data['frame_of_reference_uid'] or '(none)'}")
+                  f"{_x(data['frame_of_reference_uid'] or '(none)')}")
     t = Table(show_edge=False, pad_edge=False)
     cols = ["#", "name", "type", "colour", "contours", "slices"]
     if any("voxels" in r for r in data["rois"]):
@@ -166,13 +178,10 @@ def _print_rtstruct(data: dict, console) -> None:
         col = r["color"]
         swatch = f"[rgb({col[0]},{col[1]},{col[2]})]■[/] {col}" if col else "-"
         kinds = ", ".join(f"{n} {k}" for k, n in r["contour_types"].items()) or "0"
-        row = [str(r["number"]), r["name"], r["interpreted_type"] or "-", swatch, kinds,
-               str(r["slices"])]
+        row = [str(r["number"]), _x(r["name"]), _x(r["interpreted_type"] or "-"), swatch,
+               _x(kinds), str(r["slices"])]
         if "voxels" in cols:
             row.append(str(r.get("voxels", "-")))
         t.add_row(*row)
     console.print(t)
-    for n in data["notes"]:
-        console.print(f"[dim]note:[/dim] {n}")
-    for w in data["warnings"]:
-        console.print(f"[yellow]warning:[/yellow] {w}")
+    _print_notes(data, console)

@@ -145,31 +145,42 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def choose_segment(seg: Segmentation, numbers: list[int]) -> int:
-    """The largest of ``numbers`` by voxel count."""
+def choose_segment(seg: Segmentation, numbers: list[int], what: str = "render") -> int:
+    """The largest of ``numbers`` by voxel count; InvalidInputError (naming ``what``) when
+    there is none with voxels on the grid: an empty segmentation, or one wholly outside the
+    image (resampling onto the image leaves nothing of it)."""
     counts = seg.voxel_counts()
+    if not numbers:
+        raise InvalidInputError(f"{what}: nothing to render: no segment has voxels on the image "
+                                "(the segmentation is empty or lies outside the image)")
     best = max(numbers, key=lambda n: (counts.get(n, 0), -n))
     if counts.get(best, 0) == 0:
-        raise InvalidInputError("nothing to render: the selected segments are empty")
+        raise InvalidInputError(f"{what}: nothing to render: the selected segments have no "
+                                "voxels on the image (empty, or outside the image)")
     return best
 
 
 def render(seg: Segmentation, image: ReferenceImage, output: str | os.PathLike, *,
            numbers: list[int] | None = None, focus: int | None = None,
            slice_index: int | None = None, axes: list[Bidirectional] | None = None,
-           title: str = "", report: Report | None = None) -> Path:
-    """Write the preview PNG; ``seg`` must be on ``image``'s grid."""
+           title: str = "", report: Report | None = None, what: str | None = None) -> Path:
+    """Write the preview PNG; ``seg`` must be on ``image``'s grid.
+
+    ``what`` names the input(s) in messages (default: the title up to " on ").
+    """
     from PIL import Image, ImageDraw
 
     report = report if report is not None else Report()
+    what = what or title.split(" on ")[0] or "render"
     if not seg.grid.same_as(image.grid):
-        raise InvalidInputError("render: the segmentation is not on the image grid")
+        raise InvalidInputError(f"{what}: the segmentation is not on the image grid")
     numbers = list(seg.numbers) if numbers is None else numbers
-    focus = focus if focus is not None else choose_segment(seg, numbers)
+    focus = focus if focus is not None else choose_segment(seg, numbers, what)
     boxes = seg.bounding_boxes()
-    box = boxes[focus]
+    box = boxes.get(focus)
     if box is None:
-        raise InvalidInputError(f"segment {focus} is empty; nothing to centre the views on")
+        raise InvalidInputError(f"{what}: segment {focus} has no voxels on the image; nothing "
+                                "to centre the views on")
     axes_of = {a.number: a for a in (axes or [])}
     focus_axes = axes_of.get(focus)
     sub = seg.mask_in(focus, box)
@@ -182,7 +193,7 @@ def render(seg: Segmentation, image: ReferenceImage, output: str | os.PathLike, 
     if slice_index is not None:
         n_fixed = seg.grid.shape[2 - axial.fixed]
         if not 0 <= slice_index < n_fixed:
-            raise InvalidInputError(f"--slice {slice_index} is outside 0..{n_fixed - 1}")
+            raise InvalidInputError(f"{what}: --slice {slice_index} is outside 0..{n_fixed - 1}")
         axial.index = slice_index
     elif focus_axes is not None and focus_axes.found and axial.fixed == 2:
         axial.index = int(focus_axes.slice_index)
@@ -289,10 +300,14 @@ def _compose(panels, views, seg, numbers, colors, focus, axes_of, title, output)
     target = Path(output)
     if not target.parent.exists():
         raise InvalidInputError(f"{target}: output folder {target.parent} does not exist")
+    if target.is_dir():
+        raise InvalidInputError(f"{target}: is a folder; give the PNG file to write")
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         canvas.save(tmp, format="PNG")
         os.replace(tmp, target)
+    except OSError as exc:
+        raise InvalidInputError(f"{target}: cannot write ({exc.strerror or exc})") from None
     finally:
         if tmp.exists():
             tmp.unlink()

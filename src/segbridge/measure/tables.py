@@ -57,10 +57,11 @@ def _fmt(v, digits: int = 2) -> str:
 
 
 def stats_table(stats: list[SegmentStats], console, title: str) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     unit = next((s.unit.label for s in stats if s.unit is not None), None)
-    t = Table(title=title, title_justify="left")
+    t = Table(title=escape(title), title_justify="left")
     cols = ["#", "label", "voxels", "volume ml"]
     if unit:
         cols += [f"mean {unit}", "std", "min", "max", "median", "p05", "p95"]
@@ -70,7 +71,7 @@ def stats_table(stats: list[SegmentStats], console, title: str) -> None:
         t.add_column(c, justify="left" if c == "label" else "right")
     for s in stats:
         num = str(s.number) if s.number is not None else "+".join(map(str, s.numbers))
-        row = [num, s.label, str(s.count), _fmt(s.volume_ml, 3)]
+        row = [num, escape(s.label), str(s.count), _fmt(s.volume_ml, 3)]
         if unit:
             if s.empty:
                 row += ["empty"] + ["-"] * (len(cols) - 5)
@@ -86,12 +87,13 @@ def stats_table(stats: list[SegmentStats], console, title: str) -> None:
 
 
 def axes_table(axes: list[Bidirectional], console, title: str) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title=title, title_justify="left")
+    t = Table(title=escape(title), title_justify="left")
     for c in ("#", "label", "long mm", "short mm", "slice", "SOP Instance UID"):
         t.add_column(c, justify="left" if c in ("label", "SOP Instance UID") else "right")
     for a in axes:
-        t.add_row(str(a.number), a.label, _fmt(a.long_mm), _fmt(a.short_mm),
-                  _fmt(a.slice_index), a.sop_instance_uid or (a.note or "-"))
+        t.add_row(str(a.number), escape(a.label), _fmt(a.long_mm), _fmt(a.short_mm),
+                  _fmt(a.slice_index), escape(a.sop_instance_uid or (a.note or "-")))
     console.print(t)

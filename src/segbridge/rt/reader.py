@@ -39,6 +39,8 @@ class RtContour:
     points: np.ndarray  # (m, 3) LPS mm
     image_uid: str | None
     declared_points: int | None
+    #: why the ContourData cannot be used ("missing", "numbers", "finite"), or None
+    problem: str | None = None
 
 
 @dataclass
@@ -74,14 +76,23 @@ def _text(ds, keyword: str) -> str:
     return str(v or "").strip()
 
 
-def _floats(c) -> np.ndarray:
+def _floats(c) -> tuple[np.ndarray, str | None]:
+    """ContourData (DS, PS3.3 C.8.8.6.1) as numbers, and what is wrong with it if anything:
+    "missing" (no ContourData), "numbers" (a value that is not a decimal string) or "finite"
+    (NaN or infinite coordinates). A broken contour is skipped with a warning, never a crash."""
     elem = c.raw("ContourData")
     if elem is None:
-        return np.zeros(0)
+        return np.zeros(0), "missing"
     data = bytes(elem[1]).strip(b" \x00")
     if not data:
-        return np.zeros(0)
-    return np.array(data.split(b"\\"), dtype=np.float64)
+        return np.zeros(0), "missing"
+    try:
+        values = np.array([float(v) for v in data.split(b"\\")], dtype=np.float64)
+    except ValueError:
+        return np.zeros(0), "numbers"
+    if not np.isfinite(values).all():
+        return np.zeros(0), "finite"
+    return values, None
 
 
 def parse_rtstruct(path: str | Path, report: Report | None = None) -> RtStruct:
@@ -109,6 +120,9 @@ def parse_rtstruct(path: str | Path, report: Report | None = None) -> RtStruct:
             report.warn(f"{p.name}: a StructureSetROISequence item has no ROINumber; skipped")
             continue
         n = int(n if not isinstance(n, list) else n[0])
+        if n in rois:
+            report.warn(f"{p.name}: ROI number {n} is defined twice in StructureSetROISequence; "
+                        f"the later one ({_text(item, 'ROIName') or 'unnamed'}) is kept")
         algorithm = _text(item, "ROIGenerationAlgorithm").upper()
         rois[n] = RtRoi(n, _text(item, "ROIName") or f"ROI {n}", None, "",
                         ALGORITHMS.get(algorithm, "MANUAL"),
@@ -132,10 +146,11 @@ def parse_rtstruct(path: str | Path, report: Report | None = None) -> RtStruct:
         for c in item.get("ContourSequence") or []:
             refs = c.get("ContourImageSequence") or []
             declared = c.get("NumberOfContourPoints")
+            points, problem = _floats(c)
             roi.contours.append(RtContour(
-                _text(c, "ContourGeometricType").upper(), _floats(c),
+                _text(c, "ContourGeometricType").upper(), points,
                 _text(refs[0], "ReferencedSOPInstanceUID") or None if refs else None,
-                int(declared) if declared is not None else None))
+                int(declared) if declared is not None else None, problem))
     return RtStruct(p, _text(ds, "StructureSetLabel"), _text(ds, "SOPInstanceUID"),
                     _text(ds, "StudyInstanceUID"), for_uid, series, images, list(rois.values()))
 
@@ -196,7 +211,7 @@ def read_rtstruct(path: str | Path, reference: ReferenceImage | None, *,
         box, sub = _rasterize_roi(roi, reference, stats, name, fill, matrix)
         other = [{"type": c.kind, "points": c.points.reshape(-1, 3).tolist()}
                  for c in roi.contours if c.kind in ("POINT", "OPEN_PLANAR", "OPEN_NONPLANAR")
-                 and c.points.size % 3 == 0]
+                 and c.problem is None and c.points.size % 3 == 0]
         if other:
             seg.extras["rt_other_contours"] = other
             kinds = sorted({o["type"] for o in other})
@@ -233,6 +248,9 @@ class _Tally:
         messages = {
             "count": "NumberOfContourPoints disagrees with ContourData (the data was used)",
             "ragged": "ContourData is not a list of x, y, z triplets (skipped)",
+            "missing": "a contour has no ContourData (skipped)",
+            "numbers": "ContourData holds values that are not numbers (skipped)",
+            "finite": "ContourData holds NaN or infinite coordinates (skipped)",
             "few": "a CLOSED_PLANAR contour has fewer than 3 points (only the voxels whose "
                    "centres it passes through are kept)",
             "off": "the contour lies on no slice of the series (skipped)",
@@ -259,6 +277,9 @@ def _rasterize_roi(roi: RtRoi, reference: ReferenceImage, tally: _Tally, name: s
         if c.kind != "CLOSED_PLANAR":
             continue
         where = f"ROI {roi.number} contour {j + 1}"
+        if c.problem is not None:
+            tally.add(c.problem, where)
+            continue
         if c.points.size % 3:
             tally.add("ragged", where)
             continue
@@ -270,6 +291,9 @@ def _rasterize_roi(roi: RtRoi, reference: ReferenceImage, tally: _Tally, name: s
             if len(pts) == 0:
                 continue
         idx = grid.lps_to_index(pts)
+        if not np.isfinite(idx).all():  # coordinates so far out that the index overflows
+            tally.add("off", where)
+            continue
         z = idx[:, 2]
         k = int(np.floor(z.mean() + 0.5))
         if not 0 <= k < nz or abs(z.mean() - k) > PLANE_TOLERANCE:
