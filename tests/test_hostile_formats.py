@@ -586,3 +586,12 @@ def test_non_utf8_metadata_is_one_line(tmp_path):
     with pytest.raises(InvalidInputError, match="not UTF-8") as exc:
         sb.read(LIVER_NRRD, meta=bad)
     one_line(exc.value, bad)
+
+
+def test_volumes_read_are_writable_arrays(tmp_path):
+    """Layers stay writable (nibabel's copy-on-write memmap and pynrrd's arrays were)."""
+    plain = tmp_path / "plain.nii"
+    plain.write_bytes(gzip.decompress(NII_GZ.read_bytes()))
+    for path in (NII_GZ, plain, LIVER_NRRD, SEG_NRRD):
+        seg = sb.read(path)
+        assert all(layer.flags.writeable for layer in seg.layers), path

@@ -101,6 +101,21 @@ class Inflater:
         del self._buf[:n]
         return out
 
+    def readinto(self, buf: bytearray | memoryview) -> int:
+        """Fill ``buf`` with decompressed bytes (no intermediate copy of the whole); return
+        how many were written, fewer than ``len(buf)`` only when the stream ends first."""
+        mv = memoryview(buf).cast("B")
+        n = min(len(self._buf), len(mv))
+        mv[:n] = self._buf[:n]
+        del self._buf[:n]
+        while n < len(mv):
+            chunk = self._step(min(len(mv) - n, _CHUNK))
+            if not chunk:
+                break
+            mv[n:n + len(chunk)] = chunk
+            n += len(chunk)
+        return n
+
     def finish(self) -> int:
         """Inflate and check the rest of the stream; return how many bytes were left over."""
         extra = len(self._buf)
@@ -122,13 +137,15 @@ def _zlib_reason(exc: zlib.error) -> str:
 
 
 def read_all(data: bytes | memoryview, path: str | Path, kind: Kind, *, start: int = 0,
-             limit: int) -> bytes:
+             limit: int) -> bytearray:
     """The whole decompressed stream, checked to its end; more than ``limit`` bytes is an
     error raised before they are held in memory."""
     inf = Inflater(data, path, kind, start)
-    out = inf.read(limit + 1)
-    if len(out) > limit:
+    out = bytearray(limit)
+    got = inf.readinto(out)
+    if got == limit and inf.read(1):
         raise InvalidInputError(f"{path}: the compressed data holds more bytes than the "
                                 "header's sizes")
     inf.finish()
+    del out[got:]
     return out

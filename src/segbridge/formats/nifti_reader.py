@@ -243,7 +243,7 @@ def _layout(block: bytes, p: Path) -> tuple[np.ndarray, tuple[int, ...], np.dtyp
 
 
 def _image(p: Path, hdr: np.ndarray, shape: tuple[int, ...], dtype: np.dtype,
-           buf: bytes, offset: int) -> NiftiImage:
+           buf: bytes | bytearray, offset: int) -> NiftiImage:
     affine = best_affine(hdr, shape, p)
     count = int(np.prod(shape, dtype=object))
     data = np.frombuffer(buf, dtype, count=count, offset=offset).reshape(shape, order="F")
@@ -267,9 +267,11 @@ def _from_gzip(p: Path, raw: bytes) -> NiftiImage:
     if need > len(raw) * _GZIP_MAX_RATIO + 1024:  # refused before allocating anything
         raise InvalidInputError(f"{p}: the header's sizes {shape} need {need} bytes, more than "
                                 "this compressed file can hold")
-    body = block + stream.read(need - len(block))
-    if len(body) < need:
-        raise _too_short(p, shape, len(body), need)
+    body = bytearray(need)
+    body[:len(block)] = block[:need]
+    got = min(len(block), need) + stream.readinto(memoryview(body)[len(block):])
+    if got < need:
+        raise _too_short(p, shape, got, need)
     stream.finish()  # CRC-32 and ISIZE of every gzip member, to the end of the file
     return _image(p, hdr, shape, dtype, body, offset)
 
@@ -279,9 +281,10 @@ def _from_raw(p: Path, head: bytes, fp, size: int) -> NiftiImage:
     if offset + nbytes > size:
         raise _too_short(p, shape, size, offset + nbytes)
     fp.seek(offset)
-    buf = fp.read(nbytes)
-    if len(buf) < nbytes:
-        raise _too_short(p, shape, offset + len(buf), offset + nbytes)
+    buf = bytearray(nbytes)  # writable, as nibabel's copy-on-write memmap was
+    got = fp.readinto(buf)
+    if got < nbytes:
+        raise _too_short(p, shape, offset + got, offset + nbytes)
     return _image(p, hdr, shape, dtype, buf, 0)
 
 

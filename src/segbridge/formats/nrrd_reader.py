@@ -236,13 +236,17 @@ def _data_path(p: Path, value: str, allow_outside: bool) -> Path:
     return target
 
 
-def _load(p: Path, data_path: Path | None, detached: bool) -> bytes:
+def _load(p: Path, data_path: Path | None, detached: bool) -> bytearray:
+    """The whole data (or header + data) file, writable so arrays built on it are too."""
     where = "the data file" if detached else "the file"
     try:
         with open(data_path or p, "rb") as fp:
-            if not stat.S_ISREG(os.fstat(fp.fileno()).st_mode):
+            st = os.fstat(fp.fileno())
+            if not stat.S_ISREG(st.st_mode):
                 raise _bad(p, f"{where} is not a regular file")
-            return fp.read()
+            buf = bytearray(st.st_size)
+            del buf[fp.readinto(buf):]
+            return buf
     except FileNotFoundError:
         raise _bad(p, "the NRRD data file does not exist") from None
     except IsADirectoryError:
