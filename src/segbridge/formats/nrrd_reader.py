@@ -185,12 +185,12 @@ def _parse_fields(p: Path, f: dict[str, str]) -> dict:
     h["dimension"], h["sizes"] = dim[0], sizes
     tname = " ".join(f["type"].split()).lower()
     if tname not in _TYPE_OF:
-        raise UnsupportedError(f"{p}: NRRD 'type' {_short(f['type'])} is not a numeric type "
+        raise UnsupportedError(f"{p}: NRRD 'type' '{_short(f['type'])}' is not a numeric type "
                                "segbridge reads")
     h["type"] = tname
     enc = f["encoding"].strip().lower()
     if enc not in _ENCODINGS:
-        raise UnsupportedError(f"{p}: NRRD 'encoding' {_short(f['encoding'])} is not supported "
+        raise UnsupportedError(f"{p}: NRRD 'encoding' '{_short(f['encoding'])}' is not supported "
                                "(raw, gzip, bzip2 or ascii)")
     h["encoding"] = _ENCODINGS[enc]
     endian = f.get("endian", "").strip().lower()
