@@ -818,3 +818,22 @@ def test_labels_with_markup_are_printed_as_text(tmp_path):
     assert res.returncode == 0 and "Liver[/]" in res.stdout, res.stderr
     res = _cli("measure", bad, "--image", CT3)
     assert res.returncode == 0 and "Liver[/]" in res.stdout, res.stderr
+
+
+def test_segment_ranges_are_bounded_by_the_segments_there_are():
+    g = Grid((1, 4, 4), (0, 0, 0), (1, 1, 1), np.eye(3))
+    lab = np.zeros(g.shape, np.uint8)
+    lab[0, 0, 0], lab[0, 1, 1] = 1, 2
+    seg = Segmentation.from_labelmap(g, lab)
+    assert parse_segment_list("1-2", seg) == [1, 2]
+    # a huge range is refused before it is listed (it used to build the whole list, and the
+    # message named every missing number)
+    with pytest.raises(InvalidInputError) as exc:
+        parse_segment_list("1-1000000000", seg, "a.nii.gz")
+    assert str(exc.value) == ("a.nii.gz: --segments 1-1000000000: 1000000000 segments asked, "
+                              "the segmentation has 2 (1-2)")
+    with pytest.raises(InvalidInputError, match="runs backwards"):
+        parse_segment_list("2-1", seg)
+    with pytest.raises(InvalidInputError) as exc:
+        parse_segment_list(",".join(map(str, range(3, 40))), seg)
+    assert len(str(exc.value)) < 120 and "..." in str(exc.value)

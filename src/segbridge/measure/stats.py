@@ -86,10 +86,16 @@ class SegmentStats:
         return d
 
 
-def parse_segment_list(text: str | None, seg: Segmentation) -> list[int]:
-    """``"1,3"`` or ``"2-5"`` -> segment numbers, each checked to exist."""
+def parse_segment_list(text: str | None, seg: Segmentation, what: str = "") -> list[int]:
+    """``"1,3"`` or ``"2-5"`` -> segment numbers, each checked to exist.
+
+    ``what`` (the input's name) prefixes messages. A range is checked against the segments the
+    segmentation has before it is listed, so "1-1000000000" costs nothing.
+    """
     if not text:
         return list(seg.numbers)
+    prefix = f"{what}: " if what else ""
+    have = set(seg.numbers)
     out: list[int] = []
     for part in str(text).split(","):
         part = part.strip()
@@ -97,16 +103,24 @@ def parse_segment_list(text: str | None, seg: Segmentation) -> list[int]:
             continue
         try:
             if "-" in part[1:]:
-                a, b = part.split("-", 1)
-                out.extend(range(int(a), int(b) + 1))
+                a, b = (int(v) for v in part.split("-", 1))
+                if b < a:
+                    raise InvalidInputError(f"{prefix}--segments: range {part!r} runs backwards")
+                if b - a + 1 > len(have):
+                    raise InvalidInputError(
+                        f"{prefix}--segments {part}: {b - a + 1} segments asked, the "
+                        f"segmentation has {len(have)} ({_ranges(seg.numbers)})")
+                out.extend(range(a, b + 1))
             else:
                 out.append(int(part))
-        except ValueError as exc:
-            raise InvalidInputError(f"--segments: {part!r} is not a segment number") from exc
-    missing = [n for n in out if n not in seg.numbers]
+        except ValueError:
+            raise InvalidInputError(f"{prefix}--segments: {part!r} is not a segment "
+                                    "number") from None
+    missing = [n for n in out if n not in have]
     if missing:
         raise InvalidInputError(
-            f"segment {', '.join(map(str, missing))} does not exist; the segmentation has "
+            f"{prefix}segment {', '.join(map(str, missing[:8]))}"
+            f"{', ...' if len(missing) > 8 else ''} does not exist; the segmentation has "
             f"segments {_ranges(seg.numbers)}")
     return list(dict.fromkeys(out))
 
