@@ -164,6 +164,43 @@ def _nonplanar_contour(ds):
     c.ContourData = [float(v) for v in pts.ravel()]
 
 
+def _shift_first_frame(ds):
+    """Frame 1 moved 3.3 mm in plane: without a reference the reader cannot place it."""
+    pp = pffg(ds).PlanePositionSequence[0]
+    pp.ImagePositionPatient = [float(pp.ImagePositionPatient[0]) + 3.3,
+                               *pp.ImagePositionPatient[1:]]
+
+
+def _contour_not_numbers(path, tmp):
+    """The first ContourData value replaced by letters (pydicom will not write that itself)."""
+    ds = pydicom.dcmread(path)
+    first = ds.ROIContourSequence[0].ContourSequence[0]
+    first.ContourData = ["123456.5"] + list(first.ContourData[1:])
+    out = tmp / "letters.dcm"
+    ds.save_as(out)
+    data = out.read_bytes()
+    assert data.count(b"123456.5") == 1
+    out.write_bytes(data.replace(b"123456.5", b"12abc6.5"))
+    return out
+
+
+def _rt_elsewhere(ds):
+    """Another frame of reference and references to images not in the series."""
+    uid = generate_uid()
+    ds.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID = uid
+    for roi in ds.StructureSetROISequence:
+        roi.ReferencedFrameOfReferenceUID = uid
+    for st in ds.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence:
+        for se in st.RTReferencedSeriesSequence:
+            se.SeriesInstanceUID = generate_uid()
+            for im in se.ContourImageSequence:
+                im.ReferencedSOPInstanceUID = generate_uid()
+    for item in ds.ROIContourSequence:
+        for c in item.ContourSequence:
+            for im in c.get("ContourImageSequence", []):
+                im.ReferencedSOPInstanceUID = generate_uid()
+
+
 def _pixel(change):
     def apply(ds):
         change(ds)
@@ -297,6 +334,13 @@ CASES = [
      lambda ds: delattr(ds.ROIContourSequence[0], "ROIDisplayColor")),
     ("RT-OBLIQUE", "rt", "ohif", None, _oblique_contour),
     ("RT-CONTOUR-DATA-LENGTH", "rt", "standard", None, _big_contour),
+    ("SEG-READER", "binary", "standard", None, _shift_first_frame),
+    ("SEG-TEXT-VALUES", "binary", "standard", None,
+     lambda ds: setattr(ds.SegmentSequence[0], "SegmentLabel", "Liver\ndata file: /etc/passwd")),
+    ("RT-TEXT-VALUES", "rt", "standard", None,
+     lambda ds: setattr(ds.StructureSetROISequence[0], "ROIName", "x" * 65)),
+    ("RT-CONTOUR-DATA", "rt", "standard", None, ("file", _contour_not_numbers)),
+    ("RT-READER", "rt", "standard", "rtu", _rt_elsewhere),
 ]
 
 
@@ -409,7 +453,7 @@ def _per_frame_padded(path, tmp):
 @pytest.mark.parametrize(("rule", "base", "mutation"), REPAIRABLE, ids=[r[0] for r in REPAIRABLE])
 def test_repair_makes_clean_files_that_highdicom_and_cornerstone_read(rule, base, mutation, bases,
                                                                       refs, tmp_path):
-    from segbridge.validate.repair import repair
+    from segbridge.repair import repair
 
     ref = refs["ct3"]
     if rule == "SEG-PIXEL-LENGTH":
@@ -469,7 +513,7 @@ def assert_cornerstone_reads(path, ref):
 
 
 def test_repair_refuses_what_needs_a_guess(bases, refs, tmp_path):
-    from segbridge.validate.repair import repair
+    from segbridge.repair import repair
 
     res = repair(HD / "seg_image_ct_true_fractional.dcm", tmp_path / "x.dcm",
                  reference=sb.read_series(DATA / "pydicom-wheel/pydicom/data/test_files/"
@@ -491,3 +535,123 @@ def test_guide_is_generated_from_the_measurements():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     assert (path.parent / "guide.md").read_text() == mod.guide(*mod.load())
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 11: rules reading UL/AT values fire, crashing rules, hints that work under the profile
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("pointer", [0x00209157, 0x00280030])
+def test_dimension_index_pointer_is_checked(pointer, bases, tmp_path):
+    """DimensionIndexPointer (AT) read as None before, so SEG-DIMENSIONS never looked at it:
+    pointing at Frame Content, or at an attribute its functional group lacks, is flagged."""
+    good = validate(bases["binary"])
+    assert "SEG-DIMENSIONS" not in good.rule_ids()
+    broken = mutate(bases["binary"], tmp_path,
+                    lambda ds: setattr(ds.DimensionIndexSequence[1], "DimensionIndexPointer",
+                                       pointer))
+    hits = [f for f in validate(broken).findings if f.rule == "SEG-DIMENSIONS"]
+    assert hits and hits[0].severity == "error" and "DimensionIndexSequence[1]" in hits[0].where
+
+
+def test_dcmqi_dimension_pointers_read_as_tags():
+    from segbridge.dicom.parse import parse_file
+
+    dims = parse_file(DCMQI / "liver.dcm").ds.DimensionIndexSequence
+    assert [d.DimensionIndexPointer for d in dims] == [0x0062000B, 0x00200032]
+    assert "SEG-DIMENSIONS" not in validate(DCMQI / "liver.dcm").rule_ids()
+
+
+def _with_rule(monkeypatch, check):
+    from segbridge.validate import findings
+
+    extra = findings.Rule("TEST-CRASH", "SEG", "warning", "test", "hint", "test",
+                          findings.ALL, check)
+    monkeypatch.setattr(findings, "RULES", findings.RULES + [extra])
+    import segbridge.validate as v
+
+    monkeypatch.setattr(v, "RULES", findings.RULES)
+
+
+def test_a_crashing_rule_is_a_bug_not_a_warning(bases, monkeypatch):
+    def crash(ctx):
+        raise ZeroDivisionError("a bug in a rule")
+        yield  # pragma: no cover
+
+    _with_rule(monkeypatch, crash)
+    with pytest.raises(ZeroDivisionError):
+        validate(bases["binary"])
+
+
+def test_a_rule_stopped_by_the_file_is_an_error(bases, monkeypatch):
+    def refuse(ctx):
+        raise sb.errors.InvalidInputError(f"{ctx.path}: element (0018,0050): 'abc' is not a "
+                                          "valid decimal string (DS)")
+        yield  # pragma: no cover
+
+    _with_rule(monkeypatch, refuse)
+    res = validate(bases["binary"])
+    hits = [f for f in res.findings if f.rule == "TEST-CRASH"]
+    assert [h.severity for h in hits] == ["error"] and "'abc'" in hits[0].message
+    assert not res.ok
+
+
+ODD_NRRD = DCMQI / "23x38x3" / "nrrd" / "label.nrrd"
+
+
+def test_binary_on_odd_columns_under_ohif_names_a_fix_ohif_accepts(refs, tmp_path):
+    """Class 10: --type binary with Columns 23 under ohif said "Encode BINARY with RLE", which
+    OHIF-RLE-1BIT forbids in the same profile; the hint names --type labelmap or another
+    profile, and following it works."""
+    seg = sb.read(ODD_NRRD, reference=refs["odd"])
+    with pytest.raises(sb.errors.ValidationFailed) as exc:
+        sb.write(seg, tmp_path / "b.dcm", type="binary", profile="ohif", reference=refs["odd"])
+    msg = str(exc.value)
+    assert "OHIF-NATIVE-1BIT-COLUMNS" in msg and "--type labelmap" in msg
+    assert "with RLE" not in msg and "Encode BINARY" not in msg
+    assert sb.write(seg, tmp_path / "l.dcm", type="labelmap", profile="ohif",
+                    reference=refs["odd"])
+    for prof in ("slicer", "archive"):
+        assert sb.write(seg, tmp_path / f"{prof}.dcm", type="binary", profile=prof,
+                        reference=refs["odd"])
+
+
+def test_no_ohif_hint_suggests_rle_for_one_bit_frames(bases, tmp_path):
+    """Every finding on 1-bit SEGs under ohif names a fix ohif accepts (no 1-bit RLE)."""
+    files = [DCMQI / "23x38x3" / "seg" / "label.seg", PYD / "liver_rle.dcm",
+             PYD / "liver_deflate.dcm", PYD / "liver_j2k.dcm", PYD / "liver_expb.dcm",
+             bases["binary-rle"]]
+    seen = set()
+    for f in files:
+        for finding in validate(f, profile="ohif").findings:
+            seen.add(finding.rule)
+            hint = finding.hint.lower()
+            assert "with rle" not in hint and "rle or none" not in hint and \
+                "prefer rle" not in hint, (f, finding.rule, finding.hint)
+    assert {"OHIF-NATIVE-1BIT-COLUMNS", "OHIF-RLE-1BIT", "OHIF-TRANSFER-SYNTAX"} <= seen
+
+
+def test_text_values_a_vr_cannot_hold_are_errors(bases, tmp_path):
+    def hostile(ds):
+        ds.SeriesDescription = "CT\x00hidden"
+        ds.ContentLabel = "LIVER_SEG"  # a valid CS value
+        ds.ContentDescription = "x" * 80
+        ds.SegmentSequence[0].SegmentDescription = "line one\r\nline two"  # ST allows CR LF
+        ds.SegmentSequence[1].SegmentLabel = "Tumour\x1b[31m"
+
+    broken = mutate(bases["binary"], tmp_path, hostile)
+    res = validate(broken)
+    hits = {f.where: f for f in res.findings if f.rule == "SEG-TEXT-VALUES"}
+    assert set(hits) == {"SeriesDescription", "ContentDescription",
+                         "SegmentSequence[1].SegmentLabel"}, [f.line() for f in res.findings]
+    assert all(h.severity == "error" for h in hits.values())
+    assert "0x00" in hits["SeriesDescription"].message
+    assert "80 characters" in hits["ContentDescription"].message
+    exe = Path(sys.executable).parent / "segbridge"
+    run = subprocess.run([str(exe), "validate", str(broken)], capture_output=True, text=True)
+    assert run.returncode == 1 and "SEG-TEXT-VALUES" in run.stdout
+
+
+def test_content_label_must_be_cs(bases, tmp_path):
+    broken = mutate(bases["binary"], tmp_path, lambda ds: setattr(ds, "ContentLabel", "Liver"))
+    hits = [f for f in validate(broken).findings if f.rule == "SEG-TEXT-VALUES"]
+    assert hits and hits[0].where == "ContentLabel" and "not a CS value" in hits[0].message

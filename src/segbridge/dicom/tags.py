@@ -175,3 +175,4 @@ TAGS: dict[str, tuple[int, str]] = {
 }
 
 VR_OF_TAG: dict[int, str] = {tag: vr for tag, vr in TAGS.values()}
+KEYWORD_OF_TAG: dict[int, str] = {tag: kw for kw, (tag, _) in TAGS.items()}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import UnsupportedError
+from ..errors import SegbridgeError, UnsupportedError
 from . import rt_rules, seg_rules, viewer_rules  # noqa: F401  (register the rules)
 from .findings import ERROR, INFO, PROFILES, RULES, WARNING, Finding, Rule, ValidationResult
 
@@ -30,23 +30,46 @@ def _profile(name: str) -> str:
 
 def validate(path: str | os.PathLike, *, reference=None, profile: str = "standard",
              pixels: bool = True, series_uid: str | None = None) -> ValidationResult:
-    """Check one SEG or RTSTRUCT file; ``reference`` (a series) enables the reference rules."""
+    """Check one SEG or RTSTRUCT file; ``reference`` (a series) enables the reference rules.
+
+    Parameters
+    ----------
+    path
+        The DICOM SEG or RTSTRUCT.
+    reference
+        The image series (anything :func:`segbridge.reference.load_reference` takes).
+    profile
+        ``standard``, ``ohif`` or ``slicer`` (writer profile names map to these).
+    pixels
+        Run the rules that decode the pixel data and the whole reader.
+
+    Raises
+    ------
+    InvalidInputError
+        The file is not DICOM that can be walked at all (one line naming it).
+    UnsupportedError
+        Not a SEG or RTSTRUCT, or an unknown profile.
+
+    A rule that cannot finish because of the file (a SegbridgeError) is an error finding; any
+    other exception in a rule is a bug in segbridge and propagates.
+    """
     from ..dicom.parse import parse_file
     from ..dicom.segfile import SEG_SOP_CLASSES
-    from ..io import load_reference
+    from ..reference import load_reference
     from .context import RtContext, SegContext
 
     prof = _profile(profile)
     parsed = parse_file(path, lenient=True)
     sop = parsed.sop_class_uid
-    if sop in SEG_SOP_CLASSES or str(parsed.ds.get("Modality") or "") == "SEG":
+    if sop in SEG_SOP_CLASSES or _modality(parsed) == "SEG":
         ctx_type, kind = SegContext, "SEG"
-    elif sop == rt_rules.RT_SOP or str(parsed.ds.get("Modality") or "") == "RTSTRUCT":
+    elif sop == rt_rules.RT_SOP or _modality(parsed) == "RTSTRUCT":
         ctx_type, kind = RtContext, "RTSTRUCT"
     else:
         raise UnsupportedError(f"{path}: not a DICOM SEG or RTSTRUCT (SOP class {sop or 'none'})")
     ref = load_reference(reference, series_uid=series_uid)
     ctx = ctx_type(parsed, ref)
+    ctx.profile = prof
     result = ValidationResult(str(path), kind, prof)
     for r in RULES:
         if r.kind != kind or prof not in r.profiles:
@@ -56,12 +79,13 @@ def validate(path: str | os.PathLike, *, reference=None, profile: str = "standar
             continue
         try:
             found = list(r.check(ctx))
-        except Exception as exc:  # a broken file must not stop the other checks
-            found = [("validator", f"could not be checked ({type(exc).__name__}: {exc})")]
-            result.findings.append(Finding(r.id, WARNING, *found[0], r.hint, r.source))
+        except SegbridgeError as exc:  # the file stops this check: that is an error in the file
+            result.findings.append(Finding(r.id, ERROR, "file", f"could not be checked: {exc}",
+                                           r.hint, r.source))
             continue
-        for where, message in found:
-            result.findings.append(Finding(r.id, r.severity, where, message, r.hint, r.source))
+        for where, message, *hint in found:  # a rule may name a fix for this file
+            result.findings.append(Finding(r.id, r.severity, where, message,
+                                           hint[0] if hint and hint[0] else r.hint, r.source))
     if kind == "SEG" and pixels and ctx.decode_error and "SEG-READ" not in result.rule_ids():
         rr = next(r for r in RULES if r.id == "SEG-READ")
         result.findings.append(Finding("SEG-READ", ERROR, "PixelData", ctx.decode_error, rr.hint,
@@ -69,6 +93,13 @@ def validate(path: str | os.PathLike, *, reference=None, profile: str = "standar
     order = {ERROR: 0, WARNING: 1, INFO: 2}
     result.findings.sort(key=lambda f: order[f.severity])
     return result
+
+
+def _modality(parsed) -> str:
+    try:
+        return str(parsed.ds.get("Modality") or "")
+    except SegbridgeError:
+        return ""
 
 
 def model_findings(seg, profile: str, *, type: str = "auto",
@@ -85,13 +116,16 @@ def model_findings(seg, profile: str, *, type: str = "auto",
     if split_overlaps is False and type != "labelmap" and seg.has_overlap():
         r = rules["OHIF-OVERLAP"]
         out.append(Finding(r.id, r.severity, "segments", "overlapping segments in one SEG: "
-                           "voxels of other segments are lost on load", r.hint, r.source))
+                           "voxels of other segments are lost on load",
+                           "Leave split_overlaps at its default: the ohif profile writes "
+                           "overlapping segments as several SEG series.", r.source))
     if seg.is_fractional and type in ("auto", "fractional"):
         m = seg.max_fractional_value
         if any(((a != 0) & (a != m)).any() for a in seg.fractional.values()):
             r = rules["OHIF-FRACTIONAL"]
             out.append(Finding(r.id, r.severity, "segments", "soft fractions: 'Fractional "
-                               "segmentations are not yet supported'", r.hint, r.source))
+                               "segmentations are not yet supported'",
+                               viewer_rules.fractional_fix(seg.grid.shape[2]), r.source))
     return out
 
 

@@ -26,10 +26,22 @@ FG_MACROS = {
 }
 
 
+def number(value, default: int = 0) -> int:
+    """An integer attribute as the rules use it: the first of several values, ``default`` when
+    empty or not an integer (the attribute's own rule reports what is wrong with it)."""
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value if isinstance(value, int) else default
+
+
 class SegContext:
     """A DICOM SEG under validation."""
 
     kind = "SEG"
+    #: the validation profile the rules run for (hints name fixes that work under it)
+    profile = "standard"
 
     def __init__(self, parsed: ParsedFile, reference: ReferenceImage | None) -> None:
         self.parsed = parsed
@@ -59,19 +71,19 @@ class SegContext:
 
     @property
     def rows(self) -> int:
-        return int(self.ds.get("Rows") or 0)
+        return number(self.ds.get("Rows"))
 
     @property
     def columns(self) -> int:
-        return int(self.ds.get("Columns") or 0)
+        return number(self.ds.get("Columns"))
 
     @property
     def bits(self) -> int:
-        return int(self.ds.get("BitsAllocated") or 0)
+        return number(self.ds.get("BitsAllocated"))
 
     @property
     def number_of_frames(self) -> int:
-        return int(self.ds.get("NumberOfFrames") or 1)
+        return number(self.ds.get("NumberOfFrames"), 1) or 1
 
     @property
     def transfer_syntax(self) -> str:
@@ -83,7 +95,7 @@ class SegContext:
 
     @cached_property
     def segment_numbers(self) -> list[int]:
-        return [int(s.get("SegmentNumber")) for s in self.segments
+        return [number(s.get("SegmentNumber")) for s in self.segments
                 if s.get("SegmentNumber") is not None]
 
     @property
@@ -157,6 +169,7 @@ class RtContext:
     """An RT Structure Set under validation."""
 
     kind = "RTSTRUCT"
+    profile = "standard"
 
     def __init__(self, parsed: ParsedFile, reference: ReferenceImage | None) -> None:
         self.parsed = parsed
@@ -170,7 +183,7 @@ class RtContext:
 
     @cached_property
     def roi_numbers(self) -> list[int]:
-        return [int(r.get("ROINumber")) for r in self.rois if r.get("ROINumber") is not None]
+        return [number(r.get("ROINumber")) for r in self.rois if r.get("ROINumber") is not None]
 
     @cached_property
     def contours(self) -> list[tuple[int | None, int, RawDataset]]:
@@ -179,7 +192,7 @@ class RtContext:
         for item in self.ds.get("ROIContourSequence") or []:
             n = item.get("ReferencedROINumber")
             for i, c in enumerate(item.get("ContourSequence") or []):
-                out.append((int(n) if n is not None else None, i, c))
+                out.append((number(n) if n is not None else None, i, c))
         return out
 
     @cached_property

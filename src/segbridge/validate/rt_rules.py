@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .context import RtContext
+from ..errors import SegbridgeError
+from .context import RtContext, number
 from .findings import ERROR, WARNING, rule
 
 RT = "RTSTRUCT"
@@ -58,7 +59,7 @@ def rt_roi_contour_reference(ctx: RtContext):
         return
     for i, item in enumerate(ctx.ds.get("ROIContourSequence") or []):
         n = item.get("ReferencedROINumber")
-        if n is None or int(n) not in known:
+        if n is None or number(n, -1) not in known:
             yield f"ROIContourSequence[{i}]", f"references ROI {n}, which is not defined"
 
 
@@ -72,7 +73,7 @@ def rt_observations(ctx: RtContext):
     known = set(ctx.roi_numbers)
     for i, o in enumerate(obs):
         n = o.get("ReferencedROINumber")
-        if n is None or int(n) not in known:
+        if n is None or number(n, -1) not in known:
             yield f"RTROIObservationsSequence[{i}]", f"references ROI {n}, which is not defined"
 
 
@@ -80,10 +81,12 @@ def rt_observations(ctx: RtContext):
       hint="Fix the point count.", source="PS3.3 C.8.8.6, viewer-behaviour A25")
 def rt_contour_points(ctx: RtContext):
     for roi, i, c in ctx.contours:
-        data = c.get("ContourData")
-        values = data if isinstance(data, list) else ([] if data is None else [data])
+        raw_value = c.raw("ContourData")  # counted as written: RT-CONTOUR-DATA checks numbers
+        text = b"" if raw_value is None or isinstance(raw_value, list) else \
+            bytes(raw_value[1]).strip(b" \x00")
+        values = text.split(b"\\") if text else []
         n = c.get("NumberOfContourPoints")
-        if n is None or int(n) * 3 != len(values):
+        if n is None or number(n, -1) * 3 != len(values):
             yield f"ROI {roi} contour {i + 1}", f"NumberOfContourPoints {n} for " \
                 f"{len(values)} coordinates"
 
@@ -97,7 +100,7 @@ def rt_contour_type(ctx: RtContext):
         if t not in GEOMETRIC_TYPES:
             yield f"ROI {roi} contour {i + 1}", f"ContourGeometricType {t!r}"
         elif t == "CLOSED_PLANAR" and c.get("NumberOfContourPoints") is not None and \
-                int(c.get("NumberOfContourPoints")) < 3:
+                number(c.get("NumberOfContourPoints")) < 3:
             yield f"ROI {roi} contour {i + 1}", f"CLOSED_PLANAR with " \
                 f"{c.get('NumberOfContourPoints')} points"
 
@@ -119,10 +122,15 @@ def rt_contour_planar(ctx: RtContext):
 
 
 def _points(c) -> np.ndarray | None:
-    data = c.get("ContourData")
+    """The contour's points, or None when ContourData is not 3-D numbers (other rules say)."""
+    try:
+        data = c.get("ContourData")
+    except SegbridgeError:
+        return None
     if not isinstance(data, list) or len(data) % 3:
         return None
-    return np.asarray(data, float).reshape(-1, 3)
+    pts = np.asarray(data, float).reshape(-1, 3)
+    return pts if np.isfinite(pts).all() else None
 
 
 @rule("RT-REFERENCED-SERIES", RT, ERROR, "ReferencedFrameOfReferenceSequence leads to the image "
@@ -195,3 +203,45 @@ def rt_contour_data_length(ctx: RtContext):
                 65534:
             yield f"ROI {roi} contour {i + 1}", f"ContourData is {len(raw_value[1])} bytes"
             return
+
+
+@rule("RT-TEXT-VALUES", RT, ERROR, "Every text value fits its VR (ROI names LO: 64 characters, "
+      "labels SH: 16), without control characters.", hint="Shorten the value and remove "
+      "control characters.", source="PS3.5 6.1.3, 6.2 (Table 6.2-1)")
+def rt_text_values(ctx: RtContext):
+    from .seg_rules import text_problems
+
+    yield from text_problems(ctx.ds)
+
+
+@rule("RT-CONTOUR-DATA", RT, ERROR, "ContourData values are decimal numbers, finite.",
+      hint="Re-export the structure set; such contours cannot be placed.",
+      source="PS3.3 C.8.8.6.1, PS3.5 6.2 (DS)")
+def rt_contour_data(ctx: RtContext):
+    for roi, i, c in ctx.contours:
+        try:
+            data = c.get("ContourData")
+        except SegbridgeError:
+            yield f"ROI {roi} contour {i + 1}", "ContourData holds a value that is not a " \
+                "decimal number"
+            continue
+        values = data if isinstance(data, list) else [] if data is None else [data]
+        if values and not np.isfinite(np.asarray(values, float)).all():
+            yield f"ROI {roi} contour {i + 1}", "ContourData holds NaN or infinite coordinates"
+
+
+@rule("RT-READER", RT, ERROR, "segbridge's RTSTRUCT reader accepts the file (with --reference: "
+      "the contours can be placed on the series).", hint="Fix what the message names; "
+      "`segbridge convert` refuses the file until then.", source="segbridge reader (issue 11)",
+      needs_pixels=True)
+def rt_reader(ctx: RtContext):
+    from ..errors import Report
+    from ..rt.reader import parse_rtstruct, read_rtstruct
+
+    try:
+        if ctx.reference is None:
+            parse_rtstruct(ctx.path, Report())
+        else:
+            read_rtstruct(ctx.path, ctx.reference, report=Report())
+    except SegbridgeError as exc:
+        yield "file", str(exc)

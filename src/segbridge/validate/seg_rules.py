@@ -23,7 +23,7 @@ from ..dicom.codecs import (
     RLE_LOSSLESS,
 )
 from ..dicom.codecs.native import native_length
-from .context import FG_MACROS, SegContext
+from .context import FG_MACROS, SegContext, number
 from .findings import ERROR, INFO, WARNING, rule
 
 SEG = "SEG"
@@ -378,8 +378,19 @@ def dimensions(ctx: SegContext):
         yield "DimensionIndexSequence", "missing"
         return
     for j, d in enumerate(dims):
-        if d.get("DimensionIndexPointer") in (0x00209111, 0x00209157):
+        pointer, group = d.get("DimensionIndexPointer"), d.get("FunctionalGroupPointer")
+        if pointer in (0x00209111, 0x00209157):
             yield f"DimensionIndexSequence[{j}]", "points at Frame Content"
+        elif pointer is None:
+            yield f"DimensionIndexSequence[{j}]", "no DimensionIndexPointer"
+        elif isinstance(pointer, int) and isinstance(group, int) and ctx.per_frame:
+            fg = ctx.per_frame[0].get(group) or ctx.shared_raw.get(group)
+            if not fg:
+                yield f"DimensionIndexSequence[{j}]", f"FunctionalGroupPointer " \
+                    f"{raw.tag_str(group)} is in neither frame 1's nor the shared functional groups"
+            elif pointer not in fg[0]:
+                yield f"DimensionIndexSequence[{j}]", f"DimensionIndexPointer " \
+                    f"{raw.tag_str(pointer)} is not in {raw.tag_str(group)} of frame 1"
     for i, fg in enumerate(ctx.per_frame):
         v = raw.first(fg, 0x00209111, 0x00209157)
         if v is None:
@@ -389,6 +400,24 @@ def dimensions(ctx: SegContext):
         if len(vals) != len(dims) or min(vals, default=1) < 1:
             yield f"frame {i + 1}", f"DimensionIndexValues {vals} for {len(dims)} dimensions"
             return
+
+
+@rule("SEG-READER", SEG, ERROR, "segbridge's SEG reader accepts the file: frames can be "
+      "placed (on the --reference series when given), values are numbers, geometry is finite "
+      "with positive spacing.", hint="Fix what the message names; `segbridge convert` refuses "
+      "the file until then.", source="segbridge reader (issue 11)", needs_pixels=True)
+def reader(ctx: SegContext):
+    if ctx.seg is None:
+        return  # SEG-READ reports why the file does not parse
+    from ..dicom.seg_reader import read_seg
+    from ..errors import Report, SegbridgeError
+
+    ctx.pixels_ok  # noqa: B018  (decodes the frames first: SEG-READ reports what fails there)
+    try:
+        read_seg(ctx.path, ctx.reference, report=Report())
+    except SegbridgeError as exc:
+        if str(exc) not in (ctx.read_error, ctx.decode_error):
+            yield "file", str(exc)
 
 
 @rule("SEG-FRAME-OF-REFERENCE", SEG, ERROR, "A SEG with plane positions has a Frame of "
@@ -469,7 +498,7 @@ def labelmap_values(ctx: SegContext):
     described = set(ctx.segment_numbers)
     ppv = ctx.ds.get("PixelPaddingValue")
     if ppv is not None:
-        described.add(int(ppv))
+        described.add(number(ppv))
     seen: set[int] = set()
     for i in range(len(ctx.per_frame)):
         f = ctx.frame(i)
@@ -556,10 +585,25 @@ def transfer_syntax(ctx: SegContext):
       hint="Re-encode with rle, jpegls or jpeg2000 (lossless).",
       source="PS3.5 A.3 (retired), C.8.20.2.2 note")
 def transfer_syntax_advice(ctx: SegContext):
+    fix = _lossless_fix(ctx)
     if ctx.transfer_syntax == EXPLICIT_BE:
-        yield "TransferSyntaxUID", "Explicit VR Big Endian is retired and breaks viewers"
+        yield "TransferSyntaxUID", "Explicit VR Big Endian is retired and breaks viewers", fix
     elif ctx.transfer_syntax in LOSSY_TS:
-        yield "TransferSyntaxUID", f"{ctx.transfer_syntax} is lossy-capable"
+        yield "TransferSyntaxUID", f"{ctx.transfer_syntax} is lossy-capable", fix
+
+
+def _lossless_fix(ctx: SegContext) -> str:
+    """Re-encoding advice the active profile accepts (see the OHIF-/SLICER-TRANSFER-SYNTAX
+    rules)."""
+    if ctx.profile == "ohif":
+        if ctx.bits == 1:
+            from .viewer_rules import ohif_binary_fix
+
+            return ohif_binary_fix(ctx.columns)
+        return "Re-encode with --compression rle or none (segbridge repair --profile ohif)."
+    if ctx.profile == "slicer":
+        return "Re-encode with --compression none or deflate (segbridge repair --profile slicer)."
+    return "Re-encode with --compression rle, jpegls or jpeg2000 (lossless; segbridge repair)."
 
 
 @rule("SEG-PALETTE", SEG, ERROR, "PALETTE COLOR only in LABELMAP, with the Palette Color LUT and "
@@ -588,3 +632,76 @@ def empty_segments(ctx: SegContext):
     for n in ctx.segment_numbers:
         if n not in used:
             yield f"segment {n}", "has no frames"
+
+
+# ---------------------------------------------------------------------------------------------
+# text values a VR cannot hold (issue 11 class 3: labels with newlines, NUL, 200 characters)
+# ---------------------------------------------------------------------------------------------
+#: maximum characters per value (PS3.5 6.2, Table 6.2-1); PN counts per component group
+MAX_CHARS = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "PN": 64, "ST": 1024, "LT": 10240}
+#: text VRs checked here; UC / UT have no length limit but the same character rules
+TEXT_VRS = frozenset(MAX_CHARS) | {"UC", "UT"}
+#: control characters a decoded value may hold: ST, LT and UT allow CR, LF, FF and TAB
+#: (PS3.5 6.1.3); ESC only introduces code extensions (PS3.5 6.1.2.5.3), which decoding with
+#: the Specific Character Set consumes, so an ESC left in decoded text is not one
+_ALLOWED_CONTROL = {"ST": "\r\n\f\t", "LT": "\r\n\f\t", "UT": "\r\n\f\t"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CS_CHARS = re.compile(r"[A-Z0-9_ ]*")
+
+
+def text_value_problem(vr: str, value: str) -> str | None:
+    """What makes one (decoded) value unfit for its VR, or None."""
+    bad = [c for c in set(_CONTROL.findall(value)) if c not in _ALLOWED_CONTROL.get(vr, "")]
+    if bad:
+        shown = ", ".join(f"0x{ord(c):02X}" for c in sorted(bad))
+        return f"holds control characters ({shown}) a {vr} value cannot hold"
+    if vr == "CS" and not _CS_CHARS.fullmatch(value):
+        return "is not a CS value (uppercase A-Z, 0-9, space and _ only)"
+    limit = MAX_CHARS.get(vr)
+    if limit is not None:
+        longest = max((len(g) for g in value.split("=")), default=0) if vr == "PN" else \
+            len(value)
+        if longest > limit:
+            return f"is {longest} characters long; {vr} holds at most {limit}"
+    return None
+
+
+def text_problems(ds, where: str = "", seen: set | None = None):
+    """(where, message) for every text value in ``ds`` (a RawDataset, recursively) that its VR
+    cannot hold. Values repeated across items (per-frame groups) are checked once."""
+    from ..dicom.tags import KEYWORD_OF_TAG
+
+    seen = set() if seen is None else seen
+    for tag, value in ds.elements.items():
+        name = KEYWORD_OF_TAG.get(tag) or raw.tag_str(tag)
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                yield from text_problems(ds.item(item), f"{where}{name}[{i}].", seen)
+            continue
+        vr = value[0].decode("latin-1") if isinstance(value[0], bytes) else value[0]
+        if vr not in TEXT_VRS:
+            continue
+        key = (tag, vr, bytes(value[1]), ds.encoding)
+        if key in seen:
+            continue
+        seen.add(key)
+        decoded = raw.decode_value(vr, value[1], True, ds.encoding)
+        values = decoded if isinstance(decoded, list) else [decoded]
+        for v in values:
+            problem = text_value_problem(vr, v or "")
+            if problem:
+                yield f"{where}{name}", f"{_show_text(v)} {problem}"
+                break
+
+
+def _show_text(v: str, limit: int = 40) -> str:
+    return repr(v[:limit] + ("..." if len(v) > limit else ""))
+
+
+@rule("SEG-TEXT-VALUES", SEG, ERROR, "Every text value fits its VR: at most 16 (SH, CS, AE), 64 "
+      "(LO, PN) or 1024 (ST) characters, no control characters (NUL, newline...; ST/LT/UT may "
+      "hold CR, LF, FF, TAB), CS only A-Z 0-9 space and _.",
+      hint="Shorten the value and remove control characters (segment labels: LO, 64 "
+           "characters).", source="PS3.5 6.1.3, 6.2 (Table 6.2-1)")
+def seg_text_values(ctx: SegContext):
+    yield from text_problems(ctx.ds)

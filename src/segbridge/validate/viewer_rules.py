@@ -28,6 +28,26 @@ OHIF = ("ohif",)
 SLICER = ("slicer",)
 
 
+def fractional_fix(columns: int) -> str:
+    """OHIF-FRACTIONAL's fix under ohif: thresholded types that profile can write."""
+    if columns % 8 == 0:
+        return "For OHIF write --type labelmap or binary (thresholded), or keep the fractions " \
+            "with --profile slicer|archive."
+    return "For OHIF write --type labelmap (thresholded; BINARY needs Columns a multiple of 8 " \
+        "there), or keep the fractions with --profile slicer|archive."
+
+
+def ohif_binary_fix(columns: int) -> str:
+    """A fix for 1-bit frames that works under the ohif profile (which writes 1-bit frames only
+    natively, and only when Columns is a multiple of 8: OHIF-NATIVE-1BIT-COLUMNS, OHIF-RLE-1BIT)."""
+    if columns % 8 == 0:
+        return "For OHIF write --type labelmap (the ohif default) or native BINARY " \
+            "(--compression none)."
+    return f"For OHIF write --type labelmap (the ohif default): BINARY needs Columns a " \
+        f"multiple of 8 there (this one has {columns}). Or write for another consumer with " \
+        "--profile slicer|archive."
+
+
 @rule("OHIF-REFERENCED-SERIES", SEG, ERROR, "Top-level ReferencedSeriesSequence names the source "
       "series (OHIF builds no display set without it).", hint="segbridge repair adds it.",
       source="viewer-behaviour A2", profiles=OHIF)
@@ -109,7 +129,8 @@ def ohif_segment_max(ctx: SegContext):
 
 
 @rule("OHIF-FRACTIONAL", SEG, ERROR, "FRACTIONAL pixels are only 0 or MaximumFractionalValue "
-      "(Cornerstone throws on real fractions).", hint="Write BINARY (threshold) for OHIF.",
+      "(Cornerstone throws on real fractions).", hint="For OHIF write --type labelmap or "
+      "binary (thresholded), or keep the fractions with --profile slicer|archive.",
       source="viewer-behaviour A14", profiles=OHIF, needs_pixels=True)
 def ohif_fractional(ctx: SegContext):
     if ctx.type != "FRACTIONAL":
@@ -119,14 +140,14 @@ def ohif_fractional(ctx: SegContext):
         f = ctx.frame(i)
         if f is not None and np.any((f != 0) & (f != m)):
             yield f"frame {i + 1}", "holds soft fractions: 'Fractional segmentations are not " \
-                "yet supported'"
+                "yet supported'", fractional_fix(ctx.columns)
             return
 
 
 @rule("OHIF-OVERLAP", SEG, ERROR, "No two segments of one BINARY SEG overlap (Cornerstone <= "
       "5.14 damages other segments while merging overlaps).",
-      hint="segbridge writes overlapping segments as several SEG series for the ohif profile "
-           "(--split-overlaps).", source="viewer-behaviour E (cornerstone3D #2846)",
+      hint="Split it into several SEG series: segbridge repair --profile ohif (convert does so "
+           "by default for ohif).", source="viewer-behaviour E (cornerstone3D #2846)",
       profiles=OHIF, needs_pixels=True)
 def ohif_overlap(ctx: SegContext):
     if ctx.type == "LABELMAP":
@@ -139,7 +160,9 @@ def ohif_overlap(ctx: SegContext):
 
 @rule("OHIF-NATIVE-1BIT-COLUMNS", SEG, ERROR, "Native 1-bit frames need Columns to be a "
       "multiple of 8 (per-frame retrieval fails in Orthanc, wadouri misreads them).",
-      hint="Encode BINARY with RLE, or write a LABELMAP.", source="viewer-behaviour F, D1",
+      hint="For OHIF write --type labelmap (the ohif default; 1-bit RLE loads empty, "
+           "OHIF-RLE-1BIT), or write BINARY for another consumer with --profile slicer|archive.",
+      source="viewer-behaviour F, D1",
       profiles=OHIF)
 def ohif_native_one_bit(ctx: SegContext):
     if ctx.bits == 1 and ctx.transfer_syntax in NATIVE and ctx.columns % 8:
@@ -153,7 +176,8 @@ def ohif_native_one_bit(ctx: SegContext):
       source="interop matrix (@cornerstonejs/adapters 5.14), PS3.5 G.2", profiles=OHIF)
 def ohif_rle_one_bit(ctx: SegContext):
     if ctx.bits == 1 and ctx.transfer_syntax == RLE_LOSSLESS:
-        yield "TransferSyntaxUID", "RLE with 1-bit frames loads empty in Cornerstone"
+        yield "TransferSyntaxUID", "RLE with 1-bit frames loads empty in Cornerstone", \
+            ohif_binary_fix(ctx.columns)
 
 
 @rule("OHIF-TRANSFER-SYNTAX", SEG, ERROR, "A transfer syntax Cornerstone decodes: native little "
@@ -163,7 +187,8 @@ def ohif_rle_one_bit(ctx: SegContext):
 def ohif_transfer_syntax(ctx: SegContext):
     ts = ctx.transfer_syntax
     if ts not in (IMPLICIT_LE, EXPLICIT_LE, RLE_LOSSLESS) and ts not in IMAGE_LOADER_ONLY:
-        yield "TransferSyntaxUID", f"{ts} is not decoded by Cornerstone"
+        yield "TransferSyntaxUID", f"{ts} is not decoded by Cornerstone", \
+            ohif_binary_fix(ctx.columns) if ctx.bits == 1 else None
 
 
 @rule("OHIF-TRANSFER-SYNTAX-PATH", SEG, WARNING, "JPEG-LS, JPEG 2000 and deflate load only through "
@@ -172,7 +197,8 @@ def ohif_transfer_syntax(ctx: SegContext):
       profiles=OHIF)
 def ohif_transfer_syntax_path(ctx: SegContext):
     if ctx.transfer_syntax in IMAGE_LOADER_ONLY:
-        yield "TransferSyntaxUID", f"{ctx.transfer_syntax} needs OHIF's image-loader path"
+        yield "TransferSyntaxUID", f"{ctx.transfer_syntax} needs OHIF's image-loader path", \
+            ohif_binary_fix(ctx.columns) if ctx.bits == 1 else None
 
 
 @rule("OHIF-FRAGMENTS", SEG, WARNING, "Encapsulated pixel data has one fragment per frame and a "
@@ -252,7 +278,7 @@ def slicer_transfer_syntax(ctx: SegContext):
 
 
 @rule("SLICER-LABELMAP", SEG, WARNING, "LABELMAP (Sup 243) needs dcmqi >= 1.5 / a recent Slicer.",
-      hint="Write BINARY for older Slicer versions.", source="peers.md 3.1, Slicer PR #9163",
+      hint="Write --type binary for older Slicer versions.", source="peers.md 3.1, Slicer PR #9163",
       profiles=SLICER)
 def slicer_labelmap(ctx: SegContext):
     if ctx.type == "LABELMAP":
