@@ -481,6 +481,11 @@ AssignUidsOpt = Annotated[bool, typer.Option(
     "--assign-uids", help="Accept images with blank study/series UIDs.")]
 
 
+def _names(inputs: list[Path]) -> str:
+    """The input files as messages name them."""
+    return ", ".join(str(p) for p in inputs)
+
+
 def _guard(loaded, *outputs: Path | None) -> None:
     """Refuse outputs of stats / measure / render that would replace one of their inputs."""
     from .outputs import files_read, refuse_overwrite
@@ -544,7 +549,7 @@ def stats(
     report = Report()
     loaded = job.load(inputs, image, series_uid=series, assign_uids=assign_uids, report=report)
     _guard(loaded, output, sr)
-    numbers = parse_segment_list(segments, loaded.seg)
+    numbers = parse_segment_list(segments, loaded.seg, _names(inputs))
     result = compute_stats(loaded.seg, loaded.image, numbers=numbers, mode=mode.value,
                            report=report)
     written = []
@@ -601,7 +606,7 @@ def measure(
     report = Report()
     loaded = job.load(inputs, image, series_uid=series, assign_uids=assign_uids, report=report)
     _guard(loaded, output, sr)
-    numbers = parse_segment_list(segments, loaded.seg)
+    numbers = parse_segment_list(segments, loaded.seg, _names(inputs))
     axes = measure_all(loaded.seg, numbers, report=report)
     written = []
     if sr is not None:
@@ -648,16 +653,17 @@ def render(
     seg = loaded.seg
     if not seg.grid.same_as(loaded.image.grid):
         seg = io.read(inputs, reference=loaded.image, resample=True, report=report)
-    numbers = parse_segment_list(segments, seg)
+    numbers = parse_segment_list(segments, seg, _names(inputs))
     if focus is not None and focus not in numbers:
-        raise InvalidInputError(f"--focus {focus} is not among the rendered segments")
+        raise InvalidInputError(f"{_names(inputs)}: --focus {focus} is not among the rendered "
+                                "segments")
     if slice_ != "auto" and not slice_.lstrip("-").isdigit():
         raise InvalidInputError(f"--slice must be auto or a slice number, got {slice_!r}")
     axes = measure_all(seg, numbers)
     title = f"{', '.join(p.name for p in inputs)} on {loaded.image.modality or 'image'}"
     out = do_render(seg, loaded.image, output, numbers=numbers, focus=focus,
                     slice_index=None if slice_ == "auto" else int(slice_), axes=axes,
-                    title=title, report=report)
+                    title=title, report=report, what=_names(inputs))
     print(f"wrote {out}")
     _print_report(report)
 
