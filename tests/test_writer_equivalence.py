@@ -22,8 +22,8 @@ from segbridge.series import COPIED_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parents[1]
 OLD = "c4b139f"
-#: attributes a writer makes new on every call
-VOLATILE = {"SOPInstanceUID", "SeriesInstanceUID", "MediaStorageSOPInstanceUID",
+#: attributes a writer makes new on every call (the meta group length follows the UID length)
+VOLATILE = {"FileMetaInformationGroupLength", "SOPInstanceUID", "SeriesInstanceUID", "MediaStorageSOPInstanceUID",
             "DimensionOrganizationUID", "SeriesDate", "SeriesTime", "ContentDate", "ContentTime",
             "InstanceCreationDate", "InstanceCreationTime"}
 
