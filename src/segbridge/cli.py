@@ -369,7 +369,7 @@ def validate_cmd(
         print(json.dumps(result.to_dict(), indent=2))
     else:
         for f in result.findings:
-            print(f.line())
+            print(f"{file}: {f.line()}")
             if f.severity != "info":
                 print(f"        fix: {f.hint}  [{f.source}]")
         skipped = f"; skipped {', '.join(result.skipped)} (need --reference)" if \

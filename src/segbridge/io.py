@@ -264,18 +264,20 @@ def _validating_check(seg: Segmentation, target: Path, profile: str, type: str,
             e = errors[0]
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
             raise ValidationFailed(
-                f"{target}: the output {would} fail validation for profile {profile}: "
+                f"{target}: the output {would + ' fail' if would else 'fails'} validation for "
+                f"profile {profile}: "
                 f"{e.rule} {e.where}: {e.message}{more}; fix: {e.hint} Nothing written "
                 "(force writes anyway).", errors)
         for f in findings:
             if f.severity in ("warning", "error"):  # errors reach here only with force
-                report.warn(f"{f.rule} {f.where}: {f.message}")
+                report.warn(f"{target}: {f.rule} {f.where}: {f.message}")
 
-    fail_or_warn(model_findings(seg, profile, type=type, split_overlaps=split_overlaps), "would")
+    fail_or_warn(model_findings(seg, profile, type=type, split_overlaps=split_overlaps),
+                 "would")
 
     def check(path: Path) -> None:
         fail_or_warn(validate(path, reference=reference, profile=profile, pixels=False).findings,
-                     "does")
+                     "")
 
     return check
 

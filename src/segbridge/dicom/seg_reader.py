@@ -82,7 +82,7 @@ def _text(ds, keyword: str) -> str | None:
 # ---------------------------------------------------------------------------------------------
 def _check_type(f: SegFile) -> str:
     kind = f.segmentation_type
-    sop = str(f.ds.SOPClassUID)
+    sop = f.sop_class_uid
     if kind not in ("BINARY", "FRACTIONAL", "LABELMAP"):
         raise InvalidInputError(f"{f.path}: unknown SegmentationType {kind or '(missing)'}")
     if (kind == "LABELMAP") != (sop == LABELMAP_SOP_CLASS):
