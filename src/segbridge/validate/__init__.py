@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from ..errors import SegbridgeError, UnsupportedError
-from . import rt_rules, seg_rules, viewer_rules  # noqa: F401  (register the rules)
+from . import hints, rt_rules, seg_rules, viewer_rules  # noqa: F401  (register the rules)
 from .findings import ERROR, INFO, PROFILES, RULES, WARNING, Finding, Rule, ValidationResult
 
 #: writer profiles -> the validation profile their output must pass
@@ -125,7 +125,7 @@ def model_findings(seg, profile: str, *, type: str = "auto",
             r = rules["OHIF-FRACTIONAL"]
             out.append(Finding(r.id, r.severity, "segments", "soft fractions: 'Fractional "
                                "segmentations are not yet supported'",
-                               viewer_rules.fractional_fix(seg.grid.shape[2]), r.source))
+                               hints.fractional_fix(seg.grid.shape[2]), r.source))
     return out
 
 

@@ -25,6 +25,7 @@ from ..dicom.codecs import (
 from ..dicom.codecs.native import native_length
 from .context import FG_MACROS, SegContext, number
 from .findings import ERROR, INFO, WARNING, rule
+from .hints import ohif_binary_fix
 
 SEG = "SEG"
 SEG_SOP = "1.2.840.10008.5.1.4.1.1.66.4"
@@ -597,8 +598,6 @@ def _lossless_fix(ctx: SegContext) -> str:
     rules)."""
     if ctx.profile == "ohif":
         if ctx.bits == 1:
-            from .viewer_rules import ohif_binary_fix
-
             return ohif_binary_fix(ctx.columns)
         return "Re-encode with --compression rle or none (segbridge repair --profile ohif)."
     if ctx.profile == "slicer":

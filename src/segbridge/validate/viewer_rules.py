@@ -18,6 +18,7 @@ from ..dicom.codecs import (
 )
 from .context import SegContext
 from .findings import ERROR, WARNING, rule
+from .hints import fractional_fix, ohif_binary_fix
 from .seg_rules import _overlapping_pair
 
 SEG = "SEG"
@@ -26,26 +27,6 @@ IMAGE_LOADER_ONLY = {DEFLATED_LE, "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4
                      "1.2.840.10008.1.2.4.91"}
 OHIF = ("ohif",)
 SLICER = ("slicer",)
-
-
-def fractional_fix(columns: int) -> str:
-    """OHIF-FRACTIONAL's fix under ohif: thresholded types that profile can write."""
-    if columns % 8 == 0:
-        return "For OHIF write --type labelmap or binary (thresholded), or keep the fractions " \
-            "with --profile slicer|archive."
-    return "For OHIF write --type labelmap (thresholded; BINARY needs Columns a multiple of 8 " \
-        "there), or keep the fractions with --profile slicer|archive."
-
-
-def ohif_binary_fix(columns: int) -> str:
-    """A fix for 1-bit frames that works under the ohif profile (which writes 1-bit frames only
-    natively, and only when Columns is a multiple of 8: OHIF-NATIVE-1BIT-COLUMNS, OHIF-RLE-1BIT)."""
-    if columns % 8 == 0:
-        return "For OHIF write --type labelmap (the ohif default) or native BINARY " \
-            "(--compression none)."
-    return f"For OHIF write --type labelmap (the ohif default): BINARY needs Columns a " \
-        f"multiple of 8 there (this one has {columns}). Or write for another consumer with " \
-        "--profile slicer|archive."
 
 
 @rule("OHIF-REFERENCED-SERIES", SEG, ERROR, "Top-level ReferencedSeriesSequence names the source "

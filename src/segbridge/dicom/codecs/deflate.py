@@ -15,7 +15,7 @@ import zlib
 import numpy as np
 
 from ...errors import InvalidInputError
-from . import DEFLATED_IMAGE_FRAME, FrameCodec, as_binary_frame, check_frame
+from .base import DEFLATED_IMAGE_FRAME, FrameCodec, as_binary_frame, check_frame
 
 
 class DeflatedFrameCodec(FrameCodec):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import InvalidInputError, UnsupportedError
-from . import JPEG_2000_LOSSLESS, FrameCodec, as_binary_frame, check_frame, ends_with_marker
+from .base import JPEG_2000_LOSSLESS, FrameCodec, as_binary_frame, check_frame, ends_with_marker
 
 MIN_SIDE = 32
 #: End of codestream marker (ITU-T T.800 A.3.4).

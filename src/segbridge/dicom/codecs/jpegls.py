@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import InvalidInputError, UnsupportedError
-from . import JPEG_LS_LOSSLESS, FrameCodec, as_binary_frame, check_frame, ends_with_marker
+from .base import JPEG_LS_LOSSLESS, FrameCodec, as_binary_frame, check_frame, ends_with_marker
 
 #: End of image marker (ITU-T T.87 / T.81 B.2.1).
 EOI = b"\xff\xd9"

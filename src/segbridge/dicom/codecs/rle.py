@@ -20,7 +20,7 @@ import numpy as np
 from rle.utils import decode_segment
 
 from ...errors import InvalidInputError
-from . import RLE_LOSSLESS, FrameCodec, as_binary_frame
+from .base import RLE_LOSSLESS, FrameCodec, as_binary_frame
 
 
 class RleCodec(FrameCodec):
