@@ -10,7 +10,10 @@ the median and the fastest wall time of ``--reps`` runs each, and segbridge's ra
 ``--importtime`` also prints the slowest top-level imports of one segbridge run
 (``python -X importtime``).
 
-usage: python bench/bench_latency.py [--reps 15] [--out bench/out]
+``--baseline REV`` adds segbridge as of an earlier commit (its src/ from git archive) to the
+same alternation, for a before/after under the same load.
+
+usage: python bench/bench_latency.py [--reps 15] [--out bench/out] [--baseline REV]
                                      [--markdown docs/performance.md] [--importtime]
 """
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -27,7 +31,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BIN, PY, dcmqi_meta, publish, timed  # noqa: E402
+from common import BIN, PY, ROOT, dcmqi_meta, publish, timed  # noqa: E402
 
 SHAPE = (48, 192, 192)
 
@@ -51,10 +55,27 @@ def make_case(out: Path) -> Path:
     return coll
 
 
-def commands(coll: Path, work: Path) -> dict[str, list[str]]:
+def baseline_source(out: Path, rev: str) -> Path:
+    """segbridge's src/ as of commit ``rev`` (git archive), byte-compiled."""
+    root = out / f"baseline_{rev}"
+    if not (root / "src" / "segbridge").is_dir():
+        root.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", rev, "src"], cwd=ROOT, check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
+    compileall.compile_dir(root / "src", quiet=1)
+    return root / "src"
+
+
+def commands(coll: Path, work: Path, baseline: str | None) -> dict[str, list[str]]:
     sb = str(BIN / "segbridge")
     c0, c1 = coll / "case000", coll / "case001"
-    return {
+    old = {}
+    if baseline:
+        old = {f"segbridge {baseline} convert --type labelmap": [
+            PY, "-m", "segbridge", "convert", str(c1 / "labels.nii.gz"), "-r", str(c1 / "ct"),
+            "-o", str(work / "old_labelmap.dcm"), "--type", "labelmap", "--force"]}
+    return {**old,
         "segbridge convert --type binary": [
             sb, "convert", str(c0 / "labels.nii.gz"), "-r", str(c0 / "ct"), "-o",
             str(work / "sb_binary.dcm"), "--type", "binary", "--force"],
@@ -90,6 +111,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/out"))
     ap.add_argument("--markdown", type=Path, default=None)
     ap.add_argument("--importtime", action="store_true")
+    ap.add_argument("--baseline", metavar="REV", default=None,
+                    help="also time segbridge as of this git commit (before/after)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     # byte-compile segbridge as `pip install` does (PYTHONDONTWRITEBYTECODE would otherwise make
@@ -101,22 +124,28 @@ def main() -> None:
     work = args.out / "work_latency"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    cmds = commands(coll, work)
+    load = [os.getloadavg()[0]]
+    cmds = commands(coll, work, args.baseline)
+    envs = {}
+    if args.baseline:
+        envs[f"segbridge {args.baseline} convert --type labelmap"] = {
+            "PYTHONPATH": str(baseline_source(args.out, args.baseline))}
     walls: dict[str, list[float]] = {name: [] for name in cmds}
     errors: dict[str, str] = {}
     for name, cmd in cmds.items():  # one warm-up run each (page cache)
-        r = timed(cmd)
+        r = timed(cmd, envs.get(name))
         if not r.ok:
             errors[name] = (r.error.strip().splitlines() or [""])[-1]
     for _ in range(args.reps):
         for name, cmd in cmds.items():
             if name in errors:
                 continue
-            r = timed(cmd)
+            r = timed(cmd, envs.get(name))
             if not r.ok:
                 errors[name] = (r.error.strip().splitlines() or [""])[-1]
                 continue
             walls[name].append(r.wall)
+    load.append(os.getloadavg()[0])
     dcmqi = statistics.median(walls["dcmqi itkimage2segimage"]) \
         if walls["dcmqi itkimage2segimage"] else None
     rows = []
@@ -134,11 +163,16 @@ def main() -> None:
         print(f"  import {name:30s} {s:6.3f} s")
     machine = f"{platform.processor() or platform.machine()}, Python {platform.python_version()}"
     lines = [f"## Start-up latency ({machine})", "",
-             f"`python bench/bench_latency.py --reps {args.reps}` — one small case per process "
+             f"`python bench/bench_latency.py --reps {args.reps}"
+             f"{' --baseline ' + args.baseline if args.baseline else ''}` — one small case per "
+             "process "
              f"(bench_web's {SHAPE[2]}x{SHAPE[1]}x{SHAPE[0]} CT series + label-map NIfTI -> "
              "DICOM SEG), each command a fresh process timed whole (interpreter, imports, "
              "reading, writing, segbridge's validation of its output); tools alternate run by "
-             "run. Target: segbridge <= 0.25 s median, within about 2x of dcmqi.", "",
+             f"run. 1-minute load average {load[0]:.1f} before, {load[1]:.1f} after on "
+             f"{os.cpu_count()} cores (a loaded machine slows the Python runs more than dcmqi's; "
+             "the fastest run is closest to an idle machine). Target: segbridge <= 0.25 s "
+             "median, within about 2x of dcmqi.", "",
              "| run | runs | median (s) | fastest (s) | x dcmqi |", "|---|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['run']} | {r['runs']} | {r['median_s']} | {r['min_s']} | "
