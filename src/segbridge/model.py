@@ -70,7 +70,9 @@ class SourceRef:
     """Where a segmentation's grid came from: study, series, frame of reference, every slice.
 
     ``instances[k]`` is the source image of grid slice ``k``. ``header`` carries the patient,
-    study and equipment attributes a DICOM writer copies; the ``*_strings`` keep the exact DS
+    study and equipment attributes a DICOM writer copies: normally the elements as the source
+    file encodes them (``rawdicom.EncodedHeader``, from an image series or a SEG), or a pydicom
+    Dataset (DICOMweb metadata, API callers). The ``*_strings`` keep the exact DS
     text of the source geometry so a writer can copy it character for character (viewers compare
     orientation with a 1e-3 tolerance and positions with 1e-3 mm).
     """
