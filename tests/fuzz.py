@@ -337,6 +337,8 @@ def plan_mutation(rng: random.Random, data: bytes, name: str, target: str) -> Mu
 
 
 def apply_mutation(data: bytes, m: Mutation) -> bytes:
+    if m.op == "none":
+        return data
     b = bytearray(data)
     if m.op in ("truncate", "truncate_tail"):
         return bytes(b[:m.offset])
@@ -385,9 +387,19 @@ def _out_choices(seed: Seed, kind: str) -> list[str]:
     return base
 
 
+CONTROL = 1_000_000  # run numbers from here on are controls: seed CONTROL + j, not mutated
+
+
 def plan(seed_value: int, kind: str, index: int, made: dict[str, Path | str]) -> Run | None:
     rng = random.Random(f"{seed_value}:{kind}:{index}")
     seeds = [s for s in KINDS[kind] if _available(s, made)]
+    if index >= CONTROL:  # the unmutated seed: must convert exactly (checks the oracles too)
+        j = index - CONTROL
+        if j >= len(KINDS[kind]) or KINDS[kind][j] not in seeds:
+            return None
+        s = KINDS[kind][j]
+        extra = ["--contour-fill", "rt-utils"] if s.oracle == "rt" else []
+        return Run(kind, index, s, Mutation("none"), "convert", _out_choices(s, kind)[0], extra)
     if not seeds:
         return None
     s = rng.choice(seeds)
@@ -1227,9 +1239,15 @@ class Session:
     def counts(self) -> dict[str, Counter]:
         c: dict[str, Counter] = defaultdict(Counter)
         for r in self.results:
+            if r.run.index >= CONTROL:
+                continue
             c[r.run.kind]["runs"] += 1
             c[r.run.kind][r.outcome] += 1
         return c
+
+    @property
+    def controls(self) -> list[Result]:
+        return [r for r in self.results if r.run.index >= CONTROL]
 
     @property
     def failures(self) -> list[Result]:
@@ -1264,7 +1282,9 @@ class Session:
 
 def run_session(seed: int, runs: int, kinds: list[str], jobs: int = 2, keep: Path | None = None,
                 only: list[tuple[str, int]] | None = None, progress=None,
-                explain: bool = True) -> Session:
+                explain: bool = True, controls: bool = False) -> Session:
+    """``runs`` mutants per kind (or the ``only`` ones); with ``controls``, also every seed
+    unmutated (each must give an exact output: proves the oracles see real segments)."""
     t0 = time.monotonic()
     warnings.simplefilter("ignore")
     base = Path(tempfile.mkdtemp(prefix="segbridge-fuzz-"))
@@ -1273,6 +1293,8 @@ def run_session(seed: int, runs: int, kinds: list[str], jobs: int = 2, keep: Pat
                 if isinstance(src, str) and src.startswith("made:")}
         made = make_seeds(base / "seeds", {k for k in keys if k in MADE})
         todo = only or [(k, i) for k in kinds for i in range(runs)]
+        if controls and not only:
+            todo += [(k, CONTROL + j) for k in kinds for j in range(len(KINDS[k]))]
         plans = [p for k, i in todo if (p := plan(seed, k, i, made)) is not None]
         results: list[Result] = []
         lock = threading.Lock()
@@ -1308,6 +1330,12 @@ def report(session: Session, seed: int, out=sys.stdout) -> None:
         p(f"seed not made (skipped): {k}: {v}")
     p(session.table())
     p(f"({len(session.results)} runs in {session.seconds:.0f} s, --seed {seed})")
+    if session.controls:
+        bad = [r for r in session.controls if r.outcome != "exact"]
+        p(f"controls (unmutated seeds): {len(session.controls) - len(bad)} of "
+          f"{len(session.controls)} exact")
+        for r in bad:
+            p(f"  NOT EXACT: {r.run.tag} {r.run.seed.name} -> {r.outcome}: {r.detail[:200]}")
     for outcome in ("failure", "disagreement"):
         groups = session.groups(outcome)
         if not groups:
@@ -1333,8 +1361,14 @@ def main(argv: list[str] | None = None) -> int:
                                              "repro.sh)")
     ap.add_argument("--replay", action="append", default=[],
                     help="KIND:INDEX of one run to redo (repeatable)")
+    ap.add_argument("--controls", action="store_true",
+                    help=f"also convert every seed unmutated (runs {CONTROL}+j; must be exact)")
     ap.add_argument("--verbose", "-v", action="store_true", help="print every run")
     args = ap.parse_args(argv)
+    import signal
+
+    # a terminated session still removes its temporary folder (run_session's finally)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
@@ -1355,10 +1389,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {done}/{total} runs", file=sys.stderr, flush=True)
 
     session = run_session(args.seed, args.runs, kinds, jobs=args.jobs, keep=args.keep,
-                          only=only, progress=progress)
+                          only=only, progress=progress, controls=args.controls)
     report(session, args.seed)
     unmade = [k for k, v in session.made.items() if not isinstance(v, Path)]
-    return 1 if session.failures or unmade else 0
+    inexact = [r for r in session.controls if r.outcome != "exact"]
+    return 1 if session.failures or unmade or inexact else 0
 
 
 if __name__ == "__main__":

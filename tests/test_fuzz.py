@@ -18,12 +18,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fuzz  # noqa: E402
 
 SEED = 11
-RUNS_PER_KIND = 8  # 15 kinds x 8 runs: about 2 minutes on 2 busy cores
+RUNS_PER_KIND = 6  # 15 kinds x 6 mutants + 44 unmutated controls: about 2 minutes on 2 cores
 
 
 def test_fuzz_sample_has_no_failures(tmp_path):
     session = fuzz.run_session(SEED, RUNS_PER_KIND, list(fuzz.KINDS), jobs=2,
-                               keep=tmp_path / "kept")
+                               keep=tmp_path / "kept", controls=True)
     fuzz.report(session, SEED)  # the counts table, and every failure with its replay command
     missing = {k: v for k, v in session.made.items() if not isinstance(v, Path)}
     assert not missing, f"seed files could not be made: {missing}"
@@ -32,6 +32,11 @@ def test_fuzz_sample_has_no_failures(tmp_path):
     assert all(c["runs"] == RUNS_PER_KIND for c in counts.values())
     assert sum(c["clean_error"] for c in counts.values()) > 0
     assert sum(c["exact"] for c in counts.values()) > 0
+    # every seed, unmutated, converts to exactly what the independent readers see: the
+    # oracles read real segments (a reader that refused everything would hide failures)
+    controls = {r.run.tag: r.outcome for r in session.controls}
+    assert len(controls) == sum(len(v) for v in fuzz.KINDS.values())
+    assert set(controls.values()) == {"exact"}, controls
     failures = [f"{r.run.tag} ({r.run.seed.name}, {r.run.mutation.describe()}): {r.cause}: "
                 f"{r.detail[:200]}" for r in session.failures]
     assert not failures, "\n".join(failures)
@@ -77,3 +82,24 @@ def test_oracle_refuses_a_damaged_gzip_stream(tmp_path):
     good = tmp_path / "good.nii.gz"
     good.write_bytes(gzip.compress(gzip.decompress(src.read_bytes())))
     assert fuzz.read_nifti_volume(good).arrays
+
+
+def test_compare_sees_one_voxel_and_follows_the_lattice():
+    """The output check is exact: one voxel off is a difference; a flipped axis is not."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    mask = rng.random((6, 5, 4)) > 0.5
+    affine = np.diag([0.5, 0.7, 2.0, 1.0])
+    affine[:3, 3] = (10.0, -3.0, 7.0)
+    expected = fuzz.Volume([mask], affine, mask.shape)
+    flipped = affine.copy()
+    flipped[:3, 0] *= -1
+    flipped[0, 3] = affine[0, 3] + 0.5 * (mask.shape[0] - 1)
+    assert fuzz.compare(expected, fuzz.Volume([mask[::-1]], flipped, mask.shape)) is None
+    other = mask.copy()
+    other[2, 3, 1] = ~other[2, 3, 1]
+    assert "segments differ" in fuzz.compare(expected, fuzz.Volume([other], affine, mask.shape))
+    shifted = affine.copy()
+    shifted[2, 3] += 1.0  # half a slice
+    assert "shifted" in fuzz.compare(expected, fuzz.Volume([mask], shifted, mask.shape))
