@@ -413,7 +413,39 @@ def align_array(array: np.ndarray, src: Grid, dst: Grid, *, resample: bool = Fal
     if report is not None:
         report.warn(f"{what}: resampled with nearest neighbour from ({src.describe()}) onto "
                     f"({dst.describe()})")
-    return resample_nearest(array, src, dst)
+    out = resample_nearest(array, src, dst)
+    _check_resampled(array, out, src, dst, what, report)
+    return out
+
+
+def _check_resampled(array: np.ndarray, out: np.ndarray, src: Grid, dst: Grid, what: str,
+                     report: Report | None) -> None:
+    """Say what resampling lost: labelled voxels whose centres lie outside the target grid (a
+    warning), labels that vanished (a warning naming them), everything (an error: a
+    segmentation that lies wholly outside the image is not silently emptied)."""
+    zyx = np.argwhere(array != 0)
+    if zyx.size == 0:
+        return
+    lps = src.index_to_lps(zyx[:, ::-1].astype(float))
+    ijk = dst.lps_to_index(lps)[:, ::-1]
+    inside = np.all((ijk > -0.5) & (ijk < np.asarray(dst.shape) - 0.5), axis=1)
+    outside = int(np.count_nonzero(~inside))
+    if outside == len(zyx) or not np.any(out):
+        raise GeometryMismatchError(
+            f"{what}: all {len(zyx)} labelled voxels lie outside the reference grid "
+            f"({dst.describe()}); {what} grid is {src.describe()}")
+    if report is None:
+        return
+    if outside:
+        report.warn(f"{what}: {outside} of {len(zyx)} labelled voxels lie outside the reference "
+                    "grid and were dropped by resampling")
+    if array.dtype.kind in "iub":
+        gone = sorted(set(np.unique(array[array != 0]).tolist())
+                      - set(np.unique(out[out != 0]).tolist()))
+        if gone:
+            shown = ", ".join(map(str, gone[:8])) + (", ..." if len(gone) > 8 else "")
+            report.warn(f"{what}: label value(s) {shown} vanished in resampling (too small for "
+                        "the reference grid, or outside it)")
 
 
 def sort_positions(positions: np.ndarray, orientation: Sequence[float]) -> np.ndarray:
