@@ -87,3 +87,11 @@ def test_format_modules_do_not_import_each_other():
         others = set().union(*(v for k, v in families.items() if k != name))
         for m in members:
             assert not graph[m] & others, (m, graph[m] & others)
+
+
+def test_io_knows_every_contour_fill_rule():
+    """io checks --contour-fill without importing the contour engine: the lists must agree."""
+    from segbridge import io
+    from segbridge.rt.contours import RULES
+
+    assert io.CONTOUR_FILLS == RULES

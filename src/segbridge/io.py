@@ -32,6 +32,7 @@ SegType = Literal["auto", "binary", "fractional", "labelmap"]
 ProfileName = Literal["ohif", "slicer", "archive", "dense"]
 Compression = Literal["none", "rle", "jpegls", "jpeg2000", "deflate", "deflate-frame"]
 ContourFill = Literal["centre", "rt-utils"]
+CONTOUR_FILLS = ("centre", "rt-utils")  # rt.contours.RULES, without importing the contour engine
 
 #: the files each model returned by read() came from (outputs may never replace them)
 _READ_FROM: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -97,10 +98,8 @@ def read(inputs: PathLike | Sequence[PathLike], *, reference: ReferenceLike = No
         A valid input that segbridge does not handle.
     """
     report = report if report is not None else Report(strict=strict)
-    from .rt.contours import RULES
-
-    if contour_fill not in RULES:
-        raise InvalidInputError(f"contour fill must be one of {', '.join(RULES)}, not "
+    if contour_fill not in CONTOUR_FILLS:
+        raise InvalidInputError(f"contour fill must be one of {', '.join(CONTOUR_FILLS)}, not "
                                 f"{contour_fill!r}")
     paths = [Path(inputs)] if isinstance(inputs, (str, os.PathLike)) else [Path(p) for p in inputs]
     if not paths:

@@ -62,17 +62,21 @@ def _is_dicom(path: Path, head: bytes) -> bool:
 
 
 def _is_seg(path: Path, head: bytes) -> bool:
+    if not _is_dicom(path, head):
+        return False
     from .dicom.parse import sop_class_of
     from .dicom.segfile import SEG_SOP_CLASSES
 
-    return _is_dicom(path, head) and sop_class_of(path) in SEG_SOP_CLASSES
+    return sop_class_of(path) in SEG_SOP_CLASSES
 
 
 def _is_rtstruct(path: Path, head: bytes) -> bool:
+    if not _is_dicom(path, head):
+        return False
     from .dicom.parse import sop_class_of
     from .rt.reader import RTSTRUCT_SOP_CLASS
 
-    return _is_dicom(path, head) and sop_class_of(path) == RTSTRUCT_SOP_CLASS
+    return sop_class_of(path) == RTSTRUCT_SOP_CLASS
 
 
 def _is_nrrd(path: Path, head: bytes) -> bool:

@@ -17,7 +17,6 @@ import itertools
 import struct
 
 import numpy as np
-from rle.utils import decode_segment
 
 from ...errors import InvalidInputError
 from .base import RLE_LOSSLESS, FrameCodec, as_binary_frame
@@ -65,6 +64,8 @@ class RleCodec(FrameCodec):
         if offsets[0] != 64 or any(b <= a for a, b in itertools.pairwise(offsets)):
             raise InvalidInputError(f"RLE header segment offsets {offsets[:-1]} do not fit a "
                                     f"fragment of {len(data)} bytes")
+        from rle.utils import decode_segment  # pylibjpeg-rle: 15 ms to import, so on use
+
         segments = [decode_segment(bytes(data[offsets[i]:offsets[i + 1]])) for i in range(nseg)]
         n = rows * columns
         if bits_allocated == 1:
