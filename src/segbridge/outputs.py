@@ -99,17 +99,13 @@ def files_read(inputs: Iterable[str | os.PathLike] = (), *, meta=None,
     return out
 
 
-def _key(p: Path) -> str:
-    return os.path.normcase(os.path.realpath(p))
-
-
-def _same(a: Path, b: Path) -> bool:
-    if _key(a) == _key(b):
-        return True
+def _file_id(p: Path) -> tuple[int, int] | None:
+    """(device, inode) of an existing file (symlinks followed), None when there is none."""
     try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
+        st = os.stat(p)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
 
 
 def refuse_overwrite(outputs: Iterable[str | os.PathLike], protected: Iterable[str | os.PathLike],
@@ -117,32 +113,37 @@ def refuse_overwrite(outputs: Iterable[str | os.PathLike], protected: Iterable[s
                      folder: str | os.PathLike | None = None) -> None:
     """Raise when an output would replace a protected file (an input of the command).
 
-    ``split`` is a SEG output that may become ``NAME-2.dcm``, ``NAME-3.dcm``...; ``folder`` a
-    folder the command fills (the ``--assign-uids`` reference copy): protected files matching
-    the pattern or inside the folder count too.
+    Files are compared by device and inode, so every spelling of a path (``./``, ``..``,
+    symlinked folders, hard links) is the same file; an output that does not exist yet cannot
+    replace anything. ``split`` is a SEG output that may become ``NAME-2.dcm``,
+    ``NAME-3.dcm``...; ``folder`` a folder the command fills (the ``--assign-uids`` reference
+    copy): protected files matching the pattern or inside the folder count too.
     """
-    prot = [Path(p) for p in protected if os.path.lexists(p)]  # what exists can be destroyed
-    if not prot:
+    ids: dict[tuple[int, int], Path] = {}
+    for p in map(Path, protected):
+        fid = _file_id(p)
+        if fid is not None:
+            ids.setdefault(fid, p)
+    if not ids:
         return
-    keys = {_key(p): p for p in prot}
-    for out in outputs:
-        o = Path(out)
-        hit = keys.get(_key(o)) or next((p for p in prot if o.exists() and _same(o, p)), None)
+    for out in map(Path, outputs):
+        fid = _file_id(out)
+        hit = ids.get(fid) if fid is not None else None
         if hit is not None:
-            raise InvalidInputError(f"{o}: is an input of this command ({hit}); writing there "
+            raise InvalidInputError(f"{out}: is an input of this command ({hit}); writing there "
                                     "would destroy it: choose another output name")
     if split is not None:
         s = Path(split)
         stem, dot, suffix = s.name.partition(".")
         pattern = re.compile(re.escape(stem) + r"-\d+" + re.escape(dot + suffix) + "$")
-        parent = _key(s.parent)
-        for p in prot:
-            if pattern.match(p.name) and _key(p.parent) == parent:
+        parent = _file_id(s.parent)
+        for p in ids.values():
+            if pattern.match(p.name) and _file_id(p.parent) == parent:
                 raise InvalidInputError(f"{s}: a split of this output would be named like the "
                                         f"input {p}; choose another output name")
-    if folder is not None:
-        f = _key(Path(folder)) + os.sep
-        for p in prot:
-            if _key(p).startswith(f):
+    if folder is not None and Path(folder).exists():
+        f = os.path.realpath(folder) + os.sep
+        for p in ids.values():
+            if os.path.realpath(p).startswith(f):
                 raise InvalidInputError(f"{folder}: this output folder holds the input {p}; "
                                         "choose another output name")
