@@ -154,6 +154,10 @@ def test_sigterm_leaves_nothing_behind(case, tmp_path, delay):
     if proc.returncode == 0:  # finished before the signal: the whole output is there
         assert left == ["o.dcm"], left
         sb.read(out / "o.dcm", reference=case / "ct")
+    elif proc.returncode == -signal.SIGTERM:
+        # killed by the default action before the interpreter reached segbridge's handler
+        # (a loaded machine can take that long to start Python): nothing can have been written
+        assert err == "" and left == [], (err, left)
     else:
         assert proc.returncode == 143, (proc.returncode, err)
         assert err.strip().splitlines()[-1] == "segbridge: terminated", err
