@@ -165,6 +165,35 @@ def test_sigterm_leaves_nothing_behind(case, tmp_path, delay):
     assert digest(case) == before
 
 
+def test_sigterm_while_the_output_is_being_written(case, tmp_path):
+    """The signal lands while the temporary output exists: exit 143, the temporary file gone,
+    no output. Tried until one run is caught in the act (the write is short)."""
+    caught = 0
+    for attempt in range(8):
+        out = tmp_path / f"out{attempt}"
+        out.mkdir()
+        proc = subprocess.Popen([SEGBRIDGE, "convert", case / "labels.nii.gz", "-r",
+                                 case / "ct", "-o", out / "o.dcm", "--type", "binary",
+                                 "--compression", "rle"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        while proc.poll() is None and not any(".tmp" in p.name for p in out.iterdir()):
+            time.sleep(0.002)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        left = sorted(p.name for p in out.iterdir())
+        if proc.returncode == 0:
+            assert left == ["o.dcm"], left
+            continue
+        assert proc.returncode == 143, (proc.returncode, err)
+        assert err.strip().splitlines()[-1] == "segbridge: terminated", err
+        assert left == [], left
+        caught += 1
+        if caught >= 2:
+            break
+    assert caught >= 1, "no run was interrupted while writing"
+
+
 def test_a_failed_push_says_the_local_file_was_kept(work):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
