@@ -27,14 +27,8 @@ _STUDY_UID = 0x0020000D
 
 @dataclass(frozen=True)
 class CopiedHeader(raw.EncodedHeader):
-    """A source image's attributes to copy, as the bytes its file holds (read without pydicom).
-
-    ``items()`` gives the pydicom view, so code that merges the header into a pydicom Dataset
-    (``Dataset.update``) keeps working.
-    """
-
-    def items(self):
-        return self.to_pydicom().items()
+    """A source image's attributes to copy, as the bytes its file holds (read without pydicom);
+    :func:`source_header` gives the pydicom view where one is needed."""
 
 
 def source_header(src: SourceRef) -> Dataset:

@@ -112,14 +112,16 @@ def _evidence(seg: Segmentation) -> list:
     includes UIDs assigned to images that had blank ones), for the SR's evidence lists."""
     from pydicom.dataset import Dataset
 
+    from ..dicom.derived import source_header
+
     src = seg.source
     if src is None or not src.study_instance_uid or not src.series_instance_uid:
         return []
+    header = source_header(src)  # raw bytes from a series or a SEG, or a pydicom Dataset
     out = []
     for inst in {i.sop_instance_uid: i for i in src.instances}.values():
         ds = Dataset()
-        if src.header is not None:
-            ds.update(src.header)
+        ds.update(header)
         ds.StudyInstanceUID = src.study_instance_uid
         ds.SeriesInstanceUID = src.series_instance_uid
         ds.SOPClassUID = inst.sop_class_uid
