@@ -274,9 +274,12 @@ class Mutation:
     length: int = 0
     xor: int = 0
     note: str = ""
+    new: bytes = b""  # value / inner_value: the bytes put in place of [offset, offset+length)
 
     def describe(self) -> str:
         extra = f" xor=0x{self.xor:02x}" if self.xor else ""
+        if self.op.endswith("value"):
+            extra = f" new={self.new!r}"
         return (f"{self.op} {self.target} offset={self.offset} length={self.length}{extra}"
                 f"{' ' + self.note if self.note else ''}")
 
@@ -298,7 +301,72 @@ def header_size(data: bytes, name: str) -> int:
     return min(len(data), 1024)
 
 
-def plan_mutation(rng: random.Random, data: bytes, name: str, target: str) -> Mutation:
+# hostile values for one header field (issue 11: inf / NaN positions, zero spacing, huge sizes,
+# junk in keys, ...); NIfTI fields are (offset, struct code) in the 348-byte NIfTI-1 header
+HOSTILE_TEXT = [b"nan", b"inf", b"-inf", b"-1", b"0", b"1e308", b"4294967297", b"",
+                b"(nan,nan,nan)", b"(0,0,0)", b"\xff\xfe", b"1 2", b"none", b"-0", b"1e-320",
+                b"99999999999999999999"]
+HOSTILE_NUMBERS = [float("nan"), float("inf"), float("-inf"), 0.0, -1.0, 1e30, 1e-30, 65536.0,
+                   2.0 ** 31]
+NIFTI_FIELDS = [(40 + 2 * i, "<h") for i in range(8)] + [(70, "<h"), (72, "<h")] + \
+    [(76 + 4 * i, "<f") for i in range(8)] + [(108, "<f"), (112, "<f"), (116, "<f"),
+                                              (252, "<h"), (254, "<h")] + \
+    [(256 + 4 * i, "<f") for i in range(18)]
+DS_NUMBER = re.compile(rb"-?\d+\.\d+(?:[eE][-+]?\d+)?")
+
+
+def plan_value(rng: random.Random, data: bytes, name: str, target: str,
+               op: str = "value") -> Mutation | None:
+    """Put a hostile value in one header field (None when the file has no field to hit)."""
+    import struct
+
+    if name.endswith(".nii"):
+        off, code = rng.choice(NIFTI_FIELDS)
+        if off + struct.calcsize(code) > len(data):
+            return None
+        if code == "<h":
+            new = struct.pack(code, rng.choice([0, -1, 1, 2, 7, 8, 32767, -32768]))
+        else:
+            new = struct.pack(code, rng.choice(HOSTILE_NUMBERS))
+        return Mutation(op, target, offset=off, length=len(new), new=new)
+    if name.endswith((".nrrd", ".nhdr")):
+        end = data.find(b"\n\n")
+        head = data[:end if end > 0 else len(data)]
+        spans = [(m.start(2), m.end(2)) for m in
+                 re.finditer(rb"^([^#\n][^:\n]*:=?) ?([^\n]*)$", head, re.M)]
+        if not spans:
+            return None
+        a, b = rng.choice(spans)
+        return Mutation(op, target, offset=a, length=b - a, new=rng.choice(HOSTILE_TEXT))
+    if not name.endswith(".gz"):  # DICOM: a decimal string (positions, spacing, ...)
+        hs = header_size(data, name)
+        spans = [(m.start(), m.end()) for m in DS_NUMBER.finditer(data, 0, hs)
+                 if m.end() - m.start() >= 3]
+        if not spans:
+            return None
+        a, b = rng.choice(spans)
+        # same length (the element lengths stay right), padded with spaces as DS allows
+        new = rng.choice([v for v in (b"nan", b"inf", b"-inf", b"0", b"1e999", b"-0", b"1e-999")
+                          if len(v) <= b - a])
+        return Mutation(op, target, offset=a, length=b - a, new=new.ljust(b - a))
+    return None
+
+
+def plan_mutation(rng: random.Random, data: bytes, name: str, target: str,
+                  vr: random.Random | None = None) -> Mutation:
+    # a quarter of the runs put a hostile value in a header field (``vr``: its own random
+    # stream, so the other runs stay what they were before this operator existed)
+    if vr is not None and vr.random() < 0.25:
+        m = None
+        if name.endswith(".gz"):
+            try:
+                m = plan_value(vr, gzip.decompress(data), name[:-3], target, "inner_value")
+            except Exception:  # noqa: BLE001 - not a gzip stream: no value to change
+                m = None
+        else:
+            m = plan_value(vr, data, name, target)
+        if m is not None:
+            return m
     n = len(data)
     ops = ["truncate", "truncate_tail", "flip", "flip_header", "flip_trailer", "zero", "dup"]
     if name.endswith(".gz"):
@@ -351,8 +419,12 @@ def apply_mutation(data: bytes, m: Mutation) -> bytes:
     if m.op == "dup":
         chunk = b[m.offset:m.offset + m.length]
         return bytes(b[:m.offset + m.length] + chunk + b[m.offset + m.length:])
+    if m.op == "value":
+        return bytes(b[:m.offset] + m.new + b[m.offset + m.length:])
     raw = bytearray(gzip.decompress(data))
-    if m.op == "inner_flip":
+    if m.op == "inner_value":
+        raw = raw[:m.offset] + m.new + raw[m.offset + m.length:]
+    elif m.op == "inner_flip":
         raw[m.offset] ^= m.xor
     else:
         raw = raw[:m.offset]
@@ -407,7 +479,8 @@ def plan(seed_value: int, kind: str, index: int, made: dict[str, Path | str]) ->
     if s.data is not None and rng.random() < 0.5:
         target = "data"
     path = _resolve(s.data if target == "data" else s.source, made)
-    mut = plan_mutation(rng, path.read_bytes(), path.name, target)
+    mut = plan_mutation(rng, path.read_bytes(), path.name, target,
+                        random.Random(f"{seed_value}:{kind}:{index}:value"))
     r = rng.random()
     if r < 0.15:
         return Run(kind, index, s, mut, "info", None)
