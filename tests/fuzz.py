@@ -818,7 +818,6 @@ def read_seg_volume(paths: list[Path], ref: RefGrid | None) -> Volume:
     per_segment: dict[tuple[int, int], dict[int, np.ndarray]] = {}
     fractional, ambiguous = False, ""
     grid_aff, grid_shape = None, None
-    positions_all = []
     for fi, path in enumerate(paths):
         raw = path.read_bytes()
         try:
@@ -869,7 +868,9 @@ def read_seg_volume(paths: list[Path], ref: RefGrid | None) -> Volume:
             for k, item in enumerate(pffg):
                 pp = _item(item, "PlanePositionSequence") or (
                     _item(shared, "PlanePositionSequence") if shared else None)
-                ipp = np.array(pp.ImagePositionPatient, float)
+                # a frame without a position can still be placed by its source image
+                ipp = np.array(pp.ImagePositionPatient, float) if pp is not None and \
+                    "ImagePositionPatient" in pp else None
                 si = _item(item, "SegmentIdentificationSequence") or (
                     _item(shared, "SegmentIdentificationSequence") if shared else None)
                 segno = int(si.ReferencedSegmentNumber) if si is not None and \
@@ -880,7 +881,6 @@ def read_seg_volume(paths: list[Path], ref: RefGrid | None) -> Volume:
                 if src is not None:
                     uid = str(src.ReferencedSOPInstanceUID)
                 frame_info.append((k, ipp, segno, uid))
-                positions_all.append(ipp)
         except Refused:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -894,6 +894,8 @@ def read_seg_volume(paths: list[Path], ref: RefGrid | None) -> Volume:
             inv = np.linalg.inv(ref.affine)
         else:
             if fi == 0:
+                if any(p is None for _, p, _, _ in frame_info):
+                    raise Refused("a frame has no position (and there is no reference)")
                 s_vals = sorted({round(float(np.dot(normal, p)), 3) for _, p, _, _ in frame_info})
                 if not np.all(np.isfinite(s_vals)):
                     raise Refused("non-finite frame position", strict=True)
@@ -916,6 +918,8 @@ def read_seg_volume(paths: list[Path], ref: RefGrid | None) -> Volume:
             if ref is not None and uid in ref.uids:
                 z = ref.uids.index(uid)
             else:
+                if ipp is None:
+                    raise Refused(f"frame {k + 1} has no position and no known source image")
                 if not np.all(np.isfinite(ipp)):
                     raise Refused("non-finite frame position", strict=True)
                 idx = inv @ np.append(ipp, 1.0)
