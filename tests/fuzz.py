@@ -1014,7 +1014,7 @@ def compare(expected: Volume, observed: Volume) -> str | None:
         return f"output grid is not the input lattice (index map {np.round(rot, 3).tolist()})"
     t = m[:3, 3]
     if np.abs(t - np.round(t)).max() > 0.05:
-        return f"output grid is shifted by a fraction of a voxel ({np.round(t, 3).tolist()})"
+        return f"output grid origin is off the input lattice by {np.round(t, 3).tolist()} voxels"
 
     def keys(vol: Volume, mapped: bool) -> Counter:
         c: Counter = Counter()

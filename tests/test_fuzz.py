@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fuzz  # noqa: E402
 
 SEED = 11
-RUNS_PER_KIND = 6  # 15 kinds x 6 mutants + 44 unmutated controls: about 2 minutes on 2 cores
+RUNS_PER_KIND = 10  # 15 kinds x 10 mutants + 44 unmutated controls: 1-2 minutes on 2 cores
 
 
 def test_fuzz_sample_has_no_failures(tmp_path):
@@ -102,4 +102,4 @@ def test_compare_sees_one_voxel_and_follows_the_lattice():
     assert "segments differ" in fuzz.compare(expected, fuzz.Volume([other], affine, mask.shape))
     shifted = affine.copy()
     shifted[2, 3] += 1.0  # half a slice
-    assert "shifted" in fuzz.compare(expected, fuzz.Volume([mask], shifted, mask.shape))
+    assert "off the input lattice" in fuzz.compare(expected, fuzz.Volume([mask], shifted, mask.shape))
