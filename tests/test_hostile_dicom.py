@@ -404,3 +404,19 @@ def test_sweep_truncations_and_byte_changes(tmp_path, sweep_files):
                 counts["equal"] += 1
     assert not failures, failures[:10]
     assert counts["clean"] and counts["equal"]
+
+
+def test_damaged_transfer_syntax_uid_names_the_file(tmp_path):
+    """Found by the fuzzer: one flipped byte in the file-meta TransferSyntaxUID of an
+    encapsulated SEG gave 'transfer syntax ... is not supported' without the file."""
+    raw = bytearray((PYD / "liver_rle.dcm").read_bytes())
+    uid = b"1.2.840.10008.1.2.5"
+    at = raw.index(uid)
+    raw[at + 10] ^= 0x9B
+    bad = tmp_path / "ts.dcm"
+    bad.write_bytes(bytes(raw))
+    out = tmp_path / "out"
+    out.mkdir()
+    res = run("convert", bad, "-o", out / "x.nii.gz", "-r", CT3)
+    assert_clean_failure(res, out, str(bad), "transfer syntax '1.2.840.10")
+    assert all(c.isprintable() for c in res.stderr.strip())

@@ -595,3 +595,18 @@ def test_volumes_read_are_writable_arrays(tmp_path):
     for path in (NII_GZ, plain, LIVER_NRRD, SEG_NRRD):
         seg = sb.read(path)
         assert all(layer.flags.writeable for layer in seg.layers), path
+
+
+@pytest.mark.parametrize("key,offset", [("sform_code", 254), ("qform_code", 252)])
+@pytest.mark.parametrize("value", [-1, -32768, 6])
+def test_invalid_transform_code_is_refused(tmp_path, key, offset, value):
+    """Found by the fuzzer: nibabel resets an invalid xform code to 0 and falls back to another
+    transform (the grid moves); segbridge read the sform anyway. Neither is knowable: refused."""
+    src = TOTALSEG / "example_seg.nii.gz"
+    raw = bytearray(gzip.decompress(src.read_bytes()))
+    raw[offset:offset + 2] = int(value).to_bytes(2, "little", signed=True)
+    bad = tmp_path / "bad.nii"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(InvalidInputError) as err:
+        sb.read(bad)
+    assert one_line(err.value, bad) and f"{key} {value}" in str(err.value)

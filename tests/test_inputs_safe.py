@@ -295,3 +295,11 @@ def test_detached_data_outside_the_header_folder_needs_the_flag(tmp_path):
     back = sb.read(tmp_path / "out.nii.gz")
     want = sb.read(LABEL_NRRD)
     np.testing.assert_array_equal(back.labelmap() > 0, want.labelmap() > 0)
+
+
+def test_messages_never_carry_control_characters():
+    """Text from a damaged file may hold escape sequences or NULs: escaped, one line."""
+    from segbridge.cli import _one_line
+
+    assert _one_line("bad label 'a\x1b[31mb\x00'\nsecond line") == \
+        "bad label 'a\\x1b[31mb\\x00'; second line"

@@ -701,8 +701,11 @@ def _one_line_warnings() -> None:
 
 
 def _one_line(text: str) -> str:
-    """A message on one line: wrapped libraries sometimes put newlines in theirs."""
-    return "; ".join(part.strip() for part in str(text).splitlines() if part.strip())
+    """A message on one line: wrapped libraries sometimes put newlines in theirs, and text
+    taken from a damaged file may hold control characters (escaped, never sent to the
+    terminal as they are)."""
+    line = "; ".join(part.strip() for part in str(text).splitlines() if part.strip())
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in line)
 
 
 def _aborted() -> None:

@@ -263,7 +263,10 @@ class _EncapsulatedFrames:
 
     def __init__(self, seg: SegFile, fragments: list) -> None:
         self.seg = seg
-        codec = codec_for(seg.transfer_syntax)
+        try:
+            codec = codec_for(seg.transfer_syntax)
+        except UnsupportedError as exc:
+            raise UnsupportedError(f"{seg.path}: {exc}") from None
         self.codec = codec
         nframes = seg.number_of_frames
         self._check_complete()

@@ -183,8 +183,21 @@ def _base_affine(shape: tuple[int, ...], pix: np.ndarray) -> np.ndarray:
     return aff
 
 
+#: NIFTI_XFORM_* codes (nifti1.h; 5 = TEMPLATE_OTHER, NIfTI-2)
+XFORM_CODES = range(6)
+
+
 def best_affine(hdr: np.ndarray, shape: tuple[int, ...], p: Path) -> np.ndarray:
-    """sform, else qform, else the base affine (NIfTI-1 standard, method 3 / 2 / 1)."""
+    """sform, else qform, else the base affine (NIfTI-1 standard, method 3 / 2 / 1).
+
+    A transform code outside 0..5 (NIFTI_XFORM_UNKNOWN .. TEMPLATE_OTHER) means a damaged
+    header: nibabel resets it to 0 and falls back to another transform, which moves the grid;
+    refused here, since which transform was meant cannot be known.
+    """
+    for key in ("sform_code", "qform_code"):
+        if int(hdr[key]) not in XFORM_CODES:
+            raise InvalidInputError(f"{p}: NIfTI {key} {int(hdr[key])} is not a valid "
+                                    "transform code (0-5); the header is damaged")
     if int(hdr["sform_code"]) != 0:
         out = np.eye(4)
         out[0], out[1], out[2] = hdr["srow_x"], hdr["srow_y"], hdr["srow_z"]

@@ -57,7 +57,7 @@ def codec_for(uid: str) -> FrameCodec:
     try:
         return _CODECS[uid]
     except KeyError:
-        raise UnsupportedError(f"transfer syntax {uid} is not supported for segmentations") \
+        raise UnsupportedError(f"transfer syntax {uid!r} is not supported for segmentations") \
             from None
 
 
