@@ -24,7 +24,10 @@ from __future__ import annotations
 import math
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -127,17 +130,8 @@ def read_header(path: str | Path,
     """Parsed header fields, key/values, and the byte offset where attached data start."""
     report = report if report is not None else Report()
     p = Path(path)
-    try:
-        with open(p, "rb") as fp:
-            if not stat.S_ISREG(os.fstat(fp.fileno()).st_mode):
-                raise _bad(p, "not a regular file")
-            lines, offset = _split_header(p, fp)
-    except FileNotFoundError:
-        raise _bad(p, "no such file") from None
-    except IsADirectoryError:
-        raise _bad(p, "is a folder, not a NRRD file") from None
-    except OSError as exc:
-        raise _bad(p, f"cannot read ({exc.strerror or 'I/O error'})") from None
+    with _regular_file(p, p, "the file") as fp:
+        lines, offset = _split_header(p, fp)
     fields: dict[str, str] = {}
     keys: dict[str, str] = {}
     for n, raw in enumerate(lines, start=2):
@@ -238,19 +232,26 @@ def _data_path(p: Path, value: str, allow_outside: bool) -> Path:
 
 def _load(p: Path, data_path: Path | None, detached: bool) -> bytearray:
     """The whole data (or header + data) file, writable so arrays built on it are too."""
-    where = "the data file" if detached else "the file"
+    where = "the NRRD data file" if detached else "the file"
+    with _regular_file(p, data_path or p, where) as fp:
+        buf = bytearray(os.fstat(fp.fileno()).st_size)
+        del buf[fp.readinto(buf):]
+        return buf
+
+
+@contextmanager
+def _regular_file(p: Path, target: Path, where: str) -> Iterator[BinaryIO]:
+    """``target`` opened for reading; whatever the file system says becomes one line naming
+    the header ``p`` (a FIFO or device would block or never end: refused)."""
     try:
-        with open(data_path or p, "rb") as fp:
-            st = os.fstat(fp.fileno())
-            if not stat.S_ISREG(st.st_mode):
+        with open(target, "rb") as fp:
+            if not stat.S_ISREG(os.fstat(fp.fileno()).st_mode):
                 raise _bad(p, f"{where} is not a regular file")
-            buf = bytearray(st.st_size)
-            del buf[fp.readinto(buf):]
-            return buf
+            yield fp
     except FileNotFoundError:
-        raise _bad(p, "the NRRD data file does not exist") from None
+        raise _bad(p, f"{where} does not exist") from None
     except IsADirectoryError:
-        raise _bad(p, "the NRRD data file is a folder") from None
+        raise _bad(p, f"{where} is a folder") from None
     except OSError as exc:
         raise _bad(p, f"cannot read {where} ({exc.strerror or 'I/O error'})") from None
 
