@@ -610,3 +610,17 @@ def test_invalid_transform_code_is_refused(tmp_path, key, offset, value):
     with pytest.raises(InvalidInputError) as err:
         sb.read(bad)
     assert one_line(err.value, bad) and f"{key} {value}" in str(err.value)
+
+
+def test_data_file_name_with_a_nul_byte_is_one_line(tmp_path):
+    """Found by the fuzzer: a flipped byte put NUL into 'data file', and pathlib raised
+    ValueError (internal error)."""
+    data, header = nrrd.read(str(DCMQI / "24x38x3" / "nrrd" / "label.nrrd"))
+    nrrd.write(str(tmp_path / "l.nhdr"), data, header, detached_header=True)
+    text = (tmp_path / "l.nhdr").read_bytes().replace(b"data file: l.raw",
+                                                      b"data file: l\x00raw")
+    assert b"l\x00raw" in text
+    (tmp_path / "l.nhdr").write_bytes(text)
+    with pytest.raises(InvalidInputError) as err:
+        sb.read(tmp_path / "l.nhdr")
+    assert one_line(err.value, tmp_path / "l.nhdr") and "control characters" in str(err.value)

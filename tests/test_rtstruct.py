@@ -700,3 +700,18 @@ def test_cli_non_numeric_contour_data(tmp_path, pps_ref):
     res = _cli("convert", path, "-r", PPS_CT, "-o", out / "y.nii.gz", "--strict")
     assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert "Traceback" not in res.stderr and not (out / "y.nii.gz").exists()
+
+
+def test_unknown_contour_geometric_type_is_refused(tmp_path):
+    """Found by the fuzzer: one flipped byte made CLOSED_PLANAR 'C\\x0eOSED_PLANAR' and the
+    contour (the ring's hole) was dropped silently, filling the ring. Not a defined term:
+    refused with one line, since dropping or guessing both change voxels."""
+    src = RTU / "rt.dcm"
+    raw = bytearray(src.read_bytes())
+    at = raw.index(b"CLOSED_PLANAR")
+    raw[at + 1] ^= 0x42
+    bad = tmp_path / "rt.dcm"
+    bad.write_bytes(bytes(raw))
+    ref = sb.read_series([RTU / "ct_1.dcm", RTU / "ct_2.dcm"])
+    with pytest.raises(sb.InvalidInputError, match=r"ROI 1 contour 1 has ContourGeometricType"):
+        sb.read(bad, reference=ref)

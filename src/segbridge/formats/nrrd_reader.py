@@ -222,6 +222,8 @@ def _data_path(p: Path, value: str, allow_outside: bool) -> Path:
     if words[0] == "LIST" or (len(words) >= 4 and "%" in words[0]):
         raise UnsupportedError(f"{p}: NRRD 'data file' lists and patterns (several data files) "
                                "are not supported")
+    if any(not ch.isprintable() for ch in value.strip()):
+        raise _bad(p, f"NRRD 'data file' {value.strip()!r} holds control characters")
     base = p.resolve().parent
     target = (base / value.strip()).resolve()
     if not allow_outside and not target.is_relative_to(base):

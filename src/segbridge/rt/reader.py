@@ -33,6 +33,9 @@ ALGORITHMS = {"AUTOMATIC": "AUTOMATIC", "SEMIAUTOMATIC": "SEMIAUTOMATIC", "MANUA
 PLANE_TOLERANCE = 0.25
 
 
+#: the defined terms of ContourGeometricType (PS3.3 C.8.8.6.1)
+GEOMETRIC_TYPES = ("POINT", "OPEN_PLANAR", "OPEN_NONPLANAR", "CLOSED_PLANAR")
+
 @dataclass
 class RtContour:
     kind: str
@@ -143,12 +146,19 @@ def parse_rtstruct(path: str | Path, report: Report | None = None) -> RtStruct:
         color = item.get("ROIDisplayColor")
         if isinstance(color, list) and len(color) == 3:
             roi.color = tuple(int(max(0, min(255, c))) for c in color)
-        for c in item.get("ContourSequence") or []:
+        for j, c in enumerate(item.get("ContourSequence") or []):
             refs = c.get("ContourImageSequence") or []
             declared = c.get("NumberOfContourPoints")
             points, problem = _floats(c)
+            kind = _text(c, "ContourGeometricType").upper()
+            if kind not in GEOMETRIC_TYPES:
+                # dropping it could turn a hole into fill, guessing could do the reverse
+                raise InvalidInputError(
+                    f"{p}: ROI {roi.number} contour {j + 1} has ContourGeometricType "
+                    f"{kind!r}, not one of {', '.join(GEOMETRIC_TYPES)} (PS3.3 C.8.8.6.1); "
+                    "the file is damaged")
             roi.contours.append(RtContour(
-                _text(c, "ContourGeometricType").upper(), points,
+                kind, points,
                 _text(refs[0], "ReferencedSOPInstanceUID") or None if refs else None,
                 int(declared) if declared is not None else None, problem))
     return RtStruct(p, _text(ds, "StructureSetLabel"), _text(ds, "SOPInstanceUID"),
