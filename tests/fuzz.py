@@ -984,7 +984,23 @@ def read_rt_volume(path: Path, ref_files: list[Path], ref: RefGrid) -> Volume:
         raise
     except Exception as exc:  # noqa: BLE001
         raise Refused(f"rt-utils: {_first_line(exc)}") from None
-    return Volume(arrays, ref.affine, ref.shape)
+    return Volume(arrays, ref.affine, ref.shape, ambiguous=_foreign_contour_images(path, ref))
+
+
+def _foreign_contour_images(path: Path, ref: RefGrid) -> str:
+    """rt-utils finds a contour's slice by its ContourImageSequence UID only, so a contour naming
+    an image outside the series vanishes there; by the standard the contour's own coordinates
+    place it (segbridge does, with a warning). Such a file has no single right answer."""
+    import pydicom
+
+    ds = pydicom.dcmread(path, force=True)
+    for roi in ds.get("ROIContourSequence") or []:
+        for c in roi.get("ContourSequence") or []:
+            for im in c.get("ContourImageSequence") or []:
+                if str(im.get("ReferencedSOPInstanceUID", "")) not in ref.uids:
+                    return ("a contour names an image outside the series (rt-utils drops it, "
+                            "segbridge places it by its plane and warns)")
+    return ""
 
 
 def read_output(out: Path, outdir: Path, ref: RefGrid | None, fractional: bool) -> Volume:

@@ -114,3 +114,17 @@ def test_tolerance_accepts_float32_noise():
     noisy = g.copy(origin=g.origin.astype(np.float32).astype(float) + 1e-4)
     assert exact_index_map(noisy, g) is not None
     assert g.same_as(noisy)
+
+
+@pytest.mark.parametrize("cols,needle", [
+    (np.diag([0.7, 1e-30, 2.5]), "every axis needs at least"),  # found by the fuzzer
+    (np.diag([0.7, 0.0, 2.5]), "every axis needs at least"),
+    (np.array([[1.0, 1.0, 0], [0, 1e-9, 0], [0, 0, 1.0]]), "are .nearly. parallel"),
+    (np.diag([0.7, np.nan, 2.5]), "NaN or infinite"),
+])
+def test_grid_from_a_degenerate_affine_is_refused(cols, needle):
+    a = np.eye(4)
+    a[:3, :3] = cols
+    with pytest.raises(GeometryMismatchError, match=needle) as err:
+        Grid.from_affine(a, (3, 4, 5), what="x.nii.gz: NIfTI")
+    assert str(err.value).startswith("x.nii.gz: NIfTI: ")

@@ -25,6 +25,8 @@ from .errors import GeometryMismatchError, Report
 #: Two grids are the same when every voxel centre of one lies within this fraction of a voxel of
 #: the matching voxel centre of the other. Covers float32 affines in NIfTI and rounded DS strings.
 VOXEL_TOLERANCE = 0.01
+#: the smallest voxel spacing a grid may have (mm); below it a header is damaged
+MIN_SPACING = 1e-6
 
 #: Slices count as evenly spaced when every gap is within this fraction of the median gap.
 SPACING_TOLERANCE = 0.01
@@ -178,13 +180,25 @@ class Grid:
     # -- constructors ------------------------------------------------------------------------
     @classmethod
     def from_affine(cls, affine_lps: np.ndarray, shape_zyx: Sequence[int],
-                    frame_of_reference_uid: str | None = None) -> Grid:
-        """Build a grid from a 4x4 index(x,y,z)->LPS affine and an array shape (z, y, x)."""
+                    frame_of_reference_uid: str | None = None, *,
+                    what: str = "affine") -> Grid:
+        """Build a grid from a 4x4 index(x,y,z)->LPS affine and an array shape (z, y, x).
+
+        Refused (naming ``what``): a non-finite affine, an axis shorter than
+        ``MIN_SPACING`` mm, or axes so nearly parallel that voxels would collapse.
+        """
         a = np.asarray(affine_lps, float)
         cols = a[:3, :3]
+        if not np.all(np.isfinite(a[:3])):
+            raise GeometryMismatchError(f"{what}: the affine holds NaN or infinite values")
         norms = np.linalg.norm(cols, axis=0)
-        if np.any(norms == 0):
-            raise GeometryMismatchError("affine has a zero-length axis")
+        if np.any(norms < MIN_SPACING):
+            raise GeometryMismatchError(
+                f"{what}: voxel spacing {', '.join(f'{n:g}' for n in norms)} mm; every axis "
+                f"needs at least {MIN_SPACING:g} mm")
+        if abs(np.linalg.det(cols / norms)) < 1e-6:
+            raise GeometryMismatchError(f"{what}: the voxel axes are (nearly) parallel; no "
+                                        "usable geometry")
         return cls(shape=tuple(shape_zyx), origin=a[:3, 3], spacing=norms[::-1],
                    direction=cols / norms, frame_of_reference_uid=frame_of_reference_uid)
 

@@ -54,7 +54,7 @@ def read_nifti(path: str | Path, *, fractional: bool | None = None,
     if data.ndim == 5:
         data = data[:, :, :, 0, :]
     shape_zyx = data.shape[:3][::-1]
-    grid = Grid.from_affine(flip_lps_ras(img.affine), shape_zyx)
+    grid = Grid.from_affine(flip_lps_ras(img.affine), shape_zyx, what=f"{p}: NIfTI")
     # one conversion over the whole 4-D array rather than one per volume (issue 11, class 11:
     # thousands of tiny volumes); what is left per volume is a view and a small record
     xyzt = data[..., None] if data.ndim == 3 else data

@@ -77,7 +77,8 @@ def _geometry(path: Path, data: np.ndarray, header: dict,
         raise InvalidInputError(f"{path}: NRRD 'space directions' are not independent "
                                 "(degenerate axes)")
     shape_xyz = [data.shape[a] for a in spatial]
-    return Grid.from_affine(affine, shape_xyz[::-1]), (list_axes[0] if list_axes else None)
+    return (Grid.from_affine(affine, shape_xyz[::-1], what=f"{path}: NRRD"),
+            list_axes[0] if list_axes else None)
 
 
 def _volumes(path: Path, data: np.ndarray, spatial_first: int | None) -> list[np.ndarray]:

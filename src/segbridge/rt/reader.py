@@ -268,6 +268,8 @@ class _Tally:
                          "nearest slice)",
             "reference": "ContourImageSequence names another slice than the contour's plane "
                          "(placed by plane)",
+            "foreign": "ContourImageSequence names an image that is not in the reference "
+                       "series (placed by its plane; rt-utils drops such contours)",
         }
         for kind, where in self.items.items():
             report.warn(f"{name}: {messages[kind]}: {len(where)} contour(s), "
@@ -313,7 +315,9 @@ def _rasterize_roi(roi: RtRoi, reference: ReferenceImage, tally: _Tally, name: s
             tally.add("nonplanar", where)
         if c.image_uid is not None:
             at = reference.source.index_of(c.image_uid)
-            if at is not None and at != k:
+            if at is None:
+                tally.add("foreign", where)
+            elif at != k:
                 tally.add("reference", where)
         if matrix is not None:
             polys.append((k, pixel_xy(pts, matrix)))
