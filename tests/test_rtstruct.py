@@ -715,3 +715,21 @@ def test_unknown_contour_geometric_type_is_refused(tmp_path):
     ref = sb.read_series([RTU / "ct_1.dcm", RTU / "ct_2.dcm"])
     with pytest.raises(sb.InvalidInputError, match=r"ROI 1 contour 1 has ContourGeometricType"):
         sb.read(bad, reference=ref)
+
+
+def test_contour_naming_an_image_outside_the_series_is_placed_by_its_plane(tmp_path):
+    """Found by the fuzzer: a damaged ReferencedSOPInstanceUID. rt-utils drops the contour;
+    by the standard its coordinates place it. Same voxels as the intact file, and a warning."""
+    import pydicom
+
+    ds = pydicom.dcmread(RTU / "rt.dcm")
+    ds.ROIContourSequence[0].ContourSequence[0].ContourImageSequence[0] \
+        .ReferencedSOPInstanceUID = "1.2.3.4.5"
+    bad = tmp_path / "rt.dcm"
+    ds.save_as(bad)
+    ref = sb.read_series([RTU / "ct_1.dcm", RTU / "ct_2.dcm"])
+    want = sb.read(RTU / "rt.dcm", reference=ref)
+    got = sb.read(bad, reference=ref)
+    np.testing.assert_array_equal(got.labelmap(), want.labelmap())
+    assert any("names an image that is not in the reference series" in w
+               for w in got.report.warnings), got.report.warnings
