@@ -1,0 +1,332 @@
+// Open a study in the real OHIF Viewer (headless Debian chromium, software WebGL), load a SEG
+// the way a user does (double-click its thumbnail, "Yes" to "Do you want to open this
+// Segmentation?") and print, as JSON on stdout, what Cornerstone stores for it: per segment
+// the labelled voxels, per source slice (by SOP Instance UID) and the in-plane coordinate sums
+// for a centroid, plus OHIF's own segment statistics.
+//
+//   node check.mjs --origin http://127.0.0.1:PORT --study UID --seg-series UID
+//                  --ct-series UID --screenshot out.png [--timeout 180] [--chromium PATH]
+//
+// Fails (exit 1, last stderr line "check: ...") on any console error, page error, failed or
+// >= 400 request, request leaving the origin, or a step that does not finish before the
+// deadline. Progress goes to stderr.
+
+import puppeteer from 'puppeteer-core';
+
+const opt = { timeout: '180', chromium: '/usr/bin/chromium' };
+const argv = process.argv.slice(2);
+for (let i = 0; i < argv.length; i += 2) opt[argv[i].replace(/^--/, '')] = argv[i + 1];
+for (const k of ['origin', 'study', 'seg-series', 'ct-series', 'screenshot']) {
+  if (!opt[k]) {
+    console.error(`check: --${k} is required`);
+    process.exit(2);
+  }
+}
+const t0 = Date.now();
+const deadline = t0 + Number(opt.timeout) * 1000;
+const elapsed = () => ((Date.now() - t0) / 1000).toFixed(1);
+const log = (...a) => console.error(`[${elapsed()} s]`, ...a);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+class Fail extends Error {}
+// A URL for a one-line message: path only, long UIDs shortened to their last digits.
+const short = (u) => u.replace(opt.origin, '').replace(/\d+(\.\d+){6,}/g, (m) => `…${m.slice(-6)}`)
+  .slice(0, 200);
+// Console errors, page errors, bad requests: each fails the run. OHIF_CHECK_TOLERATE (a regular
+// expression) is for exploring a SEG that fails: matching problems are logged, not counted.
+// Never set it in CI.
+const problems = [];
+const tolerate = process.env.OHIF_CHECK_TOLERATE ? new RegExp(process.env.OHIF_CHECK_TOLERATE) : null;
+const realPush = problems.push.bind(problems);
+problems.push = (p) => {
+  if (tolerate && tolerate.test(p)) {
+    log(`tolerated: ${p}`);
+    return problems.length;
+  }
+  return realPush(p);
+};
+
+// Console errors OHIF 3.13 logs although nothing is wrong. Empty: every console error fails.
+const BENIGN = [];
+
+async function poll(page, what, fn, arg, { every = 500 } = {}) {
+  // Poll from Node (page.evaluate in a loop) rather than page.waitForFunction, which was seen
+  // to stall on a slow headless machine once the page is busy rendering.
+  for (;;) {
+    if (problems.length) throw new Fail(problems[0]);
+    const v = await page.evaluate(fn, arg);
+    if (v) return v;
+    if (Date.now() > deadline) throw new Fail(`timeout after ${elapsed()} s waiting for ${what}`);
+    await sleep(every);
+  }
+}
+
+async function clickTourAway(page) {
+  // OHIF's first-visit tour ("Scrolling Through Images 1/11") covers the study browser.
+  const done = await page.evaluate(() => {
+    const b = [...document.querySelectorAll('button')].find((e) => /skip all/i.test(e.innerText));
+    if (b) b.click();
+    return !!b;
+  });
+  if (done) log('closed the OHIF tour');
+}
+
+// Runs in the page: what Cornerstone stores for the segmentation of SEG series `seriesUid`.
+function readSegmentation(seriesUid) {
+  const cs = window.cornerstone;
+  const cst = window.cornerstoneTools;
+  const segs = cst.segmentation.state.getSegmentations();
+  // OHIF names the segmentation after the SEG display set; find ours through the display set
+  // whose SeriesInstanceUID is the SEG's.
+  const ds = window.services?.displaySetService?.getActiveDisplaySets?.()
+    ?.find((d) => d.SeriesInstanceUID === seriesUid);
+  const seg = segs.find((s) => ds && s.segmentationId === ds.displaySetInstanceUID);
+  if (!seg) return { ready: false, why: `segmentations: ${segs.length}` };
+  const lm = seg.representationData?.Labelmap;
+  if (!lm) return { ready: false, why: 'no Labelmap representation' };
+  const layers = lm.labelmaps ? Object.values(lm.labelmaps)
+    : [{ labelmapId: 'single', imageIds: lm.imageIds, referencedImageIds: lm.referencedImageIds,
+      labelToSegmentIndex: null }];
+  const sopOf = (imageId) => {
+    const m = cs.metaData.get('generalImageModule', imageId);
+    if (m?.sopInstanceUID) return m.sopInstanceUID;
+    const r = /\/instances\/([0-9.]+)/.exec(imageId);
+    return r ? r[1] : imageId;
+  };
+  const segments = {};
+  for (const [idx, s] of Object.entries(seg.segments)) {
+    const count = s.cachedStats?.namedStats?.count?.value;
+    segments[idx] = { index: Number(idx), label: s.label, voxels: 0, per_slice: {}, sums: {},
+      ohif_stats_count: count ?? null };
+  }
+  const layerInfo = [];
+  for (const layer of layers) {
+    const imageIds = layer.imageIds || [];
+    const refs = layer.referencedImageIds || lm.referencedImageIds || [];
+    if (!imageIds.length) return { ready: false, why: `layer ${layer.labelmapId} has no images` };
+    let rows = 0;
+    let cols = 0;
+    for (let i = 0; i < imageIds.length; i++) {
+      const img = cs.cache.getImage(imageIds[i]);
+      if (!img) return { ready: false, why: `labelmap image ${i} not in cache` };
+      const data = img.voxelManager ? img.voxelManager.getScalarData() : img.getPixelData();
+      rows = img.rows;
+      cols = img.columns;
+      const ref = img.referencedImageId || refs[i];
+      const sop = sopOf(ref);
+      for (let p = 0; p < data.length; p++) {
+        const v = data[p];
+        if (!v) continue;
+        const idx = layer.labelToSegmentIndex ? layer.labelToSegmentIndex[v] : v;
+        let s = segments[idx];
+        if (!s) {
+          s = segments[idx] = { index: Number(idx), label: null, voxels: 0, per_slice: {},
+            sums: {}, ohif_stats_count: null, unknown_value: v };
+        }
+        s.voxels++;
+        s.per_slice[sop] = (s.per_slice[sop] || 0) + 1;
+        const sum = s.sums[sop] || (s.sums[sop] = [0, 0]);
+        sum[0] += p % cols;
+        sum[1] += Math.floor(p / cols);
+      }
+    }
+    layerInfo.push({ id: layer.labelmapId, images: imageIds.length, rows, cols,
+      labelToSegmentIndex: layer.labelToSegmentIndex || null });
+  }
+  return { ready: true, segmentationId: seg.segmentationId, label: seg.label,
+    layers: layerInfo, segments: Object.values(segments) };
+}
+
+let pageForShot = null;
+
+async function main() {
+  const browser = await puppeteer.launch({
+    executablePath: opt.chromium,
+    headless: true,
+    defaultViewport: { width: 1600, height: 1000 },
+    args: [
+      '--no-sandbox',                       // runs as root in CI
+      '--use-angle=swiftshader',            // software WebGL (no GPU on CI)
+      '--enable-unsafe-swiftshader',
+      '--window-size=1600,1000',
+      '--no-first-run', '--disable-background-networking', '--disable-component-update',
+      '--disable-sync', '--disable-default-apps', '--disable-domain-reliability',
+      '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1',  // loopback only
+    ],
+  });
+  try {
+    const page = await browser.newPage();
+    await page.setRequestInterception(true);
+    page.on('request', (r) => {
+      const u = r.url();
+      if (u.startsWith(opt.origin + '/') || u.startsWith('data:') || u.startsWith('blob:')) {
+        r.continue();
+      } else {
+        problems.push(`request outside the origin: ${short(u)}`);
+        r.abort();
+      }
+    });
+    page.on('console', (m) => {
+      const text = m.text();
+      if (process.env.OHIF_CHECK_DEBUG) log(`console.${m.type()}: ${text.slice(0, 300)}`);
+      if (m.type() === 'error' && !BENIGN.some((re) => re.test(text))) {
+        problems.push(`console error: ${text.replace(/\s+/g, ' ').slice(0, 300)}`);
+      }
+    });
+    page.on('pageerror', (e) => problems.push(`page error: ${String(e.message).slice(0, 300)}`));
+    page.on('requestfailed', (r) => {
+      if (!problems.some((p) => p.includes(short(r.url())))) {  // not twice (aborted above)
+        problems.push(`request failed: ${r.failure()?.errorText} ${short(r.url())}`);
+      }
+    });
+    page.on('response', (r) => {
+      if (r.status() >= 400) problems.push(`HTTP ${r.status()} for ${r.request().method()} ${short(r.url())}`);
+    });
+
+    // A returning user: OHIF's first-visit tour (shepherd.js, "Scrolling Through Images 1/11")
+    // would cover the study browser and swallow the double-click.
+    await page.evaluateOnNewDocument(() => {
+      localStorage.setItem('shownTours', JSON.stringify(['basicViewerTour']));
+    });
+    pageForShot = page;
+    const url = `${opt.origin}/viewer?StudyInstanceUIDs=${opt.study}`;
+    log(`open ${url}`);
+    await page.goto(url, { waitUntil: 'domcontentloaded', timeout: Number(opt.timeout) * 1000 });
+
+    // 1. The CT is on screen and the SEG thumbnail is listed.
+    await poll(page, 'the CT in the viewport', (ct) => {
+      const vps = window.cornerstone?.getRenderingEngines?.()?.[0]?.getViewports?.() || [];
+      return vps.some((v) => (v.getCurrentImageId?.() || '').includes(`/series/${ct}/`));
+    }, opt['ct-series']);
+    log('CT displayed');
+    await clickTourAway(page);
+    const thumbId = await poll(page, 'the SEG thumbnail', (seriesUid) => {
+      const ds = window.services?.displaySetService?.getActiveDisplaySets?.()
+        ?.find((d) => d.SeriesInstanceUID === seriesUid);
+      if (!ds) return null;
+      const el = document.getElementById(`thumbnail-${ds.displaySetInstanceUID}`);
+      return el ? el.id : null;
+    }, opt['seg-series']);
+
+    // 2. Double-click the thumbnail, then answer "Yes" to the hydrate prompt.
+    const thumb = await page.$(`[id="${thumbId}"]`);
+    const desc = await thumb.evaluate((e) => e.innerText.replace(/\s+/g, ' ').trim());
+    log(`double-click thumbnail "${desc}"`);
+    await thumb.click({ count: 2 });
+    // OHIF first shows the SEG as a preview: the viewport's display set becomes the SEG (a
+    // "LOAD" button in its corner, a segmentation representation already on it) and it asks
+    // "Do you want to open this Segmentation?". After "Yes" the viewport's display set is the CT
+    // again, carrying the segmentation. (The SEG display set's isHydrated stays false in 3.13.)
+    await poll(page, 'the hydrate prompt', () =>
+      !!document.querySelector('button[name="yes-hydrate"]'));
+    const message = await page.evaluate(() =>
+      document.querySelector('button[name="yes-hydrate"]')
+        .closest('[tabindex]')?.innerText.split('\n')[0]);
+    log(`prompt "${message}": Yes`);
+    await page.click('button[name="yes-hydrate"]');
+
+    // 3. Wait until the CT viewport carries the segmentation and its voxels stop changing.
+    await poll(page, 'the CT viewport with the segmentation', ([segUid, ctUid]) => {
+      const dss = window.services.displaySetService.getActiveDisplaySets();
+      const seg = dss.find((d) => d.SeriesInstanceUID === segUid)?.displaySetInstanceUID;
+      const ct = dss.find((d) => d.SeriesInstanceUID === ctUid)?.displaySetInstanceUID;
+      if (document.querySelector('button[name="yes-hydrate"]')) return false;
+      const reps = (id) =>
+        window.cornerstoneTools.segmentation.state.getSegmentationRepresentations(id) || [];
+      return [...window.services.viewportGridService.getState().viewports.values()].some((v) =>
+        v.displaySetInstanceUIDs.includes(ct) && !v.displaySetInstanceUIDs.includes(seg) &&
+        reps(v.viewportId).some((r) => r.segmentationId === seg));
+    }, [opt['seg-series'], opt['ct-series']]);
+    log('hydrated');
+    let last = null;
+    let got = null;
+    for (;;) {
+      got = await page.evaluate(readSegmentation, opt['seg-series']);
+      if (problems.length) throw new Fail(problems[0]);
+      if (!got.ready) {
+        if (Date.now() > deadline) {
+          throw new Fail(`timeout after ${elapsed()} s waiting for the labelmap (${got.why})`);
+        }
+        await sleep(500);
+        continue;
+      }
+      const key = JSON.stringify(got.segments.map((s) => [s.index, s.voxels]));
+      if (key === last && got.segments.some((s) => s.voxels)) break;
+      last = key;
+      if (Date.now() > deadline) throw new Fail(`timeout after ${elapsed()} s: voxel counts never settled`);
+      await sleep(1000);
+    }
+    log(`segmentation "${got.label}": ` +
+      got.segments.map((s) => `${s.index} ${s.label} ${s.voxels}`).join(', '));
+
+    // 4. Screenshot on the slice with the most labelled voxels.
+    const shown = await page.evaluate((ct) => {
+      const vp = window.cornerstone.getRenderingEngines()[0].getViewports()
+        .find((v) => (v.getCurrentImageId?.() || '').includes(`/series/${ct}/`));
+      return vp ? { id: vp.id, ids: vp.getImageIds() } : null;
+    }, opt['ct-series']);
+    if (shown) {
+      const perSop = {};
+      for (const s of got.segments) {
+        for (const [sop, n] of Object.entries(s.per_slice)) perSop[sop] = (perSop[sop] || 0) + n;
+      }
+      const best = Object.entries(perSop).sort((a, b) => b[1] - a[1])[0]?.[0];
+      const k = shown.ids.findIndex((id) => id.includes(`/instances/${best}/`));
+      if (k >= 0) {
+        await page.evaluate(async (id, k) => {
+          const vp = window.cornerstone.getRenderingEngines()[0].getViewport(id);
+          await vp.setImageIdIndex(k);
+          vp.render();
+        }, shown.id, k);
+        await sleep(1500);
+      }
+    }
+    // OHIF computes its own segment statistics (namedStats.count among them) a little after the
+    // hydration, for every segment that has voxels (not for an empty "Background" segment 0);
+    // wait up to 30 s for them, then read everything again (the labelmap must be unchanged).
+    const statsBy = Math.min(deadline, Date.now() + 30000);
+    for (;;) {
+      const again = await page.evaluate(readSegmentation, opt['seg-series']);
+      if (problems.length) throw new Fail(problems[0]);
+      if (again.ready) {
+        const same = JSON.stringify(again.segments.map((s) => [s.index, s.voxels, s.per_slice])) ===
+          JSON.stringify(got.segments.map((s) => [s.index, s.voxels, s.per_slice]));
+        if (!same) throw new Fail('the labelmap changed after the load had settled');
+        got = again;
+        if (got.segments.every((s) => s.ohif_stats_count !== null || !s.voxels)) break;
+      }
+      if (Date.now() > statsBy) {
+        throw new Fail(`OHIF's segment statistics were not computed within 30 s of the load`);
+      }
+      await sleep(1000);
+    }
+    if (got.segments.some((s) => s.ohif_stats_count !== null)) {
+      log('OHIF statistics "Voxel Count": ' +
+        got.segments.map((s) => `${s.index} ${s.ohif_stats_count}`).join(', '));
+    }
+    await page.screenshot({ path: opt.screenshot });
+    log(`screenshot ${opt.screenshot}`);
+    if (problems.length) throw new Fail(problems[0]);
+    process.stdout.write(JSON.stringify({ ...got, seconds: Number(elapsed()) }) + '\n');
+  } catch (e) {
+    if (pageForShot) {
+      const p = opt.screenshot.replace(/\.png$/, '') + '-failed.png';
+      await pageForShot.screenshot({ path: p }).then(() => log(`screenshot ${p}`), () => {});
+    }
+    throw e;
+  } finally {
+    await browser.close();
+  }
+}
+
+const watchdog = setTimeout(() => {
+  console.error(`check: timeout after ${elapsed()} s (the browser stopped answering)`);
+  process.exit(1);
+}, Number(opt.timeout) * 1000 + 20000);
+try {
+  await main();
+  clearTimeout(watchdog);
+} catch (e) {
+  console.error(`check: ${e instanceof Fail ? e.message : `${e.name}: ${e.message}`.split('\n')[0]}`);
+  process.exit(1);
+}
