@@ -33,8 +33,15 @@ from segbridge.measure.stats import compute_stats, parse_segment_list
 from segbridge.model import Segment, Segmentation
 from segbridge.synthetic import ellipsoid, write_ct_series, write_pet_series
 
-needs_node = pytest.mark.skipif(node_unavailable() is not None,
-                                reason=f"Cornerstone harness: {node_unavailable()}")
+
+@pytest.fixture
+def cornerstone_harness():
+    """The Node harness is a required oracle (scripts/test.sh installs it): missing fails."""
+    why = node_unavailable()
+    assert why is None, f"Cornerstone harness: {why} (bash scripts/test.sh installs it)"
+
+
+needs_node = pytest.mark.usefixtures("cornerstone_harness")
 
 
 # --- independent readers -------------------------------------------------------------------
