@@ -194,6 +194,22 @@ def test_sigterm_while_the_output_is_being_written(case, tmp_path):
     assert caught >= 1, "no run was interrupted while writing"
 
 
+def test_two_converts_racing_for_one_output(case, tmp_path):
+    """Each writes its own temporary file (named by process) and renames it whole: the
+    output is one complete SEG, and no temporary file is left."""
+    out = tmp_path / "o.dcm"
+    cmd = [SEGBRIDGE, "convert", case / "labels.nii.gz", "-r", case / "ct", "-o", out,
+           "--type", "labelmap"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.dcm"]
+    got = sb.read(out, reference=case / "ct")
+    want = sb.read(case / "labels.nii.gz", reference=case / "ct")
+    np.testing.assert_array_equal(got.labelmap() > 0, want.labelmap() > 0)
+
+
 def test_a_failed_push_says_the_local_file_was_kept(work):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
