@@ -137,6 +137,234 @@ function readSegmentation(seriesUid) {
     layers: layerInfo, segments: Object.values(segments) };
 }
 
+// Double-click the thumbnail of SEG series `segUid`, answer Yes, and wait until the CT viewport
+// carries its segmentation (the CT viewport keeps those loaded before: checked later).
+async function loadSeg(page, segUid) {
+    const thumbId = await poll(page, 'the SEG thumbnail', (seriesUid) => {
+      const ds = window.services?.displaySetService?.getActiveDisplaySets?.()
+        ?.find((d) => d.SeriesInstanceUID === seriesUid);
+      if (!ds) return null;
+      const el = document.getElementById(`thumbnail-${ds.displaySetInstanceUID}`);
+      return el ? el.id : null;
+    }, segUid);
+
+    // 2. Double-click the thumbnail, then answer "Yes" to the hydrate prompt.
+    const thumb = await page.$(`[id="${thumbId}"]`);
+    const desc = await thumb.evaluate((e) => e.innerText.replace(/\s+/g, ' ').trim());
+    log(`double-click thumbnail "${desc}"`);
+    await thumb.click({ count: 2 });
+    // OHIF first shows the SEG as a preview: the viewport's display set becomes the SEG (a
+    // "LOAD" button in its corner, a segmentation representation already on it) and it asks
+    // "Do you want to open this Segmentation?". After "Yes" the viewport's display set is the CT
+    // again, carrying the segmentation. (The SEG display set's isHydrated stays false in 3.13.)
+    await poll(page, 'the hydrate prompt', () =>
+      !!document.querySelector('button[name="yes-hydrate"]'));
+    const message = await page.evaluate(() =>
+      document.querySelector('button[name="yes-hydrate"]')
+        .closest('[tabindex]')?.innerText.split('\n')[0]);
+    log(`prompt "${message}": Yes`);
+    await page.click('button[name="yes-hydrate"]');
+
+    // 3. Wait until the CT viewport carries the segmentation and its voxels stop changing.
+    await poll(page, 'the CT viewport with the segmentation', ([segUid, ctUid]) => {
+      const dss = window.services.displaySetService.getActiveDisplaySets();
+      const seg = dss.find((d) => d.SeriesInstanceUID === segUid)?.displaySetInstanceUID;
+      const ct = dss.find((d) => d.SeriesInstanceUID === ctUid)?.displaySetInstanceUID;
+      if (document.querySelector('button[name="yes-hydrate"]')) return false;
+      const reps = (id) =>
+        window.cornerstoneTools.segmentation.state.getSegmentationRepresentations(id) || [];
+      return [...window.services.viewportGridService.getState().viewports.values()].some((v) =>
+        v.displaySetInstanceUIDs.includes(ct) && !v.displaySetInstanceUIDs.includes(seg) &&
+        reps(v.viewportId).some((r) => r.segmentationId === seg));
+    }, [segUid, opt['ct-series']]);
+    log(`hydrated ${segUid.slice(-8)}`);
+}
+
+// Runs in the page: the segmentations (by SEG series) that the CT's viewport holds.
+function heldByCtViewport([segUids, ctUid]) {
+  const dss = window.services.displaySetService.getActiveDisplaySets();
+  const dsOf = (uid) => dss.find((d) => d.SeriesInstanceUID === uid)?.displaySetInstanceUID;
+  const ct = dsOf(ctUid);
+  const vp = [...window.services.viewportGridService.getState().viewports.values()]
+    .find((v) => v.displaySetInstanceUIDs.includes(ct));
+  if (!vp) return { viewportId: null, held: [] };
+  const reps = window.cornerstoneTools.segmentation.state
+    .getSegmentationRepresentations(vp.viewportId) || [];
+  const held = segUids.filter((u) => reps.some((r) => r.segmentationId === dsOf(u)));
+  return { viewportId: vp.viewportId, held,
+    representations: reps.map((r) => ({ segmentationId: r.segmentationId, type: r.type,
+      visible: r.visible, active: r.active })) };
+}
+
+// Runs in the page: voxels labelled in both of the first two series (as OHIF stores them, per
+// source slice), counted per pair of segment values "a:b", and the slice where they overlap most.
+function overlapCounts(segUids) {
+  const cs = window.cornerstone;
+  const dss = window.services.displaySetService.getActiveDisplaySets();
+  const bySop = (uid) => {
+    const id = dss.find((d) => d.SeriesInstanceUID === uid)?.displaySetInstanceUID;
+    const seg = window.cornerstoneTools.segmentation.state.getSegmentation(id);
+    const lm = seg.representationData.Labelmap;
+    const layers = lm.labelmaps ? Object.values(lm.labelmaps) : [lm];
+    const out = {};
+    for (const layer of layers) {
+      const ids = layer.imageIds || [];
+      const refs = layer.referencedImageIds || lm.referencedImageIds || [];
+      ids.forEach((imageId, i) => {
+        const img = cs.cache.getImage(imageId);
+        const ref = img.referencedImageId || refs[i];
+        const m = cs.metaData.get('generalImageModule', ref);
+        const sop = m?.sopInstanceUID || /\/instances\/([0-9.]+)/.exec(ref)?.[1] || ref;
+        const data = img.voxelManager ? img.voxelManager.getScalarData() : img.getPixelData();
+        const map = layer.labelToSegmentIndex;
+        (out[sop] || (out[sop] = [])).push({ data, map });
+      });
+    }
+    return out;
+  };
+  const a = bySop(segUids[0]);
+  const b = bySop(segUids[1]);
+  const pairs = {};
+  const perSlice = {};
+  for (const [sop, la] of Object.entries(a)) {
+    for (const x of la) {
+      for (const y of b[sop] || []) {
+        for (let p = 0; p < x.data.length; p++) {
+          const u = x.data[p];
+          const v = y.data[p];
+          if (!u || !v) continue;
+          const k = `${x.map ? x.map[u] : u}:${y.map ? y.map[v] : v}`;
+          pairs[k] = (pairs[k] || 0) + 1;
+          perSlice[sop] = (perSlice[sop] || 0) + 1;
+        }
+      }
+    }
+  }
+  const best = Object.entries(perSlice).sort((p, q) => q[1] - p[1])[0]?.[0] || null;
+  return { pairs, per_slice: perSlice, best };
+}
+
+// Runs in the page: the MPR viewports (volume viewports) and, per segmentation, whether each
+// holds a labelmap actor, and the labelmap volume Cornerstone built: voxels per segment value,
+// per source slice (through the labelmap volume's image ids' referenced CT image).
+function mprState(segUids) {
+  const cs = window.cornerstone;
+  const cst = window.cornerstoneTools;
+  const dss = window.services.displaySetService.getActiveDisplaySets();
+  const segIds = segUids.map((u) => dss.find((d) => d.SeriesInstanceUID === u)?.displaySetInstanceUID);
+  const engine = cs.getRenderingEngines()[0];
+  const vps = engine.getViewports().filter((v) => v.type === 'orthographic' || v.type === 'volume3d');
+  const viewports = vps.map((v) => {
+    const actors = v.getActors();
+    return { id: v.id, type: v.type,
+      orientation: v.defaultOptions?.orientation ?? null,
+      actors: actors.map((a) => a.uid),
+      volumeLoaded: actors.length > 0,
+      labelmapActors: Object.fromEntries(segIds.map((s) => [s, actors.filter((a) =>
+        String(a.uid).includes(s) || String(a.referencedId || '').includes(s) ||
+        String(a.representationUID || '').includes(s)).map((a) => a.uid)])),
+      representations: (cst.segmentation.state.getSegmentationRepresentations(v.id) || [])
+        .map((r) => r.segmentationId) };
+  });
+  const volumes = {};
+  const sopOf = (imageId) => {
+    const m = cs.metaData.get('generalImageModule', imageId);
+    return m?.sopInstanceUID || /\/instances\/([0-9.]+)/.exec(imageId || '')?.[1] || null;
+  };
+  for (const s of segIds) {
+    const seg = cst.segmentation.state.getSegmentation(s);
+    const lm = seg?.representationData?.Labelmap;
+    const all = cs.cache.getVolumes ? cs.cache.getVolumes() : [];
+    const vol = (lm?.volumeId && cs.cache.getVolume(lm.volumeId)) ||
+      all.find((v) => String(v.volumeId).includes(s));
+    if (!vol) {
+      volumes[s] = { volumeId: lm?.volumeId ?? null, present: false,
+        cacheVolumes: all.map((v) => v.volumeId) };
+      continue;
+    }
+    const [nx, ny, nz] = vol.dimensions;
+    const data = vol.voxelManager.getCompleteScalarDataArray
+      ? vol.voxelManager.getCompleteScalarDataArray() : vol.getScalarData();
+    const ids = vol.imageIds || [];
+    const sops = [];
+    for (let k = 0; k < nz; k++) {
+      const img = ids[k] && cs.cache.getImage(ids[k]);
+      sops.push(sopOf(img?.referencedImageId) || `k${k}`);
+    }
+    const counts = {};
+    for (let p = 0; p < data.length; p++) {
+      const v = data[p];
+      if (!v) continue;
+      const k = Math.floor(p / (nx * ny));
+      const c = counts[v] || (counts[v] = { voxels: 0, per_slice: {} });
+      c.voxels++;
+      c.per_slice[sops[k]] = (c.per_slice[sops[k]] || 0) + 1;
+    }
+    volumes[s] = { volumeId: vol.volumeId, present: true, dimensions: vol.dimensions,
+      counts };
+  }
+  return { viewports, volumes, segmentationIds: segIds };
+}
+
+async function checkMpr(page, segSeries) {
+  const t = Date.now();
+  // What the Layout menu's "MPR" preset runs (OHIF 3.13 layout selector: title 'MPR',
+  // commandName 'setHangingProtocol', protocolId 'mpr').
+  log('switch to MPR (setHangingProtocol mpr)');
+  await page.evaluate(() => window.commandsManager.run({ commandName: 'setHangingProtocol',
+    commandOptions: { protocolId: 'mpr' } }));
+  await poll(page, 'three MPR viewports with the CT volume', (uids) => {
+    const cs = window.cornerstone;
+    const vps = cs.getRenderingEngines()[0].getViewports().filter((v) => v.type === 'orthographic');
+    return vps.length >= 3 && vps.every((v) => v.getActors().length > 0);
+  }, segSeries);
+  log(`MPR viewports with the CT volume after ${((Date.now() - t) / 1000).toFixed(1)} s`);
+  // Wait (up to 20 s) for a labelmap actor of every segmentation on every MPR viewport, without
+  // touching the segmentation representations.
+  const waitBy = Date.now() + 20000;
+  let st;
+  for (;;) {
+    st = await page.evaluate(mprState, segSeries);
+    if (problems.length) throw new Fail(problems[0]);
+    const ok = st.viewports.length >= 3 && st.viewports.every((v) =>
+      st.segmentationIds.every((s) => v.labelmapActors[s]?.length)) &&
+      Object.values(st.volumes).every((v) => v.present);
+    if (ok || Date.now() > waitBy) break;
+    await sleep(1000);
+  }
+  const untouched = st.viewports.every((v) => st.segmentationIds.every((s) => v.labelmapActors[s]?.length));
+  log(`MPR: labelmap actors without touching the representations: ${untouched} ` +
+    JSON.stringify(st.viewports.map((v) => [v.id, Object.values(v.labelmapActors).map((a) => a.length)])));
+  let touched = null;
+  if (!untouched) {
+    // The smallest reproduction of issue 12 point 3: add the Labelmap representation again.
+    touched = await page.evaluate((ids) => {
+      const cst = window.cornerstoneTools;
+      const vps = window.cornerstone.getRenderingEngines()[0].getViewports()
+        .filter((v) => v.type === 'orthographic');
+      for (const v of vps) {
+        cst.segmentation.addSegmentationRepresentations(v.id, ids.map((segmentationId) =>
+          ({ segmentationId, type: cst.Enums.SegmentationRepresentations.Labelmap })));
+      }
+      return vps.map((v) => v.id);
+    }, st.segmentationIds);
+    await sleep(3000);
+    st = await page.evaluate(mprState, segSeries);
+    log('MPR after addSegmentationRepresentations again: ' +
+      JSON.stringify(st.viewports.map((v) => [v.id, Object.values(v.labelmapActors).map((a) => a.length)])));
+  }
+  for (const [s, v] of Object.entries(st.volumes)) {
+    log(`MPR labelmap volume of ${s.slice(0, 8)}: ` + (v.present
+      ? Object.entries(v.counts).map(([k, c]) => `${k} ${c.voxels}`).join(', ')
+      : `absent (cache: ${JSON.stringify(v.cacheVolumes)})`));
+  }
+  await sleep(1500);
+  await page.screenshot({ path: opt['mpr-screenshot'] });
+  log(`screenshot ${opt['mpr-screenshot']}`);
+  return { ...st, labelmap_actors_untouched: untouched, touched_viewports: touched,
+    seconds: (Date.now() - t) / 1000 };
+}
+
 let pageForShot = null;
 
 async function main() {
@@ -200,66 +428,43 @@ async function main() {
     }, opt['ct-series']);
     log('CT displayed');
     await clickTourAway(page);
-    const thumbId = await poll(page, 'the SEG thumbnail', (seriesUid) => {
-      const ds = window.services?.displaySetService?.getActiveDisplaySets?.()
-        ?.find((d) => d.SeriesInstanceUID === seriesUid);
-      if (!ds) return null;
-      const el = document.getElementById(`thumbnail-${ds.displaySetInstanceUID}`);
-      return el ? el.id : null;
-    }, opt['seg-series']);
-
-    // 2. Double-click the thumbnail, then answer "Yes" to the hydrate prompt.
-    const thumb = await page.$(`[id="${thumbId}"]`);
-    const desc = await thumb.evaluate((e) => e.innerText.replace(/\s+/g, ' ').trim());
-    log(`double-click thumbnail "${desc}"`);
-    await thumb.click({ count: 2 });
-    // OHIF first shows the SEG as a preview: the viewport's display set becomes the SEG (a
-    // "LOAD" button in its corner, a segmentation representation already on it) and it asks
-    // "Do you want to open this Segmentation?". After "Yes" the viewport's display set is the CT
-    // again, carrying the segmentation. (The SEG display set's isHydrated stays false in 3.13.)
-    await poll(page, 'the hydrate prompt', () =>
-      !!document.querySelector('button[name="yes-hydrate"]'));
-    const message = await page.evaluate(() =>
-      document.querySelector('button[name="yes-hydrate"]')
-        .closest('[tabindex]')?.innerText.split('\n')[0]);
-    log(`prompt "${message}": Yes`);
-    await page.click('button[name="yes-hydrate"]');
-
-    // 3. Wait until the CT viewport carries the segmentation and its voxels stop changing.
-    await poll(page, 'the CT viewport with the segmentation', ([segUid, ctUid]) => {
-      const dss = window.services.displaySetService.getActiveDisplaySets();
-      const seg = dss.find((d) => d.SeriesInstanceUID === segUid)?.displaySetInstanceUID;
-      const ct = dss.find((d) => d.SeriesInstanceUID === ctUid)?.displaySetInstanceUID;
-      if (document.querySelector('button[name="yes-hydrate"]')) return false;
-      const reps = (id) =>
-        window.cornerstoneTools.segmentation.state.getSegmentationRepresentations(id) || [];
-      return [...window.services.viewportGridService.getState().viewports.values()].some((v) =>
-        v.displaySetInstanceUIDs.includes(ct) && !v.displaySetInstanceUIDs.includes(seg) &&
-        reps(v.viewportId).some((r) => r.segmentationId === seg));
-    }, [opt['seg-series'], opt['ct-series']]);
-    log('hydrated');
+    const segSeries = opt['seg-series'].split(',');
+    for (const uid of segSeries) await loadSeg(page, uid, segSeries);
+    const readAll = async () => {
+      const all = [];
+      for (const uid of segSeries) all.push(await page.evaluate(readSegmentation, uid));
+      return all;
+    };
+    const keyOf = (all, perSlice) => JSON.stringify(all.map((g) => g.segments.map((s) =>
+      (perSlice ? [s.index, s.voxels, s.per_slice] : [s.index, s.voxels]))));
     let last = null;
-    let got = null;
+    let gots = null;
     for (;;) {
-      got = await page.evaluate(readSegmentation, opt['seg-series']);
+      gots = await readAll();
       if (problems.length) throw new Fail(problems[0]);
-      if (!got.ready) {
+      const notReady = gots.find((g) => !g.ready);
+      if (notReady) {
         if (Date.now() > deadline) {
-          throw new Fail(`timeout after ${elapsed()} s waiting for the labelmap (${got.why})`);
+          throw new Fail(`timeout after ${elapsed()} s waiting for the labelmap (${notReady.why})`);
         }
         await sleep(500);
         continue;
       }
-      const key = JSON.stringify(got.segments.map((s) => [s.index, s.voxels]));
-      if (key === last && got.segments.some((s) => s.voxels)) break;
+      const key = keyOf(gots, false);
+      if (key === last && gots.every((g) => g.segments.some((s) => s.voxels))) break;
       last = key;
       if (Date.now() > deadline) throw new Fail(`timeout after ${elapsed()} s: voxel counts never settled`);
       await sleep(1000);
     }
-    log(`segmentation "${got.label}": ` +
-      got.segments.map((s) => `${s.index} ${s.label} ${s.voxels}`).join(', '));
+    for (const g of gots) {
+      log(`segmentation "${g.label}": ` +
+        g.segments.map((s) => `${s.index} ${s.label} ${s.voxels}`).join(', '));
+    }
+    // Which segmentations the CT viewport holds (all of them, when several SEGs were loaded).
+    const held = await page.evaluate(heldByCtViewport, [segSeries, opt['ct-series']]);
+    log(`CT viewport ${held.viewportId} holds ${held.held.length} of ${segSeries.length} segmentations`);
 
-    // 4. Screenshot on the slice with the most labelled voxels.
+    // 4. Screenshot on the slice with the most labelled voxels (all series together).
     const shown = await page.evaluate((ct) => {
       const vp = window.cornerstone.getRenderingEngines()[0].getViewports()
         .find((v) => (v.getCurrentImageId?.() || '').includes(`/series/${ct}/`));
@@ -267,8 +472,13 @@ async function main() {
     }, opt['ct-series']);
     if (shown) {
       const perSop = {};
-      for (const s of got.segments) {
+      for (const s of gots.flatMap((g) => g.segments)) {
         for (const [sop, n] of Object.entries(s.per_slice)) perSop[sop] = (perSop[sop] || 0) + n;
+      }
+      // with several series, prefer the slice where they overlap most
+      if (gots.length > 1) {
+        const ov = await page.evaluate(overlapCounts, segSeries);
+        if (ov.best) perSop[ov.best] = Infinity;
       }
       const best = Object.entries(perSop).sort((a, b) => b[1] - a[1])[0]?.[0];
       const k = shown.ids.findIndex((id) => id.includes(`/instances/${best}/`));
@@ -286,28 +496,38 @@ async function main() {
     // wait up to 30 s for them, then read everything again (the labelmap must be unchanged).
     const statsBy = Math.min(deadline, Date.now() + 30000);
     for (;;) {
-      const again = await page.evaluate(readSegmentation, opt['seg-series']);
+      const again = await readAll();
       if (problems.length) throw new Fail(problems[0]);
-      if (again.ready) {
-        const same = JSON.stringify(again.segments.map((s) => [s.index, s.voxels, s.per_slice])) ===
-          JSON.stringify(got.segments.map((s) => [s.index, s.voxels, s.per_slice]));
-        if (!same) throw new Fail('the labelmap changed after the load had settled');
-        got = again;
-        if (got.segments.every((s) => s.ohif_stats_count !== null || !s.voxels)) break;
+      if (again.every((g) => g.ready)) {
+        if (keyOf(again, true) !== keyOf(gots, true)) {
+          throw new Fail('the labelmap changed after the load had settled');
+        }
+        gots = again;
+        if (gots.every((g) => g.segments.every((s) => s.ohif_stats_count !== null || !s.voxels))) break;
       }
       if (Date.now() > statsBy) {
         throw new Fail(`OHIF's segment statistics were not computed within 30 s of the load`);
       }
       await sleep(1000);
     }
-    if (got.segments.some((s) => s.ohif_stats_count !== null)) {
-      log('OHIF statistics "Voxel Count": ' +
-        got.segments.map((s) => `${s.index} ${s.ohif_stats_count}`).join(', '));
+    for (const g of gots) {
+      if (g.segments.some((s) => s.ohif_stats_count !== null)) {
+        log(`OHIF statistics "Voxel Count" (${g.label}): ` +
+          g.segments.map((s) => `${s.index} ${s.ohif_stats_count}`).join(', '));
+      }
     }
+    const overlap = gots.length > 1 ? await page.evaluate(overlapCounts, segSeries) : null;
+    if (overlap) log(`overlap between the first two series: ${JSON.stringify(overlap.pairs)}`);
     await page.screenshot({ path: opt.screenshot });
     log(`screenshot ${opt.screenshot}`);
     if (problems.length) throw new Fail(problems[0]);
-    process.stdout.write(JSON.stringify({ ...got, seconds: Number(elapsed()) }) + '\n');
+
+    // 5. MPR (--mpr-screenshot): the layout's "MPR" preset, then what the volume viewports hold.
+    let mpr = null;
+    if (opt['mpr-screenshot']) mpr = await checkMpr(page, segSeries);
+    if (problems.length) throw new Fail(problems[0]);
+    process.stdout.write(JSON.stringify({ ...gots[0], series: gots, held, overlap, mpr,
+      seconds: Number(elapsed()) }) + '\n');
   } catch (e) {
     if (pageForShot) {
       const p = opt.screenshot.replace(/\.png$/, '') + '-failed.png';

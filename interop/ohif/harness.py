@@ -111,7 +111,8 @@ def truth_of(seg_path: Path, ct: Path, segbridge: str) -> dict:
         if by_info.get(s["number"]) != s["voxels"]:
             raise Failure(f"segbridge disagrees with itself on segment {s['number']}: info "
                           f"{by_info.get(s['number'])}, API {s['voxels']}")
-    return {"file": seg_path.name, "series_instance_uid": info["series_instance_uid"],
+    masks = {s.number: seg.mask(s.number) for s in seg.segments}
+    return {"_masks": masks, "file": seg_path.name, "series_instance_uid": info["series_instance_uid"],
             "series_description": info.get("series_description"),
             "study_instance_uid": seg.source.study_instance_uid,
             "ct_series_instance_uid": seg.source.series_instance_uid,
@@ -182,6 +183,46 @@ def compare(truth: dict, got: dict) -> list[str]:
     return problems
 
 
+def overlap_of(t1: dict, t2: dict) -> dict:
+    """segbridge's voxels labelled in both series, per pair of segment numbers "a:b"."""
+    out = {}
+    for a_, m1 in t1["_masks"].items():
+        for b_, m2 in t2["_masks"].items():
+            n = int((m1 & m2).sum())
+            if n:
+                out[f"{a_}:{b_}"] = n
+    return out
+
+
+def compare_mpr(truths: list[dict], mpr: dict) -> list[str]:
+    """The labelmap volumes Cornerstone built for the MPR viewports against segbridge."""
+    problems = []
+    if len(mpr["viewports"]) < 3:
+        problems.append(f"MPR: {len(mpr['viewports'])} volume viewports")
+    for t, sid in zip(truths, mpr["segmentationIds"], strict=True):
+        vol = mpr["volumes"].get(sid) or {}
+        if not vol.get("present"):
+            problems.append(f"MPR: no labelmap volume for {t['file']}")
+            continue
+        counts = dict(vol["counts"])  # popped below; result.json keeps all
+        for s in t["segments"]:
+            c = counts.pop(str(s["number"]), None)
+            if c is None:
+                problems.append(f"MPR {t['file']}: segment {s['number']} ({s['label']}) missing")
+                continue
+            if c["voxels"] != s["voxels"]:
+                problems.append(f"MPR {t['file']}: segment {s['number']} ({s['label']}) "
+                                f"{c['voxels']} voxels, segbridge {s['voxels']}")
+            if c["per_slice"] != s["per_slice"]:
+                problems.append(f"MPR {t['file']}: segment {s['number']} per-slice counts differ")
+        for k, c in counts.items():
+            problems.append(f"MPR {t['file']}: extra value {k} with {c['voxels']} voxels")
+        for v in mpr["viewports"]:
+            if not v["labelmapActors"].get(sid):
+                problems.append(f"MPR: viewport {v['id']} has no labelmap actor for {t['file']}")
+    return problems
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dist", type=Path, default=HERE / ".ohif" / "dist")
@@ -192,6 +233,10 @@ def main() -> int:
     ap.add_argument("--chromium", default=os.environ.get("CHROMIUM", "/usr/bin/chromium"))
     ap.add_argument("--seg", default=SEG_UNDER_TEST,
                     help=f"which SEG of `segbridge demo` to load (default {SEG_UNDER_TEST})")
+    ap.add_argument("--overlap", action="store_true",
+                    help="load both SEG series of the split overlap into the same viewport")
+    ap.add_argument("--mpr", action="store_true",
+                    help="switch to OHIF's MPR layout and check the labelmap volumes")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     ap.add_argument("--serve-only", action="store_true",
                     help="start everything, print the URL and wait (debugging)")
@@ -208,7 +253,13 @@ def main() -> int:
         run([segbridge, "demo", str(demo)])
         seg_path = demo / a.seg
         truth = truth_of(seg_path, demo / "ct", segbridge)
-        (tmp / "truth.json").write_text(json.dumps(truth))
+        truths = [truth]
+        if a.overlap:
+            truths += [truth_of(demo / f, demo / "ct", segbridge) for f in ALSO_PUSHED]
+        overlap_truth = overlap_of(truths[0], truths[1]) if a.overlap else None
+        for t in truths:
+            t.pop("_masks")
+        (tmp / "truth.json").write_text(json.dumps(truths))
 
         orthanc = Orthanc(tmp / "orthanc").start()
         t_push = time.time()
@@ -226,14 +277,18 @@ def main() -> int:
                 time.sleep(3600)
 
         a.out.mkdir(parents=True, exist_ok=True)
-        for old in [*a.out.glob("ohif-stack*.png"), a.out / "result.json", a.out / "check.log"]:
+        for old in [*a.out.glob("ohif-stack*.png"), *a.out.glob("ohif-mpr*.png"),
+                    a.out / "result.json", a.out / "check.log"]:
             old.unlink(missing_ok=True)  # nothing left from an earlier run
         t_browser = time.time()
         check = subprocess.Popen(["node", str(HERE / "check.mjs"), "--origin", origin,
                                   "--study", truth["study_instance_uid"],
-                                  "--seg-series", truth["series_instance_uid"],
+                                  "--seg-series",
+                                  ",".join(t["series_instance_uid"] for t in truths),
                                   "--ct-series", truth["ct_series_instance_uid"],
                                   "--screenshot", str(a.out / "ohif-stack.png"),
+                                  *(["--mpr-screenshot", str(a.out / "ohif-mpr.png")]
+                                    if a.mpr else []),
                                   "--timeout", str(a.timeout), "--chromium", a.chromium],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                  stdin=subprocess.DEVNULL)
@@ -254,7 +309,19 @@ def main() -> int:
             raise Failure(line)
         got = json.loads(p.stdout)
         problems = compare(truth, got)
-        result = {"seg": truth["file"], "ok": not problems, "problems": problems,
+        for t, g in zip(truths[1:], got["series"][1:], strict=True):
+            problems += [f"{t['file']}: {p}" for p in compare(t, g)]
+        if a.overlap:
+            held = got["held"]["held"]
+            if len(held) != len(truths):
+                problems.append(f"the CT viewport holds {len(held)} of {len(truths)} "
+                                f"segmentations")
+            if got["overlap"]["pairs"] != overlap_truth:
+                problems.append(f"overlap in OHIF {got['overlap']['pairs']}, segbridge "
+                                f"{overlap_truth}")
+        if a.mpr:
+            problems += compare_mpr(truths, got["mpr"])
+        result = {"seg": [t["file"] for t in truths], "overlap_truth": overlap_truth, "ok": not problems, "problems": problems,
                   "truth": {s["number"]: s["voxels"] for s in truth["segments"]},
                   "ohif": {s["index"]: s["voxels"] for s in got["segments"]},
                   "ohif_detail": got, "seconds": {"push": round(t_push, 1),
@@ -265,11 +332,22 @@ def main() -> int:
             raise Failure(f"OHIF differs from segbridge: {problems[0]}"
                           + (f" (+{len(problems) - 1} more, see {a.out / 'result.json'})"
                              if len(problems) > 1 else ""))
-        counts = ", ".join(f"{s['label']} {s['voxels']}" for s in truth["segments"])
-        print(f"ohif harness: OK {truth['file']} loaded in OHIF with every voxel count equal "
+        counts = ", ".join(f"{s['label']} {s['voxels']}" for t in truths for s in t["segments"])
+        extra = ""
+        if a.overlap:
+            extra += (f"; {len(truths)} SEG series in one viewport, overlap "
+                      f"{overlap_truth} equal")
+        if a.mpr:
+            m = got["mpr"]
+            extra += (f"; MPR labelmap volumes equal (labelmap actors "
+                      + ("present without touching the representation"
+                         if m["labelmap_actors_untouched"] else
+                         "only after adding the representation again")
+                      + f"), screenshot {a.out / 'ohif-mpr.png'}")
+        print(f"ohif harness: OK {'+'.join(t['file'] for t in truths)} loaded in OHIF with every voxel count equal "
               f"({counts}), per slice on all {truth['slices']} slices, centroids equal; "
               f"browser {t_browser:.0f} s, total {time.time() - t0:.0f} s; "
-              f"screenshot {a.out / 'ohif-stack.png'}")
+              f"screenshot {a.out / 'ohif-stack.png'}{extra}")
         return 0
     finally:
         if server is not None:
