@@ -624,3 +624,17 @@ def test_data_file_name_with_a_nul_byte_is_one_line(tmp_path):
     with pytest.raises(InvalidInputError) as err:
         sb.read(tmp_path / "l.nhdr")
     assert one_line(err.value, tmp_path / "l.nhdr") and "control characters" in str(err.value)
+
+
+def test_float_labels_beyond_any_integer_are_one_line():
+    """Found by the fuzzer: scl_slope 1e30 scaled labels past int64; the cast warned
+    ('invalid value encountered in cast') before the error, two lines on stderr."""
+    import warnings
+
+    arr = np.array([[[0.0, 2.0, 1e32]]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any numpy warning fails the test
+        with pytest.raises(InvalidInputError, match="label value 1e"):
+            volumes.as_labels(arr, "x.nii.gz")
+        with pytest.raises(InvalidInputError, match="negative label values"):
+            volumes.as_labels(-arr, "x.nii.gz")

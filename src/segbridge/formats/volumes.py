@@ -51,6 +51,11 @@ def as_labels(arr: np.ndarray, name: str) -> np.ndarray:
             raise InvalidInputError(
                 f"{name}: non-integer label values (e.g. {bad:g}); pass --type fractional if "
                 "these are probabilities")
+        lo, hi = (float(rounded.min()), float(rounded.max())) if rounded.size else (0.0, 0.0)
+        if lo < 0:
+            raise InvalidInputError(f"{name}: negative label values (min {lo:g})")
+        if hi > 65535:  # checked before the cast: a float beyond int64 has no integer value
+            raise InvalidInputError(f"{name}: label value {hi:g} is above 65535")
         return as_labels(rounded.astype(np.int64), name)
     raise InvalidInputError(f"{name}: unsupported voxel type {arr.dtype} for labels")
 
