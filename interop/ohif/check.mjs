@@ -258,7 +258,8 @@ function mprState(segUids) {
     const actors = v.getActors();
     return { id: v.id, type: v.type,
       orientation: v.defaultOptions?.orientation ?? null,
-      actors: actors.map((a) => a.uid),
+      actors: actors.map((a) => ({ uid: a.uid, referencedId: a.referencedId ?? null,
+        representationUID: a.representationUID ?? null })),
       volumeLoaded: actors.length > 0,
       labelmapActors: Object.fromEntries(segIds.map((s) => [s, actors.filter((a) =>
         String(a.uid).includes(s) || String(a.referencedId || '').includes(s) ||
@@ -300,7 +301,8 @@ function mprState(segUids) {
       c.voxels++;
       c.per_slice[sops[k]] = (c.per_slice[sops[k]] || 0) + 1;
     }
-    volumes[s] = { volumeId: vol.volumeId, present: true, dimensions: vol.dimensions,
+    volumes[s] = { volumeId: vol.volumeId, fromRepresentationData: vol.volumeId === lm?.volumeId,
+      present: true, dimensions: vol.dimensions,
       counts };
   }
   return { viewports, volumes, segmentationIds: segIds };
@@ -330,10 +332,12 @@ async function checkMpr(page, segSeries) {
       st.segmentationIds.every((s) => v.labelmapActors[s]?.length)) &&
       Object.values(st.volumes).every((v) => v.present);
     if (ok || Date.now() > waitBy) break;
-    await sleep(1000);
+    await sleep(250);
   }
   const untouched = st.viewports.every((v) => st.segmentationIds.every((s) => v.labelmapActors[s]?.length));
+  const actorsAfter = (Date.now() - t) / 1000;
   log(`MPR: labelmap actors without touching the representations: ${untouched} ` +
+    `(${actorsAfter.toFixed(1)} s after the switch) ` +
     JSON.stringify(st.viewports.map((v) => [v.id, Object.values(v.labelmapActors).map((a) => a.length)])));
   let touched = null;
   if (!untouched) {
@@ -361,7 +365,8 @@ async function checkMpr(page, segSeries) {
   await sleep(1500);
   await page.screenshot({ path: opt['mpr-screenshot'] });
   log(`screenshot ${opt['mpr-screenshot']}`);
-  return { ...st, labelmap_actors_untouched: untouched, touched_viewports: touched,
+  return { ...st, labelmap_actors_untouched: untouched, labelmap_actors_after_s: actorsAfter,
+    touched_viewports: touched,
     seconds: (Date.now() - t) / 1000 };
 }
 
@@ -429,7 +434,25 @@ async function main() {
     log('CT displayed');
     await clickTourAway(page);
     const segSeries = opt['seg-series'].split(',');
-    for (const uid of segSeries) await loadSeg(page, uid, segSeries);
+    for (const [n, uid] of segSeries.entries()) {
+      await loadSeg(page, uid);
+      if (n < segSeries.length - 1) {
+        // OHIF 3.13 computes segment statistics for the segmentation that is active when its
+        // debounced update runs: a SEG loaded before the previous one has its statistics leaves
+        // the previous one without statistics for good (seen 4 times in 4 runs). Like a user
+        // who looks at the panel, wait for this one's statistics before loading the next.
+        await poll(page, `OHIF's statistics of SEG ${n + 1}`, (u) => {
+          const ds = window.services.displaySetService.getActiveDisplaySets()
+            .find((d) => d.SeriesInstanceUID === u);
+          const seg = ds && window.cornerstoneTools.segmentation.state
+            .getSegmentation(ds.displaySetInstanceUID);
+          const segs = seg ? Object.values(seg.segments) : [];
+          return segs.length > 0 &&
+            segs.every((x) => x.cachedStats?.namedStats?.count?.value !== undefined);
+        }, uid);
+        log(`OHIF statistics of SEG ${n + 1} present`);
+      }
+    }
     const readAll = async () => {
       const all = [];
       for (const uid of segSeries) all.push(await page.evaluate(readSegmentation, uid));
@@ -506,7 +529,9 @@ async function main() {
         if (gots.every((g) => g.segments.every((s) => s.ohif_stats_count !== null || !s.voxels))) break;
       }
       if (Date.now() > statsBy) {
-        throw new Fail(`OHIF's segment statistics were not computed within 30 s of the load`);
+        const missing = gots.map((g) => `${g.label}: ` + g.segments.filter((x) => x.voxels &&
+          x.ohif_stats_count === null).map((x) => x.label).join('/')).join('; ');
+        throw new Fail(`OHIF's segment statistics were not computed within 30 s of the load (${missing})`);
       }
       await sleep(1000);
     }
