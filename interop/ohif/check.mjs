@@ -340,7 +340,16 @@ async function checkMpr(page, segSeries) {
     `(${actorsAfter.toFixed(1)} s after the switch) ` +
     JSON.stringify(st.viewports.map((v) => [v.id, Object.values(v.labelmapActors).map((a) => a.length)])));
   let touched = null;
+  const beforeTouch = {
+    representations: st.viewports.map((v) => [v.id, v.representations.length]),
+    volumes: Object.fromEntries(Object.entries(st.volumes).map(([k, v]) => [k, v.present])),
+    actors: st.viewports.map((v) => [v.id, v.actors.length]),
+  };
   if (!untouched) {
+    log(`MPR before touching: ${JSON.stringify(beforeTouch)}`);
+    const p = opt['mpr-screenshot'].replace(/\.png$/, '') + '-untouched.png';
+    await page.screenshot({ path: p });
+    log(`screenshot ${p}`);
     // The smallest reproduction of issue 12 point 3: add the Labelmap representation again.
     touched = await page.evaluate((ids) => {
       const cst = window.cornerstoneTools;
@@ -366,7 +375,7 @@ async function checkMpr(page, segSeries) {
   await page.screenshot({ path: opt['mpr-screenshot'] });
   log(`screenshot ${opt['mpr-screenshot']}`);
   return { ...st, labelmap_actors_untouched: untouched, labelmap_actors_after_s: actorsAfter,
-    touched_viewports: touched,
+    touched_viewports: touched, before_touch: beforeTouch,
     seconds: (Date.now() - t) / 1000 };
 }
 
