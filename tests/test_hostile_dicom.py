@@ -420,3 +420,15 @@ def test_damaged_transfer_syntax_uid_names_the_file(tmp_path):
     res = run("convert", bad, "-o", out / "x.nii.gz", "-r", CT3)
     assert_clean_failure(res, out, str(bad), "transfer syntax '1.2.840.10")
     assert all(c.isprintable() for c in res.stderr.strip())
+
+
+def test_short_native_pixel_data_names_the_file(tmp_path):
+    """Found by the fuzzer: 'pixel data holds N bytes but ... need M' without the file."""
+    ds = pydicom.dcmread(DCMQI / "liver.dcm")
+    ds.PixelData = ds.PixelData[:100]
+    bad = tmp_path / "short.dcm"
+    ds.save_as(bad)
+    out = tmp_path / "out"
+    out.mkdir()
+    res = run("convert", bad, "-o", out / "x.nii.gz", "-r", CT3)
+    assert_clean_failure(res, out, str(bad), "pixel data holds 100 bytes")

@@ -233,8 +233,11 @@ class SegFile:
             if kind == "encapsulated":
                 raise InvalidInputError(f"{self.path}: encapsulated pixel data in a native "
                                         f"transfer syntax ({self.transfer_syntax})")
-            return NativeFrames(value, self.number_of_frames, self.rows, self.columns,
-                                self.bits_allocated, big_endian=not self.little, vr=kind)
+            try:
+                return NativeFrames(value, self.number_of_frames, self.rows, self.columns,
+                                    self.bits_allocated, big_endian=not self.little, vr=kind)
+            except InvalidInputError as exc:  # the codec does not know the file's name
+                raise InvalidInputError(f"{self.path}: {exc}") from None
         return _EncapsulatedFrames(self, value)
 
 
