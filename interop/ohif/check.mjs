@@ -276,34 +276,43 @@ function mprState(segUids) {
     const seg = cst.segmentation.state.getSegmentation(s);
     const lm = seg?.representationData?.Labelmap;
     const all = cs.cache.getVolumes ? cs.cache.getVolumes() : [];
-    const vol = (lm?.volumeId && cs.cache.getVolume(lm.volumeId)) ||
-      all.find((v) => String(v.volumeId).includes(s));
-    if (!vol) {
+    // Every labelmap volume of this segmentation in the cache: the one the MPR actors display
+    // ("<segmentationId>-storage-0-geometry", the actor's referencedId) first, then
+    // representationData.Labelmap.volumeId if that is another one. Each is counted.
+    const cands = all.filter((v) => String(v.volumeId).includes(s));
+    if (lm?.volumeId && !cands.some((v) => v.volumeId === lm.volumeId) && cs.cache.getVolume(lm.volumeId)) {
+      cands.push(cs.cache.getVolume(lm.volumeId));
+    }
+    if (!cands.length) {
       volumes[s] = { volumeId: lm?.volumeId ?? null, present: false,
         cacheVolumes: all.map((v) => v.volumeId) };
       continue;
     }
-    const [nx, ny, nz] = vol.dimensions;
-    const data = vol.voxelManager.getCompleteScalarDataArray
-      ? vol.voxelManager.getCompleteScalarDataArray() : vol.getScalarData();
-    const ids = vol.imageIds || [];
-    const sops = [];
-    for (let k = 0; k < nz; k++) {
-      const img = ids[k] && cs.cache.getImage(ids[k]);
-      sops.push(sopOf(img?.referencedImageId) || `k${k}`);
-    }
-    const counts = {};
-    for (let p = 0; p < data.length; p++) {
-      const v = data[p];
-      if (!v) continue;
-      const k = Math.floor(p / (nx * ny));
-      const c = counts[v] || (counts[v] = { voxels: 0, per_slice: {} });
-      c.voxels++;
-      c.per_slice[sops[k]] = (c.per_slice[sops[k]] || 0) + 1;
-    }
-    volumes[s] = { volumeId: vol.volumeId, fromRepresentationData: vol.volumeId === lm?.volumeId,
-      present: true, dimensions: vol.dimensions,
-      counts };
+    const countOf = (vol) => {
+      const [nx, ny, nz] = vol.dimensions;
+      const data = vol.voxelManager.getCompleteScalarDataArray
+        ? vol.voxelManager.getCompleteScalarDataArray() : vol.getScalarData();
+      const ids = vol.imageIds || [];
+      const sops = [];
+      for (let k = 0; k < nz; k++) {
+        const img = ids[k] && cs.cache.getImage(ids[k]);
+        sops.push(sopOf(img?.referencedImageId) || `k${k}`);
+      }
+      const counts = {};
+      for (let p = 0; p < data.length; p++) {
+        const v = data[p];
+        if (!v) continue;
+        const k = Math.floor(p / (nx * ny));
+        const c = counts[v] || (counts[v] = { voxels: 0, per_slice: {} });
+        c.voxels++;
+        c.per_slice[sops[k]] = (c.per_slice[sops[k]] || 0) + 1;
+      }
+      return { volumeId: vol.volumeId, fromRepresentationData: vol.volumeId === lm?.volumeId,
+        present: true, dimensions: vol.dimensions, counts };
+    };
+    cands.sort((a, b) => Number(String(b.volumeId).endsWith('-geometry')) -
+      Number(String(a.volumeId).endsWith('-geometry')));
+    volumes[s] = { ...countOf(cands[0]), alternates: cands.slice(1).map(countOf) };
   }
   return { viewports, volumes, segmentationIds: segIds };
 }

@@ -204,6 +204,11 @@ def compare_mpr(truths: list[dict], mpr: dict) -> list[str]:
         if not vol.get("present"):
             problems.append(f"MPR: no labelmap volume for {t['file']}")
             continue
+        for alt in vol.get("alternates", []):  # another labelmap volume of it: same counts
+            if {k: c["voxels"] for k, c in alt["counts"].items()} != {
+                    k: c["voxels"] for k, c in vol["counts"].items()}:
+                problems.append(f"MPR {t['file']}: labelmap volume {alt['volumeId']} differs "
+                                f"from {vol['volumeId']}")
         counts = dict(vol["counts"])  # popped below; result.json keeps all
         for s in t["segments"]:
             c = counts.pop(str(s["number"]), None)
