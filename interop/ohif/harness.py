@@ -1,6 +1,7 @@
 """Load a segbridge SEG in the real OHIF Viewer over DICOMweb and compare what it stores.
 
     python interop/ohif/harness.py --dist interop/ohif/.ohif/dist [--out DIR] [--timeout S]
+                                   [--overlap] [--mpr]
 
 Steps: ``segbridge demo`` into a temporary folder; a real Orthanc with the DICOMweb plugin on a
 loopback port (``tests/orthanc.py``); ``segbridge push`` of the CT and the ``ohif``-profile
@@ -344,7 +345,7 @@ def main() -> int:
                       f"{overlap_truth} equal")
         if a.mpr:
             m = got["mpr"]
-            extra += (f"; MPR labelmap volumes equal (labelmap actors "
+            extra += ("; MPR labelmap volumes equal (labelmap actors "
                       + ("present without touching the representation"
                          if m["labelmap_actors_untouched"] else
                          "only after adding the representation again")

@@ -2,7 +2,11 @@
 # Load segbridge's ohif-profile LABELMAP SEG in the real OHIF Viewer 3.13 (headless chromium)
 # over DICOMweb from a real Orthanc, and compare every segment's voxels with segbridge's.
 #
-#   bash interop/ohif/run.sh [--timeout S] [--out DIR] [--keep]
+#   bash interop/ohif/run.sh [--timeout S] [--out DIR] [--keep] [--overlap] [--mpr]
+#
+# --overlap: load both split SEG series (seg_labelmap_ohif.dcm, -2.dcm) into one viewport and
+# check every segment of both and their overlap; --mpr: then switch to OHIF's MPR layout and
+# check the labelmap volumes and actors of the MPR viewports (README.md).
 #
 # Needs: node + npm, Debian's chromium, orthanc + orthanc-dicomweb, segbridge installed in
 # $PYTHON (default: the repo's .venv, else python3). Installs puppeteer-core with `npm ci` and
