@@ -29,6 +29,7 @@ from ..codes import (
 from ..colors import default_color
 from ..errors import InvalidInputError, Report, UnsupportedError
 from ..model import Segment, Segmentation
+from ..outputs import tmp_name
 from ..profiles import Profile, get_profile
 from . import rawdicom as raw
 from .codecs import COMPRESSIONS, DEFLATED_LE, NATIVE, codec_for
@@ -92,7 +93,7 @@ def write_seg(seg: Segmentation, path: str | os.PathLike, *, type: str = "auto",
             if len(plans) > 1:
                 desc = f"{desc} ({i + 1} of {len(plans)})"
             number = (series_number or seg.series_number or 300) + i
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            tmp = tmp_name(target)
             tmp_paths.append(tmp)
             _write_one(part, kind, tmp, prof, compression, desc, number, report, progress)
             written.append(target)

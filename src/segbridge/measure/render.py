@@ -20,6 +20,7 @@ import numpy as np
 from ..colors import default_color
 from ..errors import InvalidInputError, Report
 from ..model import Segmentation
+from ..outputs import tmp_name
 from ..series import ReferenceImage
 from .bidirectional import Bidirectional
 
@@ -302,7 +303,7 @@ def _compose(panels, views, seg, numbers, colors, focus, axes_of, title, output)
         raise InvalidInputError(f"{target}: output folder {target.parent} does not exist")
     if target.is_dir():
         raise InvalidInputError(f"{target}: is a folder; give the PNG file to write")
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp = tmp_name(target)
     try:
         canvas.save(tmp, format="PNG")
         os.replace(tmp, target)

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..codes import Code as SbCode
 from ..errors import InvalidInputError, Report
+from ..outputs import tmp_name
 from .bidirectional import Bidirectional
 from .stats import SegmentStats
 from .units import HU, MM, MM3, SUV_BW, Unit
@@ -195,7 +196,7 @@ def write_report(sr, path: str | os.PathLike) -> Path:
     target = Path(path)
     if not target.parent.exists():
         raise InvalidInputError(f"{target}: output folder {target.parent} does not exist")
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp = tmp_name(target)
     try:
         sr.save_as(tmp, enforce_file_format=True)
         os.replace(tmp, target)

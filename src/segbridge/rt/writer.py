@@ -26,6 +26,7 @@ from .. import __version__
 from ..colors import default_color
 from ..errors import InvalidInputError, Report
 from ..model import Segmentation
+from ..outputs import tmp_name
 from .contours import bands, inset, trace
 from .reader import RTSTRUCT_SOP_CLASS
 
@@ -69,7 +70,7 @@ def write_rtstruct(seg: Segmentation, path: str | os.PathLike, *,
     for i, s in enumerate(seg.segments):
         rois.append((s, _contours(seg, s.number, boxes.get(s.number)),
                      s.color or default_color(i)))
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp = tmp_name(target)
     try:
         _write(tmp, seg, rois, series_description, series_number, label)
         os.replace(tmp, target)
