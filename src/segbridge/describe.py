@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import io
+from . import io, registry
 from .errors import Report
 
 SOP_CLASS_NAMES = {"1.2.840.10008.5.1.4.1.1.66.4": "Segmentation Storage",
@@ -16,9 +16,10 @@ def describe(path: str | os.PathLike, *, reference=None, series_uid: str | None 
     """A JSON-ready description of a segmentation file."""
     p = Path(path)
     report = Report()
-    fmt = io.format_of(p)
+    detected = registry.detect(p)  # one content test for the family and the DICOM kind
+    fmt = detected.family
     data: dict = {"file": str(p), "format": fmt}
-    if fmt == "dicom" and io.is_rtstruct(p):
+    if detected.name == "rtstruct":
         return describe_rtstruct(p, reference=reference, series_uid=series_uid)
     if fmt == "dicom":
         from .dicom.segfile import SegFile
