@@ -4,72 +4,19 @@
 // the labelled voxels, per source slice (by SOP Instance UID) and the in-plane coordinate sums
 // for a centroid, plus OHIF's own segment statistics.
 //
-//   node check.mjs --origin http://127.0.0.1:PORT --study UID --seg-series UID
+//   node check.mjs --origin http://127.0.0.1:PORT --study UID --seg-series UID[,UID...]
 //                  --ct-series UID --screenshot out.png [--timeout 180] [--chromium PATH]
+//                  [--mpr-screenshot mpr.png] [--stats 1]
 //
 // Fails (exit 1, last stderr line "check: ...") on any console error, page error, failed or
 // >= 400 request, request leaving the origin, or a step that does not finish before the
 // deadline. Progress goes to stderr.
 
-import puppeteer from 'puppeteer-core';
+import { Fail, run, session, withViewer } from './browser.mjs';
 
-const opt = { timeout: '180', chromium: '/usr/bin/chromium' };
-const argv = process.argv.slice(2);
-for (let i = 0; i < argv.length; i += 2) opt[argv[i].replace(/^--/, '')] = argv[i + 1];
-for (const k of ['origin', 'study', 'seg-series', 'ct-series', 'screenshot']) {
-  if (!opt[k]) {
-    console.error(`check: --${k} is required`);
-    process.exit(2);
-  }
-}
-const t0 = Date.now();
-const deadline = t0 + Number(opt.timeout) * 1000;
-const elapsed = () => ((Date.now() - t0) / 1000).toFixed(1);
-const log = (...a) => console.error(`[${elapsed()} s]`, ...a);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-class Fail extends Error {}
-// A URL for a one-line message: path only, long UIDs shortened to their last digits.
-const short = (u) => u.replace(opt.origin, '').replace(/\d+(\.\d+){6,}/g, (m) => `…${m.slice(-6)}`)
-  .slice(0, 200);
-// Console errors, page errors, bad requests: each fails the run. OHIF_CHECK_TOLERATE (a regular
-// expression) is for exploring a SEG that fails: matching problems are logged, not counted.
-// Never set it in CI.
-const problems = [];
-const tolerate = process.env.OHIF_CHECK_TOLERATE ? new RegExp(process.env.OHIF_CHECK_TOLERATE) : null;
-const realPush = problems.push.bind(problems);
-problems.push = (p) => {
-  if (tolerate && tolerate.test(p)) {
-    log(`tolerated: ${p}`);
-    return problems.length;
-  }
-  return realPush(p);
-};
-
-// Console errors OHIF 3.13 logs although nothing is wrong. Empty: every console error fails.
-const BENIGN = [];
-
-async function poll(page, what, fn, arg, { every = 500 } = {}) {
-  // Poll from Node (page.evaluate in a loop) rather than page.waitForFunction, which was seen
-  // to stall on a slow headless machine once the page is busy rendering.
-  for (;;) {
-    if (problems.length) throw new Fail(problems[0]);
-    const v = await page.evaluate(fn, arg);
-    if (v) return v;
-    if (Date.now() > deadline) throw new Fail(`timeout after ${elapsed()} s waiting for ${what}`);
-    await sleep(every);
-  }
-}
-
-async function clickTourAway(page) {
-  // OHIF's first-visit tour ("Scrolling Through Images 1/11") covers the study browser.
-  const done = await page.evaluate(() => {
-    const b = [...document.querySelectorAll('button')].find((e) => /skip all/i.test(e.innerText));
-    if (b) b.click();
-    return !!b;
-  });
-  if (done) log('closed the OHIF tour');
-}
+const S = session('check', ['origin', 'study', 'seg-series', 'ct-series', 'screenshot']);
+const { opt, problems, log, sleep, poll, elapsed } = S;
+const { deadline } = S;
 
 // Runs in the page: what Cornerstone stores for the segmentation of SEG series `seriesUid`.
 function readSegmentation(seriesUid) {
@@ -244,6 +191,106 @@ function overlapCounts(segUids) {
   return { pairs, per_slice: perSlice, best };
 }
 
+// Runs in the page: what the stack viewport `vpId` draws now. For each segmentation, its labelmap
+// actors on that viewport (visible ones only) must show the labelmap image derived from the CT
+// image on screen; their scalars are counted per segment (through labelToSegmentIndex).
+function stackDisplayed({ vpId, segIds }) {
+  const cs = window.cornerstone;
+  const cst = window.cornerstoneTools;
+  const vp = cs.getRenderingEngines()[0].getViewport(vpId);
+  const cur = vp.getCurrentImageId();
+  const sop = cs.metaData.get('generalImageModule', cur)?.sopInstanceUID ||
+    /\/instances\/([0-9.]+)/.exec(cur)?.[1] || cur;
+  const counts = {};
+  for (const sid of segIds) {
+    const lm = cst.segmentation.state.getSegmentation(sid)?.representationData?.Labelmap;
+    if (!lm) return null;
+    const layers = lm.labelmaps ? Object.values(lm.labelmaps) : [lm];
+    const actors = vp.getActors().filter((a) =>
+      String(a.representationUID || '').startsWith(`${sid}-Labelmap`));
+    if (!actors.length) return null;
+    const c = {};
+    for (const a of actors) {
+      const img = cs.cache.getImage(a.referencedId);
+      if (!img || img.referencedImageId !== cur) return null;  // still the previous slice
+      if (!a.actor.getVisibility()) continue;
+      const map = layers.find((l) => (l.imageIds || []).includes(a.referencedId))
+        ?.labelToSegmentIndex;
+      // A value is drawn when the actor's opacity function gives it a non-zero opacity (that
+      // is how a hidden segment disappears: its voxels stay in the scalars).
+      const opacity = a.actor.getProperty().getScalarOpacity(0);
+      const seen = new Map();
+      const data = a.actor.getMapper().getInputData().getPointData().getScalars().getData();
+      for (let p = 0; p < data.length; p++) {
+        const v = data[p];
+        if (!v) continue;
+        let drawn = seen.get(v);
+        if (drawn === undefined) seen.set(v, drawn = !opacity || opacity.getValue(v) > 0);
+        if (!drawn) continue;
+        const k = map ? map[v] : v;
+        c[k] = (c[k] || 0) + 1;
+      }
+    }
+    counts[sid] = c;
+  }
+  return { sop, counts };
+}
+
+// Step through every slice of the CT's stack viewport and count what the labelmap actors draw.
+async function walkStack(page, segSeries) {
+  const info = await page.evaluate(([ct, uids]) => {
+    const dss = window.services.displaySetService.getActiveDisplaySets();
+    const vp = window.cornerstone.getRenderingEngines()[0].getViewports()
+      .find((v) => (v.getCurrentImageId?.() || '').includes(`/series/${ct}/`));
+    return vp ? { id: vp.id, n: vp.getImageIds().length, start: vp.getCurrentImageIdIndex(),
+      segIds: uids.map((u) => dss.find((d) => d.SeriesInstanceUID === u)?.displaySetInstanceUID) }
+      : null;
+  }, [opt['ct-series'], segSeries]);
+  if (!info) throw new Fail('no stack viewport shows the CT');
+  const per = {};
+  for (let k = 0; k < info.n; k++) {
+    await page.evaluate(async (id, i) => {
+      const vp = window.cornerstone.getRenderingEngines()[0].getViewport(id);
+      await vp.setImageIdIndex(i);
+      vp.render();
+    }, info.id, k);
+    const r = await poll(page, `the labelmap drawn on stack slice ${k + 1}`, stackDisplayed,
+      { vpId: info.id, segIds: info.segIds }, { every: 100 });
+    per[r.sop] = r.counts;
+  }
+  log(`stack: labelmap actors read on all ${info.n} slices`);
+  return { segIds: info.segIds, per_slice: per };
+}
+
+// Runs in the page: OHIF's own statistics of every segment of SEG series `segUid` (the
+// `namedStats` its segmentation panel shows) and Cornerstone's largest bidirectional
+// (`getSegmentLargestBidirectional`, the function OHIF's "Compute Largest Bidirectional" command
+// runs; called directly, so no annotation is added and the viewport does not jump).
+async function segmentStats(segUid) {
+  const cst = window.cornerstoneTools;
+  const sid = window.services.displaySetService.getActiveDisplaySets()
+    .find((d) => d.SeriesInstanceUID === segUid)?.displaySetInstanceUID;
+  const seg = cst.segmentation.state.getSegmentation(sid);
+  const plain = (x) => JSON.parse(JSON.stringify(x, (k, v) =>
+    (ArrayBuffer.isView(v) ? Array.from(v) : v)));
+  const out = {};
+  for (const [idx, s] of Object.entries(seg.segments)) {
+    if (Number(idx) === 0) continue;
+    const named = {};
+    for (const [k, v] of Object.entries(s.cachedStats?.namedStats || {})) {
+      named[k] = { value: plain(v.value), unit: v.unit ?? null };
+    }
+    const t = performance.now();
+    const b = await cst.utilities.segmentation.getSegmentLargestBidirectional({
+      segmentationId: sid, segmentIndices: [Number(idx)] });
+    const r = b?.[0];
+    out[idx] = { label: s.label, named, bidirectional_ms: performance.now() - t,
+      bidirectional: r ? plain({ maxMajor: r.maxMajor, maxMinor: r.maxMinor,
+        majorAxis: r.majorAxis, minorAxis: r.minorAxis }) : null };
+  }
+  return out;
+}
+
 // Runs in the page: the MPR viewports (volume viewports) and, per segmentation, whether each
 // holds a labelmap actor, and the labelmap volume Cornerstone built: voxels per segment value,
 // per source slice (through the labelmap volume's image ids' referenced CT image).
@@ -388,69 +435,8 @@ async function checkMpr(page, segSeries) {
     seconds: (Date.now() - t) / 1000 };
 }
 
-let pageForShot = null;
-
 async function main() {
-  const browser = await puppeteer.launch({
-    executablePath: opt.chromium,
-    headless: true,
-    defaultViewport: { width: 1600, height: 1000 },
-    args: [
-      '--no-sandbox',                       // runs as root in CI
-      '--use-angle=swiftshader',            // software WebGL (no GPU on CI)
-      '--enable-unsafe-swiftshader',
-      '--window-size=1600,1000',
-      '--no-first-run', '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--disable-default-apps', '--disable-domain-reliability',
-      '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1',  // loopback only
-    ],
-  });
-  try {
-    const page = await browser.newPage();
-    await page.setRequestInterception(true);
-    page.on('request', (r) => {
-      const u = r.url();
-      if (u.startsWith(opt.origin + '/') || u.startsWith('data:') || u.startsWith('blob:')) {
-        r.continue();
-      } else {
-        problems.push(`request outside the origin: ${short(u)}`);
-        r.abort();
-      }
-    });
-    page.on('console', (m) => {
-      const text = m.text();
-      if (process.env.OHIF_CHECK_DEBUG) log(`console.${m.type()}: ${text.slice(0, 300)}`);
-      if (m.type() === 'error' && !BENIGN.some((re) => re.test(text))) {
-        problems.push(`console error: ${text.replace(/\s+/g, ' ').slice(0, 300)}`);
-      }
-    });
-    page.on('pageerror', (e) => problems.push(`page error: ${String(e.message).slice(0, 300)}`));
-    page.on('requestfailed', (r) => {
-      if (!problems.some((p) => p.includes(short(r.url())))) {  // not twice (aborted above)
-        problems.push(`request failed: ${r.failure()?.errorText} ${short(r.url())}`);
-      }
-    });
-    page.on('response', (r) => {
-      if (r.status() >= 400) problems.push(`HTTP ${r.status()} for ${r.request().method()} ${short(r.url())}`);
-    });
-
-    // A returning user: OHIF's first-visit tour (shepherd.js, "Scrolling Through Images 1/11")
-    // would cover the study browser and swallow the double-click.
-    await page.evaluateOnNewDocument(() => {
-      localStorage.setItem('shownTours', JSON.stringify(['basicViewerTour']));
-    });
-    pageForShot = page;
-    const url = `${opt.origin}/viewer?StudyInstanceUIDs=${opt.study}`;
-    log(`open ${url}`);
-    await page.goto(url, { waitUntil: 'domcontentloaded', timeout: Number(opt.timeout) * 1000 });
-
-    // 1. The CT is on screen and the SEG thumbnail is listed.
-    await poll(page, 'the CT in the viewport', (ct) => {
-      const vps = window.cornerstone?.getRenderingEngines?.()?.[0]?.getViewports?.() || [];
-      return vps.some((v) => (v.getCurrentImageId?.() || '').includes(`/series/${ct}/`));
-    }, opt['ct-series']);
-    log('CT displayed');
-    await clickTourAway(page);
+  return withViewer(S, opt.screenshot, async (page) => {
     const segSeries = opt['seg-series'].split(',');
     for (const [n, uid] of segSeries.entries()) {
       await loadSeg(page, uid);
@@ -504,6 +490,20 @@ async function main() {
     // Which segmentations the CT viewport holds (all of them, when several SEGs were loaded).
     const held = await page.evaluate(heldByCtViewport, [segSeries, opt['ct-series']]);
     log(`CT viewport ${held.viewportId} holds ${held.held.length} of ${segSeries.length} segmentations`);
+
+    // What the stack viewport draws, slice by slice.
+    if (process.env.OHIF_CHECK_HIDE_SEGMENT) {  // negative control only: hide segment N
+      await page.evaluate((n, u) => {
+        const ds = window.services.displaySetService.getActiveDisplaySets()
+          .find((d) => d.SeriesInstanceUID === u);
+        const vp = window.cornerstone.getRenderingEngines()[0].getViewports()[0];
+        window.cornerstoneTools.segmentation.config.visibility.setSegmentIndexVisibility(
+          vp.id, { segmentationId: ds.displaySetInstanceUID,
+            type: window.cornerstoneTools.Enums.SegmentationRepresentations.Labelmap }, n, false);
+      }, Number(process.env.OHIF_CHECK_HIDE_SEGMENT), segSeries[0]);
+      await sleep(1000);
+    }
+    const displayed = await walkStack(page, segSeries);
 
     // 4. Screenshot on the slice with the most labelled voxels (all series together).
     const shown = await page.evaluate((ct) => {
@@ -559,6 +559,15 @@ async function main() {
           g.segments.map((s) => `${s.index} ${s.ohif_stats_count}`).join(', '));
       }
     }
+    let stats = null;
+    if (opt.stats) {
+      stats = {};
+      for (const uid of segSeries) stats[uid] = await page.evaluate(segmentStats, uid);
+      log('statistics and bidirectional read: ' + Object.values(stats).flatMap((g) =>
+        Object.values(g).map((x) => `${x.label} ${x.bidirectional ?
+          x.bidirectional.maxMajor.toFixed(2) + 'x' + x.bidirectional.maxMinor.toFixed(2) :
+          'no bidirectional'}`)).join(', '));
+    }
     const overlap = gots.length > 1 ? await page.evaluate(overlapCounts, segSeries) : null;
     if (overlap) log(`overlap between the first two series: ${JSON.stringify(overlap.pairs)}`);
     await page.screenshot({ path: opt.screenshot });
@@ -569,27 +578,8 @@ async function main() {
     let mpr = null;
     if (opt['mpr-screenshot']) mpr = await checkMpr(page, segSeries);
     if (problems.length) throw new Fail(problems[0]);
-    process.stdout.write(JSON.stringify({ ...gots[0], series: gots, held, overlap, mpr,
-      seconds: Number(elapsed()) }) + '\n');
-  } catch (e) {
-    if (pageForShot) {
-      const p = opt.screenshot.replace(/\.png$/, '') + '-failed.png';
-      await pageForShot.screenshot({ path: p }).then(() => log(`screenshot ${p}`), () => {});
-    }
-    throw e;
-  } finally {
-    await browser.close();
-  }
+    return { ...gots[0], series: gots, held, overlap, mpr, displayed, stats };
+  });
 }
 
-const watchdog = setTimeout(() => {
-  console.error(`check: timeout after ${elapsed()} s (the browser stopped answering)`);
-  process.exit(1);
-}, Number(opt.timeout) * 1000 + 20000);
-try {
-  await main();
-  clearTimeout(watchdog);
-} catch (e) {
-  console.error(`check: ${e instanceof Fail ? e.message : `${e.name}: ${e.message}`.split('\n')[0]}`);
-  process.exit(1);
-}
+await run(S, main);

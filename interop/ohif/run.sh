@@ -2,11 +2,12 @@
 # Load segbridge's ohif-profile LABELMAP SEG in the real OHIF Viewer 3.13 (headless chromium)
 # over DICOMweb from a real Orthanc, and compare every segment's voxels with segbridge's.
 #
-#   bash interop/ohif/run.sh [--timeout S] [--out DIR] [--keep] [--overlap] [--mpr]
+#   bash interop/ohif/run.sh [--case NAME] [--timeout S] [--out DIR] [--keep] [--mpr]
+#   bash interop/ohif/run.sh --setup-only     # npm ci + the OHIF dist, nothing else
 #
-# --overlap: load both split SEG series (seg_labelmap_ohif.dcm, -2.dcm) into one viewport and
-# check every segment of both and their overlap; --mpr: then switch to OHIF's MPR layout and
-# check the labelmap volumes and actors of the MPR viewports (README.md).
+# --case: what to load (interop/ohif/cases.py: labelmap-rle by default; `overlap` loads both
+# split SEG series into one viewport and then checks OHIF's MPR); --mpr: also switch to OHIF's
+# MPR layout and check the labelmap volumes and actors of the MPR viewports (README.md).
 #
 # Needs: node + npm, Debian's chromium, orthanc + orthanc-dicomweb, segbridge installed in
 # $PYTHON (default: the repo's .venv, else python3). Installs puppeteer-core with `npm ci` and
@@ -55,6 +56,8 @@ if [ "$(cat .ohif/integrity 2>/dev/null || true)" != "$WANT" ] || [ ! -f .ohif/d
   echo "$WANT" > .ohif.new/integrity
   rm -rf .ohif && mv .ohif.new .ohif
 fi
+
+[ "${1:-}" = "--setup-only" ] && exit 0
 
 # 3. The check: demo data, Orthanc, push, OHIF in chromium, compare.
 # harness.py stops Orthanc, the server and chromium on SIGTERM / SIGINT; pass them on.
