@@ -109,6 +109,11 @@ def _labelmap_undescribed(ds):
     ds.SegmentSequence = ds.SegmentSequence[:1]
 
 
+def _duplicate_first_frame(ds):
+    """Frame 2 becomes a second frame of frame 1's segment on frame 1's source image."""
+    ds.PerFrameFunctionalGroupsSequence[1] = copy.deepcopy(ds.PerFrameFunctionalGroupsSequence[0])
+
+
 def _palette(ds):
     ds.PhotometricInterpretation = "PALETTE COLOR"
 
@@ -276,6 +281,10 @@ CASES = [
      ("file", lambda p, t: PYD / "liver_expb.dcm")),
     ("SEG-PALETTE", "labelmap", "standard", None, _palette),
     ("SEG-EMPTY-SEGMENT", "binary", "standard", None, _extra_empty_segment),
+    ("SEG-DUPLICATE-FRAMES", "binary", "standard", None, _duplicate_first_frame),
+    ("SEG-DUPLICATE-LABELS", "binary", "standard", None,
+     lambda ds: setattr(ds.SegmentSequence[1], "SegmentLabel",
+                        ds.SegmentSequence[0].SegmentLabel)),
     ("OHIF-REFERENCED-SERIES", "liver", "ohif", None,
      lambda ds: delattr(ds, "ReferencedSeriesSequence")),
     ("OHIF-FRAME-SOURCE", "liver", "ohif", None,

@@ -269,7 +269,7 @@ def _print_push(result, url: str) -> None:
 @app.command()
 def pull(
     url: Annotated[str, typer.Argument(help="DICOMweb root (http://host/dicom-web), or a "
-                                            ".../studies/<uid>[/series/<uid>] URL.")],
+                                            ".../studies/<uid>\\[/series/<uid>] URL.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder to fill "
                                          "(one sub-folder per series).")],
     study: Annotated[str | None, typer.Option("--study", help="StudyInstanceUID.")] = None,

@@ -480,6 +480,15 @@ def _fill_labelmap(f, frames, grid, segments, placements, report, meta) -> Segme
     background = set()
     if ppv is not None:
         background.add(int(ppv))
+    # the values the pixels may hold, as the file describes them (before any renumbering)
+    described = {s.number for s in segments} | background
+    if 0 not in described:
+        # PS3.3 C.8.20.2.3 wants an item for every value present, 0 included, but writers
+        # (OHIF 3.13) leave the background out: 0 then means "no segment", as everywhere else
+        background.add(0)
+        described.add(0)
+        report.note(f"{f.path.name}: value 0 is described by no segment and no "
+                    "PixelPaddingValue; read as the background")
     kept = []
     for s in segments:
         if s.number in background or is_background(s.type, s.label):
@@ -505,7 +514,6 @@ def _fill_labelmap(f, frames, grid, segments, placements, report, meta) -> Segme
             lut[0] = nmax
             zero_segment.number = nmax
         lut = lut.astype(label_dtype(int(lut.max())))
-    described = {s.number for s in kept} | background
     # values 0..covered are all described: a frame whose maximum is within needs no histogram
     covered = -1
     while covered + 1 in described:

@@ -491,7 +491,12 @@ def common_instance_reference(ctx: SegContext):
 
 
 @rule("SEG-LABELMAP-VALUES", SEG, ERROR, "Every LABELMAP pixel value is described by a segment "
-      "(the PixelPaddingValue background excepted).", hint="Add the missing segments.",
+      "(the PixelPaddingValue background excepted). An undescribed 0 is an error too: PS3.3 "
+      "C.8.20.2.3 requires an item for every value actually encoded and its note names 0 "
+      "explicitly; Sup 243 marks the background with PixelPaddingValue. segbridge reads such an "
+      "undescribed 0 as the background (as OHIF 3.13, which writes it, does).",
+      hint="Describe every value: segbridge repair writes an undescribed 0 as the "
+           "PixelPaddingValue background and any other value as an undescribed segment.",
       source="PS3.3 C.8.20.2.3, Sup 243 [digest 2]", needs_pixels=True)
 def labelmap_values(ctx: SegContext):
     if ctx.type != "LABELMAP":
@@ -506,8 +511,12 @@ def labelmap_values(ctx: SegContext):
         if f is not None:
             seen.update(int(v) for v in np.flatnonzero(np.bincount(f.ravel())))
     extra = sorted(seen - described)
-    if extra:
-        yield "PixelData", f"values {extra[:10]} are not described by any segment"
+    if 0 in extra:
+        yield "PixelData", "value 0 (background) is described by no segment item and no " \
+            "PixelPaddingValue; read as the background"
+    others = [v for v in extra if v != 0]
+    if others:
+        yield "PixelData", f"values {others[:10]} are not described by any segment"
 
 
 @rule("SEG-OVERLAP-FLAG", SEG, ERROR, "SegmentsOverlap is truthful: NO (or a LABELMAP) means no "
@@ -631,6 +640,58 @@ def empty_segments(ctx: SegContext):
     for n in ctx.segment_numbers:
         if n not in used:
             yield f"segment {n}", "has no frames"
+
+
+@rule("SEG-DUPLICATE-FRAMES", SEG, WARNING, "No two frames hold the same segment on the same "
+      "source image (or, without source references, the same plane position). PS3.3 C.8.20.2 "
+      "and C.8.20.3 give each frame one segment on one plane and say nothing of a second copy: "
+      "a reader may take either frame or both (segbridge combines them). OHIF 3.13 writes this "
+      "when a segment lives in a labelmap layer under another segment's label value.",
+      hint="Re-export with one frame per segment and plane; `segbridge repair` merges the "
+           "frames (check the result: the two frames may hold different segments).",
+      source="PS3.3 C.8.20.2, C.8.20.3, C.7.6.16.2.6")
+def duplicate_frames(ctx: SegContext):
+    by_key: dict = {}
+    for i, fi in enumerate(ctx.frames):
+        seg = None if ctx.type == "LABELMAP" else ctx.frame_segment(i)
+        uid, frame = ctx.frame_source_uid(i)
+        if uid:
+            plane = (uid, frame)
+        elif fi.position is not None:
+            plane = tuple(np.round(fi.position, 3))
+        else:
+            continue
+        by_key.setdefault((seg, plane), []).append(i)
+    per_segment: dict = {}
+    for (seg, plane), idx in by_key.items():
+        if len(idx) > 1:
+            per_segment.setdefault(seg, []).append((plane, idx))
+    for seg, dups in sorted(per_segment.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
+        plane, idx = min(dups, key=lambda d: d[1][0])
+        where = f"segment {seg}" if seg is not None else "PixelData"
+        on = f"source image {plane[0]}" if isinstance(plane[0], str) else \
+            f"position {list(plane)}"
+        planes = "1 plane has" if len(dups) == 1 else f"{len(dups)} planes have"
+        yield where, f"{planes} two or more frames (first: frames " \
+            f"{', '.join(str(i + 1) for i in idx)} on {on})"
+
+
+@rule("SEG-DUPLICATE-LABELS", SEG, WARNING, "Segment labels are distinct. The standard does not "
+      "require it (PS3.3 C.8.20.4), but the label is what viewers show and what users and "
+      "scripts pick a segment by, so equal labels cannot be told apart; they usually mean an "
+      "exporter wrote one segment twice (OHIF 3.13).",
+      hint="Give each segment its own SegmentLabel (segbridge convert --meta sets the labels).",
+      source="PS3.3 C.8.20.4")
+def duplicate_labels(ctx: SegContext):
+    by_label: dict[str, list[int]] = {}
+    for s in ctx.segments:
+        label = str(s.get("SegmentLabel") or "").strip()
+        if label and s.get("SegmentNumber") is not None:
+            by_label.setdefault(label, []).append(number(s.get("SegmentNumber")))
+    for label, nums in by_label.items():
+        if len(nums) > 1:
+            yield "SegmentSequence", f"segments {', '.join(map(str, nums))} share the label " \
+                f"{label!r}"
 
 
 # ---------------------------------------------------------------------------------------------
