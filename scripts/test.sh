@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what the tests need (Debian: dicom3tools,
-# orthanc + orthanc-dicomweb, libGL for rt-utils' OpenCV, Node + npm; npm: the Cornerstone
-# adapters; pip: the project with its test extras, in .venv), starts Orthanc on a loopback port,
-# runs pytest, and stops Orthanc again. README.md's "# run the tests" line; .ci/run calls it.
+# orthanc + orthanc-dicomweb, libGL for rt-utils' OpenCV, Node + npm, chromium; npm: the
+# Cornerstone adapters, puppeteer-core and OHIF's built app; pip: the project with its test
+# extras, in .venv), starts Orthanc on a loopback port, runs pytest, and stops Orthanc again. README.md's "# run the tests" line; .ci/run calls it.
 #   bash scripts/test.sh                 # everything
 #   bash scripts/test.sh tests/test_x.py -k name   # arguments go to pytest
 # The fast tier needs nothing but pip: python -m pytest -q -m unit
@@ -44,6 +44,14 @@ if ! command -v node >/dev/null; then
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq nodejs npm; }
 fi
 (cd interop/node && npm ci --no-audit --no-fund --loglevel=error)
+
+# Debian's chromium: the real OHIF Viewer runs in it (tests/test_ohif.py, driven by
+# puppeteer-core, which downloads no browser); interop/ohif/run.sh --setup-only (called by the
+# tests) fetches puppeteer-core and OHIF's built app from npm
+if ! command -v chromium >/dev/null; then
+  $SUDO apt-get install -y -qq chromium >/dev/null 2>&1 || {
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium; }
+fi
 
 python3 -m venv .venv
 . .venv/bin/activate

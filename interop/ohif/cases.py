@@ -188,10 +188,11 @@ CASES: dict[str, Case] = {c.name: c for c in (
          _phantom_case("binary64", (24, 60, 64), type_="binary"), ci=True, tags=("ohif",)),
     Case("uneven-gaps", "`ohif` profile LABELMAP RLE on a CT with uneven slice gaps (2.5 mm, "
          "then 4 mm from slice 12)",
-         _phantom_case("uneven", (24, 60, 64), gaps=[2.5] * 11 + [4.0] * 12), tags=("ohif",)),
+         _phantom_case("uneven", (24, 60, 64), gaps=[2.5] * 11 + [4.0] * 12), ci=True,
+         tags=("ohif",)),
     Case("many-segments", "300 segments: the `ohif` profile writes two LABELMAP RLE series "
          "(segments 1-255 and 256-300, renumbered 1-45), both loaded in one viewport",
-         _phantom_case("many", (40, 60, 64), labels_fn=_many_labels), tags=("ohif",)),
+         _phantom_case("many", (40, 60, 64), labels_fn=_many_labels), ci=True, tags=("ohif",)),
     Case("many-segments-16bit", "300 segments in one LABELMAP, 16-bit, RLE (`archive` "
          "profile)", _phantom_case("many16", (40, 60, 64), profile="archive",
                                    compression="rle", labels_fn=_many_labels),
