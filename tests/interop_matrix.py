@@ -221,6 +221,8 @@ def to_json(cells: list[Cell]) -> str:
 
 
 def markdown(cells: list[Cell]) -> str:
+    consumers = [*CONSUMERS, *dict.fromkeys(c.consumer for c in cells
+                                            if c.consumer not in CONSUMERS)]
     rows: dict[tuple[str, str, str], dict[str, Cell]] = {}
     for c in cells:
         rows.setdefault((c.dataset, c.producer, c.config), {})[c.consumer] = c
@@ -236,7 +238,9 @@ def markdown(cells: list[Cell]) -> str:
         "error). Consumers: segbridge; highdicom 0.28 (`get_pixels_by_source_instance`); dcmqi "
         "1.5.7 `segimage2itkimage`; **Cornerstone**: the real `@cornerstonejs/adapters` 5.14 / "
         "dcmjs 0.52 run under Node (`createFromDICOMSegBuffer`, the code that turns a SEG into "
-        "labelmaps in OHIF); dciodvfy (Debian dicom3tools).",
+        "labelmaps in OHIF); dciodvfy (Debian dicom3tools); **OHIF 3.13 (browser)**, when "
+        "`docs/interop-ohif.json` is there: the real OHIF Viewer loading the SEG over DICOMweb "
+        "from Orthanc in chromium (section below).",
         "",
         "Data: `ct` = dcmqi's 512x512x3 CT with the 5 partially overlapping segments of "
         "`partial_overlaps.dcm`; `odd` = dcmqi's 23x38x3 CT (Columns 23: 1-bit frames share "
@@ -245,12 +249,12 @@ def markdown(cells: list[Cell]) -> str:
         "Legend: ✅ passes, ❌ fails (numbered reason below), ⬜ fails as expected "
         "(a documented limit of the consumer, reason below).",
         "",
-        "| data | producer | configuration | " + " | ".join(CONSUMERS) + " |",
-        "|---|---|---|" + "---|" * len(CONSUMERS),
+        "| data | producer | configuration | " + " | ".join(consumers) + " |",
+        "|---|---|---|" + "---|" * len(consumers),
     ]
     for (dataset, producer, config), by in rows.items():
         marks = []
-        for consumer in CONSUMERS:
+        for consumer in consumers:
             c = by.get(consumer)
             if c is None:
                 marks.append("")

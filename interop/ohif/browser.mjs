@@ -109,7 +109,7 @@ export async function withViewer(s, screenshot, body) {
     await page.evaluateOnNewDocument(() => {
       localStorage.setItem('shownTours', JSON.stringify(['basicViewerTour']));
     });
-    const url = `${opt.origin}/viewer?StudyInstanceUIDs=${opt.study}`;
+    const url = `${opt.origin}/${opt.mode || 'viewer'}?StudyInstanceUIDs=${opt.study}`;
     log(`open ${url}`);
     await page.goto(url, { waitUntil: 'domcontentloaded', timeout: Number(opt.timeout) * 1000 });
     await s.poll(page, 'the CT in the viewport', (ct) => {

@@ -36,6 +36,8 @@ class Case:
     stats: bool = False
     #: make a segmentation in OHIF and export it: "two" labelmap layers (overlap) or "one"
     export: str | None = None
+    #: the OHIF mode the study is opened in
+    mode: str = "viewer"
     #: None: must load exactly; else the known reason it cannot
     expect: str | None = None
     #: a regular expression the FAIL line must match for the failure to count as expected
@@ -90,6 +92,21 @@ def _demo_encoded(type_: str, profile: str, compression: str | None,
         name = f"{type_}-{profile}-{compression or 'default'}"
         files = _write(m, tmp / name / "seg.dcm", demo / "ct", type=type_, profile=profile,
                        compression=compression)
+        return demo / "ct", files
+    return build
+
+
+def _demo_probability(compression: str):
+    """The demo's soft tumour probability map (fractions between 0 and 1) as FRACTIONAL."""
+    def build(tmp: Path, segbridge: str) -> tuple[Path, list[Path]]:
+        import segbridge as sb
+
+        demo = _demo(tmp, segbridge)
+        seg = sb.read(demo / "tumor_probability.nii.gz", reference=demo / "ct",
+                      fractional=True)
+        seg.segments[0].label = "Tumor probability"
+        files = _write(seg, tmp / f"soft-{compression}" / "seg.dcm", demo / "ct",
+                       type="fractional", profile="archive", compression=compression)
         return demo / "ct", files
     return build
 
@@ -179,6 +196,10 @@ CASES: dict[str, Case] = {c.name: c for c in (
          "kidney, LABELMAP RLE) + seg_labelmap_ohif-2.dcm (Tumor, overlaps the Liver) in one "
          "viewport, then MPR", _demo_file("seg_labelmap_ohif.dcm", "seg_labelmap_ohif-2.dcm"),
          ci=True, mpr=True, stats=True, tags=("ohif",)),
+    Case("overlap-segmentation-mode", "the `overlap` pair in OHIF's `segmentation` mode "
+         "(stack, then MPR; this mode computes no segment statistics)",
+         _demo_file("seg_labelmap_ohif.dcm", "seg_labelmap_ohif-2.dcm"), ci=True, mpr=True,
+         mode="segmentation", tags=("ohif",)),
     Case("oblique", "`ohif` profile LABELMAP RLE on an oblique CT (direction cosines rotated "
          "about all three axes), 64x60x24",
          _phantom_case("oblique", (24, 60, 64), direction=_rotation(0.25, -0.2, 0.35)),
@@ -217,6 +238,10 @@ CASES: dict[str, Case] = {c.name: c for c in (
          expect=_TRANSCODE, expect_fail_match="HTTP 500"),
     Case("fractional-none", "FRACTIONAL, native 8-bit",
          _demo_encoded("fractional", "archive", "none", segments=(4,))),
+    Case("fractional-soft", "FRACTIONAL with soft fractions (the demo's tumour probability "
+         "map, 0..1 in 255 steps), native 8-bit: OHIF keeps a label map, so the truth is the "
+         "voxels with a fraction above 0",
+         _demo_probability("none")),
     Case("fractional-jpeg2000", "FRACTIONAL, JPEG 2000 lossless",
          _demo_encoded("fractional", "archive", "jpeg2000", segments=(4,)), expect=_TRANSCODE,
          expect_fail_match="HTTP 500"),

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from orthanc import Orthanc, free_port  # noqa: E402  (tests/orthanc.py)
 
 sys.path.insert(0, str(HERE))
-from cases import CASES  # noqa: E402
+from cases import CASES, Case  # noqa: E402
 from export_compare import check_export  # noqa: E402
 from stats_compare import compare_stats, markdown  # noqa: E402
 
@@ -341,6 +341,10 @@ def main() -> int:
     ap.add_argument("--chromium", default=os.environ.get("CHROMIUM", "/usr/bin/chromium"))
     ap.add_argument("--case", default="labelmap-rle", choices=sorted(CASES),
                     help="what to load (interop/ohif/cases.py; default labelmap-rle)")
+    ap.add_argument("--mode", choices=["viewer", "segmentation"],
+                    help="OHIF mode the study is opened in (default: the case's, viewer)")
+    ap.add_argument("--ct", type=Path, help="with --segs: the CT folder")
+    ap.add_argument("--segs", help="comma-separated SEG files to load instead of a case")
     ap.add_argument("--mpr", action="store_true",
                     help="also switch to OHIF's MPR layout and check the labelmap volumes "
                          "(some cases do it anyway)")
@@ -357,8 +361,15 @@ def main() -> int:
     if not (a.dist / "index.html").exists():
         raise Failure(f"no OHIF dist at {a.dist} (run interop/ohif/run.sh)")
     case = CASES[a.case]
+    if a.segs:  # files made elsewhere (interop/ohif/matrix.py): load them on --ct
+        if a.ct is None:
+            raise Failure("--segs needs --ct (the CT folder the SEGs reference)")
+        files = [Path(f) for f in a.segs.split(",")]
+        case = Case("files", ", ".join(f.name for f in files),
+                    lambda tmp, sb: (a.ct, files))
     mpr = a.mpr or case.mpr
-    stats = a.stats or case.stats
+    mode = a.mode or case.mode
+    stats = (a.stats or case.stats) and mode == "viewer"  # segmentation mode: no statistics
     tmp = Path(tempfile.mkdtemp(prefix="segbridge-ohif-"))
     orthanc = server = None
     try:
@@ -398,6 +409,7 @@ def main() -> int:
                           "--screenshot", str(a.out / "ohif-stack.png"),
                           *(["--mpr-screenshot", str(a.out / "ohif-mpr.png")] if mpr else []),
                           *(["--stats", "1"] if stats else []),
+                          "--mode", mode,
                           "--timeout", str(a.timeout), "--chromium", a.chromium], a)
         t_browser = time.time() - t_browser
         got = json.loads(p.stdout)
@@ -452,7 +464,8 @@ def main() -> int:
                          if m["labelmap_actors_untouched"] else
                          "only after adding the representation again")
                       + f"), screenshot {a.out / 'ohif-mpr.png'}")
-        print(f"ohif harness: OK {case.name}: {'+'.join(t['file'] for t in truths)} loaded in OHIF with every voxel count equal "
+        print(f"ohif harness: OK {case.name}: {'+'.join(t['file'] for t in truths)} loaded in OHIF ({mode} mode) with every voxel "
+              f"count equal "
               f"({counts}), per slice on all {truth['slices']} slices, drawn on every stack slice, "
               f"centroids equal; "
               f"browser {t_browser:.0f} s, total {time.time() - t0:.0f} s; "
