@@ -48,3 +48,14 @@ def test_nifti_to_seg_imports_no_heavy_library(collection, tmp_path, case, kind)
     assert (tmp_path / "out.dcm").is_file()
     loaded = {m.split(".")[0] for m in result["modules"]}
     assert sorted(loaded & set(HEAVY)) == []
+
+
+def test_cli_import_leaves_the_web_stack_alone():
+    """``segbridge serve`` imports FastAPI / uvicorn itself; no other command pays for them."""
+    code = ("import json, sys, segbridge.cli, segbridge.serve; "
+            "print(json.dumps(sorted(sys.modules)))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = {m.split(".")[0] for m in json.loads(r.stdout)}
+    web = {"fastapi", "uvicorn", "starlette", "python_multipart", "multipart", "httpx",
+           "anyio", "pydantic"}
+    assert sorted(loaded & web) == []

@@ -681,6 +681,47 @@ def demo(
         raise typer.Exit(1)
 
 
+@app.command()
+def serve(
+    pacs: Annotated[str, typer.Option("--pacs", help="DICOMweb root of the PACS "
+                                      "(http://host/dicom-web); credentials from "
+                                      "SEGBRIDGE_USER / _PASSWORD / _TOKEN / _CA_BUNDLE.")],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option("--workers", help="Worker processes for "
+                                         "conversions.")] = 2,
+    token_file: Annotated[Path | None, typer.Option(
+        "--token-file", help="Bearer tokens clients must send, one a line (without it the "
+                             "service listens on loopback only).")] = None,
+    max_upload: Annotated[int, typer.Option("--max-upload", help="Largest request body in "
+                                            "bytes (413 above).")] = 2 << 30,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds a request may take "
+                                           "(504 after).")] = 300.0,
+    queue: Annotated[int, typer.Option("--queue", help="Requests that may wait for a worker "
+                                       "(503 + Retry-After beyond).")] = 8,
+    tmp_dir: Annotated[Path | None, typer.Option(
+        "--tmp-dir", help="Folder for the per-request temporary folders.")] = None,
+) -> None:
+    """Serve the library over HTTP: mask -> DICOM SEG in the PACS, validate, convert, stats.
+
+    See docs/serve.md. Needs the serve extra: pip install 'segbridge[serve]'.
+    """
+    from .serve import ServeConfig, run
+
+    config = ServeConfig.build(pacs, host=host, port=port, workers=workers,
+                               token_file=token_file, max_upload=max_upload, timeout=timeout,
+                               queue=queue, tmp_dir=tmp_dir)
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        from .errors import UnsupportedError
+
+        raise UnsupportedError(f"segbridge serve needs {exc.name}: pip install "
+                               "'segbridge[serve]'") from None
+    run(config)
+
+
 #: libraries whose Python warnings are theirs to tune, not the user's to read (what matters
 #: reaches the user through segbridge's own report)
 _QUIET = r"(pydicom|nibabel|highdicom|dicomweb_client|distributed|dask|nrrd|pylibjpeg|jpeg_ls|" \
