@@ -505,3 +505,18 @@ def test_pacs_faults(faulty, data):
     assert svc.tmp_empty()
     server.start()
     assert instances(server) == before
+
+
+def test_refuses_an_open_host_without_tokens(tmp_path):
+    """No --token-file: loopback only; anything else is one line and exit 1, nothing bound."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEGBRIDGE_")}
+    r = subprocess.run([sys.executable, "-m", "segbridge", "serve", "--pacs",
+                        "http://127.0.0.1:9/dicom-web", "--host", "0.0.0.0", "--tmp-dir",
+                        str(tmp_path)], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr.strip().count("\n") == 0 and "--token-file" in r.stderr
+    (tmp_path / "short").write_text("abc\n")
+    r = subprocess.run([sys.executable, "-m", "segbridge", "serve", "--pacs",
+                        "http://127.0.0.1:9/dicom-web", "--token-file", str(tmp_path / "short")],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 1 and "at least 16" in r.stderr and "abc" not in r.stderr
