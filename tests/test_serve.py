@@ -453,7 +453,7 @@ def faulty(data, tmp_path_factory):
     proxy = FaultProxy(server.root, plan).__enter__()
     svc = Service(folder, proxy.root + "/dicom-web",
                   {**creds_env(server), "SEGBRIDGE_TIMEOUT": "3"},
-                  "--workers", "1", "--queue", "0", "--timeout", "30")
+                  "--workers", "1", "--queue", "0", "--timeout", "8")
     yield svc, server, mode
     svc.stop()
     proxy.__exit__()
@@ -494,6 +494,14 @@ def test_pacs_faults(faulty, data):
     assert out["r"].json()["error"] in ("pacs_timeout", "timeout")
     time.sleep(4)  # the proxy answers the stalled STOW only now, with an error
     assert instances(server) == before and svc.tmp_empty()
+
+    # a client that sends too slowly: 408 once --timeout passes, slot and folder freed
+    t0 = time.time()
+    head = (b"POST /v1/segmentations HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+            b"boundary=b\r\nContent-Length: 100000\r\n\r\n--b\r\n")
+    answer = raw(svc.port, head)
+    assert answer.startswith(b"HTTP/1.1 408") and b"upload_timeout" in answer, answer[:300]
+    assert time.time() - t0 < 20 and svc.tmp_empty()
 
     # Orthanc stopped: 503, and /ready says so
     mode.update(stow=None)

@@ -291,9 +291,18 @@ def create_app(config: ServeConfig) -> FastAPI:
             raise ApiError(answer["status"], answer["kind"], answer["message"], extra=extra)
         return answer["result"]
 
-    async def upload(request: Request, work: Path, file_fields: tuple[str, ...]):
+    async def upload(request: Request, work: Path, file_fields: tuple[str, ...],
+                     deadline: float):
+        """The body into ``work``; a client too slow to send it within the request's time
+        gets 408 (and gives its work slot back)."""
         try:
-            return await receive(request, work, config.max_upload, file_fields=file_fields)
+            return await asyncio.wait_for(
+                receive(request, work, config.max_upload, file_fields=file_fields),
+                max(0.0, deadline - time.time()))
+        except asyncio.TimeoutError:
+            raise ApiError(408, "upload_timeout", "the upload did not arrive within "
+                           f"{config.timeout:g} s (--timeout)",
+                           headers={"Connection": "close"}) from None
         except UploadError as exc:
             headers = {"Connection": "close"} if exc.status == 413 else None
             raise ApiError(exc.status, exc.kind, exc.message, headers=headers) from None
@@ -364,7 +373,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         take_slot(request)
         try:
             work = workdir(request)
-            up = await upload(request, work, ("mask",))
+            up = await upload(request, work, ("mask",), deadline)
             key = (token_scope(authorization), idempotency_key) if idempotency_key else None
             if key is not None:
                 seen = state.keys.get(key)
@@ -421,7 +430,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         take_slot(request)
         try:
             work = workdir(request)
-            up = await upload(request, work, ("mask",))
+            up = await upload(request, work, ("mask",), deadline)
             params = params_of(up)
             mask = mask_of(up)
             try:
@@ -456,7 +465,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         take_slot(request)
         try:
             work = workdir(request)
-            up = await upload(request, work, ("file",))
+            up = await upload(request, work, ("file",), deadline)
             doc = request_json(up, required=False)
             profile = doc.pop("profile", "standard") if isinstance(doc, dict) else "standard"
             if profile not in jobs.VALIDATION_PROFILES:
