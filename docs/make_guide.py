@@ -132,6 +132,44 @@ def guide(formats: dict, perf: dict, interop: list) -> str:
         "- NIfTI and NRRD get one 3-D volume per layer (4-D files); `.seg.nrrd` uses Slicer's "
         "own layers, which Slicer opens directly.",
         "",
+        "## In the OHIF Viewer (3.13, in a browser)",
+        "",
+        "The `OHIF 3.13 (browser)` column and section of `docs/interop.md` come from the real "
+        "OHIF Viewer 3.13.2 loading each SEG over DICOMweb from Orthanc in chromium "
+        "(`interop/ohif/`; a sample runs in CI). What it means for a user:",
+        "",
+        "- `--profile ohif` output (label maps, RLE; overlapping segments as several series, "
+        "more than 255 segments as several series) loads exactly: stored, drawn on every "
+        "slice, in MPR, on oblique grids and with uneven slice gaps, in the `viewer` and the "
+        "`segmentation` mode. Load the series one after the other and let the segment panel "
+        "show each one's statistics before loading the next: OHIF computes statistics only "
+        "for the segmentation that is active when it gets to them.",
+        "- OHIF's segment statistics (voxels, volume, mean, standard deviation, min, max, "
+        "median, centre) and its largest bidirectional agree with `segbridge stats` and "
+        "`segbridge measure` to the last digit segbridge prints. One difference by design: "
+        "for a segment with no chord perpendicular to its longest one (a thin, line-like "
+        "structure), OHIF shows no bidirectional at all; segbridge gives the long axis alone "
+        "with a note.",
+        "- **MPR may show no segmentation** after switching the layout to MPR, although it is "
+        "loaded: a render-queue stall in Cornerstone 5.6 (the OHIF 3.13 build), not a property "
+        "of the SEG (every SEG tried does it; `interop/ohif/README.md` has the mechanism and a "
+        "reproduction). Click the segmentation's row in the panel, or click into each MPR "
+        "viewport and toggle the segmentation's eye off and on: the labelmaps appear.",
+        "- The Orthanc in front of OHIF decides more than OHIF does: Orthanc 1.10 (Debian) "
+        "serves no single frames of 1-bit SEGs whose Rows x Columns is not a multiple of 8, "
+        "and cannot transcode 1-bit RLE, JPEG 2000 or Deflated Image Frame SEGs for OHIF. "
+        "That is why `--profile ohif` writes label maps (8-bit, RLE) and allows BINARY only "
+        "native with Columns a multiple of 8.",
+        "- Segmentations made in OHIF and saved with its DICOM SEG export read exactly in "
+        "segbridge (and, after `segbridge repair --profile slicer` where needed, in dcmqi / "
+        "Slicer). OHIF's label-map export carries structural errors `segbridge validate` "
+        "names and `segbridge repair` fixes; brush strokes painted over a locked segment are "
+        "exported as the wrong segment by OHIF 3.13 (validate warns: SEG-DUPLICATE-FRAMES, "
+        "SEG-DUPLICATE-LABELS).",
+        "",
+        "![OHIF 3.13: two SEG series of the ohif profile (Tumor overlapping Liver) in one stack "
+        "viewport](overlap-ohif-stack.png)",
+        "",
         "## Converting between them",
         "",
         "```sh",

@@ -38,6 +38,9 @@ class Case:
     export: str | None = None
     #: the OHIF mode the study is opened in
     mode: str = "viewer"
+    #: the SEG is not pushed by the harness: `segbridge serve` converts and stores the demo's
+    #: organs.nii.gz (POST /v1/segmentations), and OHIF opens what the service stored
+    via_service: bool = False
     #: None: must load exactly; else the known reason it cannot
     expect: str | None = None
     #: a regular expression the FAIL line must match for the failure to count as expected
@@ -200,6 +203,9 @@ CASES: dict[str, Case] = {c.name: c for c in (
          "(stack, then MPR; this mode computes no segment statistics)",
          _demo_file("seg_labelmap_ohif.dcm", "seg_labelmap_ohif-2.dcm"), ci=True, mpr=True,
          mode="segmentation", tags=("ohif",)),
+    Case("serve", "stored by `segbridge serve`: the demo's organs.nii.gz posted to "
+         "/v1/segmentations (profile ohif), then the stored SEG opened in OHIF",
+         _demo_file(), via_service=True, ci=True, tags=("ohif",)),
     Case("oblique", "`ohif` profile LABELMAP RLE on an oblique CT (direction cosines rotated "
          "about all three axes), 64x60x24",
          _phantom_case("oblique", (24, 60, 64), direction=_rotation(0.25, -0.2, 0.35)),
@@ -241,7 +247,11 @@ CASES: dict[str, Case] = {c.name: c for c in (
     Case("fractional-soft", "FRACTIONAL with soft fractions (the demo's tumour probability "
          "map, 0..1 in 255 steps), native 8-bit: OHIF keeps a label map, so the truth is the "
          "voxels with a fraction above 0",
-         _demo_probability("none")),
+         _demo_probability("none"),
+         expect="OHIF 3.13 refuses soft fractions (console error 'Fractional segmentations are "
+                "not yet supported'); `segbridge validate --profile ohif` flags them "
+                "(OHIF-FRACTIONAL) and the `ohif` profile writes a thresholded type",
+         expect_fail_match="Fractional segmentations are not yet supported"),
     Case("fractional-jpeg2000", "FRACTIONAL, JPEG 2000 lossless",
          _demo_encoded("fractional", "archive", "jpeg2000", segments=(4,)), expect=_TRANSCODE,
          expect_fail_match="HTTP 500"),

@@ -563,6 +563,11 @@ async function main() {
           g.segments.map((s) => `${s.index} ${s.ohif_stats_count}`).join(', '));
       }
     }
+    const overlap = gots.length > 1 ? await page.evaluate(overlapCounts, segSeries) : null;
+    if (overlap) log(`overlap between the first two series: ${JSON.stringify(overlap.pairs)}`);
+    await page.screenshot({ path: opt.screenshot });
+    log(`screenshot ${opt.screenshot}`);
+    // after the screenshot: the bidirectional search shows a notification in the page
     let stats = null;
     if (opt.stats) {
       stats = {};
@@ -572,10 +577,6 @@ async function main() {
           x.bidirectional.maxMajor.toFixed(2) + 'x' + x.bidirectional.maxMinor.toFixed(2) :
           'no bidirectional'}`)).join(', '));
     }
-    const overlap = gots.length > 1 ? await page.evaluate(overlapCounts, segSeries) : null;
-    if (overlap) log(`overlap between the first two series: ${JSON.stringify(overlap.pairs)}`);
-    await page.screenshot({ path: opt.screenshot });
-    log(`screenshot ${opt.screenshot}`);
     if (problems.length) throw new Fail(problems[0]);
 
     // 5. MPR (--mpr-screenshot): the layout's "MPR" preset, then what the volume viewports hold.

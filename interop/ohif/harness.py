@@ -312,6 +312,68 @@ def run_export(a, case, ct: Path, tmp: Path, segbridge: str, t0: float) -> int:
             orthanc.stop()
 
 
+def store_via_service(demo_ct: Path, orthanc, tmp: Path, segbridge: str) -> list[Path]:
+    """Start `segbridge serve` on the harness's Orthanc, POST the demo's organs.nii.gz to
+    /v1/segmentations, and pull what it stored (the truth is computed on those files)."""
+    import httpx
+
+    demo = demo_ct.parent
+    import segbridge as sb
+
+    source = sb.read_series(demo_ct).source
+    port = free_port()
+    log = open(tmp / "serve.out", "w")
+    service = subprocess.Popen([segbridge, "serve", "--pacs", orthanc.url, "--port", str(port),
+                                "--workers", "1", "--tmp-dir", str(tmp / "serve-tmp")],
+                               stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if service.poll() is not None:
+                raise Failure(f"segbridge serve exited {service.returncode} (see {log.name})")
+            time.sleep(0.1)
+        meta = json.loads((demo / "meta.json").read_text())
+        meta["segmentAttributes"] = meta["segmentAttributes"][:1]  # organs.nii.gz: 3 labels
+        request = {"reference": {"study": source.study_instance_uid,
+                                 "series": source.series_instance_uid},
+                   "segments": meta, "profile": "ohif",
+                   "series_description": "stored by segbridge serve"}
+        with open(demo / "organs.nii.gz", "rb") as f:
+            r = httpx.post(f"{base}/v1/segmentations", timeout=300,
+                           files={"mask": ("organs.nii.gz", f, "application/octet-stream")},
+                           data={"request": json.dumps(request)})
+        if r.status_code != 201 or not r.json().get("verified"):
+            raise Failure(f"segbridge serve answered {r.status_code}: {r.text[:200]}")
+        import nibabel as nib
+        import numpy as np
+
+        labels = np.asarray(nib.load(str(demo / "organs.nii.gz")).dataobj)
+        posted = {int(v): int((labels == v).sum()) for v in np.unique(labels) if v}
+        answered = {s["value"] if "value" in s else s["number"]: s["voxels"]
+                    for s in r.json()["segments"]}
+        if sorted(posted.values()) != sorted(answered.values()):
+            raise Failure(f"segbridge serve stored {answered}, the NIfTI (nibabel) has {posted}")
+        files = []
+        for k, series in enumerate(r.json()["series"]):
+            out = tmp / f"served-{k}"
+            run([segbridge, "pull", orthanc.url, "--study", source.study_instance_uid,
+                 "--series", series["series_instance_uid"], "-o", str(out)])
+            files += sorted(out.rglob("*.dcm"))
+        return files
+    finally:
+        service.terminate()
+        try:
+            service.wait(15)
+        except subprocess.TimeoutExpired:
+            service.kill()
+        log.close()
+
+
 def browser_step(cmd: list[str], a) -> subprocess.CompletedProcess:
     """Run check.mjs / export.mjs; its stderr goes to check.log; FAIL with its last line."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -376,6 +438,10 @@ def main() -> int:
         ct, segs = case.build(tmp, segbridge)
         if case.export:
             return run_export(a, case, ct, tmp, segbridge, t0)
+        if case.via_service:
+            orthanc = Orthanc(tmp / "orthanc").start()
+            run([segbridge, "push", str(ct), "--url", orthanc.url])
+            segs = store_via_service(ct, orthanc, tmp, segbridge)
         truths = [truth_of(s, ct, segbridge) for s in segs]
         truth = truths[0]
         overlap_truth = overlap_of(truths[0], truths[1]) if len(truths) > 1 else None
@@ -383,9 +449,10 @@ def main() -> int:
             t.pop("_masks")
         (tmp / "truth.json").write_text(json.dumps(truths))
 
-        orthanc = Orthanc(tmp / "orthanc").start()
         t_push = time.time()
-        run([segbridge, "push", str(ct), *map(str, segs), "--url", orthanc.url])
+        if not case.via_service:
+            orthanc = Orthanc(tmp / "orthanc").start()
+            run([segbridge, "push", str(ct), *map(str, segs), "--url", orthanc.url])
         t_push = time.time() - t_push
 
         config = tmp / "app-config.js"

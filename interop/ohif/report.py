@@ -44,6 +44,25 @@ def section(results: list[dict]) -> str:
     for r in cases:
         lines.append(f"| `{r['name']}` | {r.get('what', '')} | {'yes' if r.get('ci') else ''} "
                      f"| {_mark(r)} | {r['seconds']:.0f} |")
+    rows = [r for r in results if r["kind"] == "matrix"]
+    if rows:
+        lines += [
+            "",
+            "Matrix rows (the `OHIF 3.13 (browser)` column above): "
+            f"{sum(r['ok'] for r in rows)} of {len(rows)} load exactly. Each row's files were "
+            "also checked with `segbridge validate --profile ohif`; every row that fails in "
+            "OHIF is flagged by it or is not served by Orthanc:",
+            "",
+        ]
+        for r in rows:
+            if not r["ok"]:
+                lines.append(f"- {r['name']}: {r['reason']}")
+        loose = [r for r in rows if r["ok"] and r.get("ohif_profile_errors")]
+        if loose:
+            lines += ["", "Rows `segbridge validate --profile ohif` flags that OHIF 3.13 still "
+                          "loads exactly (the profile guards older OHIF / the adapters' buffer "
+                          "path too):", ""]
+            lines += [f"- {r['name']}: {', '.join(r['ohif_profile_errors'])}" for r in loose]
     stats = next((r["stats"] for r in cases if r.get("stats")), None)
     if stats:
         lines += [

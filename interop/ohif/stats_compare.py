@@ -87,7 +87,8 @@ def compare_stats(seg: Path, ct: Path, ohif: dict, segbridge: str) -> tuple[list
             v = named.get(key, {}).get("value")
             if key == "count" and v is not None:
                 v = int(v)
-            row(o["label"], key + (" (ml)" if key == "volume" else ""), v, s.get(skey), fmt,
+            row(o["label"], key + (" (mm³, printed in ml)" if key == "volume" else ""), v,
+                s.get(skey), fmt,
                 kind, 1000.0 if key == "volume" else 1.0)
         for key, skey in POINTS:
             v = named.get(key, {}).get("value")

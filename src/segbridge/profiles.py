@@ -48,12 +48,17 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile(
         name="ohif",
         description="OHIF / Cornerstone3D: label maps numbered 1..N (<=255), overlapping "
-                    "segments split into several SEG series, RLE label maps; BINARY only "
-                    "native with Columns a multiple of 8 (1-bit RLE loads empty in "
-                    "Cornerstone 5.14)",
+                    "segments split into several SEG series, RLE label maps (JPEG-LS and "
+                    "deflate load too in OHIF 3.13); BINARY only native with Columns a "
+                    "multiple of 8 (1-bit RLE: Orthanc cannot serve it to OHIF and the "
+                    "adapters' buffer path loads it empty)",
         auto_type="labelmap", split_overlaps=True, max_segment_number=255,
         contiguous_numbers=True, dense=False, background_segment=False,
-        allowed={1: {"none"}, 8: {"none", "rle"}, 16: {"none", "rle"}},
+        # measured in the real OHIF 3.13.2 over DICOMweb (docs/interop.md, OHIF column):
+        # 8-bit native, RLE, JPEG-LS and deflate load exactly; JPEG 2000 and Deflated Image
+        # Frame are not served by Orthanc 1.10, 1-bit RLE neither (HTTP 500)
+        allowed={1: {"none"}, 8: {"none", "rle", "jpegls", "deflate"},
+                 16: {"none", "rle", "jpegls", "deflate"}},
         default_compression={1: "none", 8: "rle", 16: "rle"},
     ),
     Profile(

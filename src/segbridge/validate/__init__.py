@@ -116,7 +116,8 @@ def model_findings(seg, profile: str, *, type: str = "auto",
     if split_overlaps is False and type != "labelmap" and seg.has_overlap():
         r = rules["OHIF-OVERLAP"]
         out.append(Finding(r.id, r.severity, "segments", "overlapping segments in one SEG: "
-                           "voxels of other segments are lost on load",
+                           "voxels of other segments are lost on load through the adapters' "
+                           "buffer path (OHIF 3.13 in a browser loads them)",
                            "Leave split_overlaps at its default: the ohif profile writes "
                            "overlapping segments as several SEG series.", r.source))
     if seg.is_fractional and type in ("auto", "fractional"):

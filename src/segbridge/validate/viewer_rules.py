@@ -87,10 +87,12 @@ def ohif_orientation(ctx: SegContext):
             return
 
 
-@rule("OHIF-NUMBERING", SEG, ERROR, "SegmentSequence is sorted and numbered 1..N, also for "
-      "LABELMAP (Cornerstone indexes segment metadata by position).",
-      hint="segbridge repair renumbers 1..N.", source="viewer-behaviour A11, A13",
-      profiles=OHIF)
+@rule("OHIF-NUMBERING", SEG, WARNING, "SegmentSequence is sorted and numbered 1..N, also for "
+      "LABELMAP: older Cornerstone code indexes segment metadata by position. OHIF 3.13 in a "
+      "browser loads label maps with gaps and a segment 0 with every label and voxel right "
+      "(docs/interop.md, OHIF column), so this is a warning.",
+      hint="segbridge repair renumbers 1..N.",
+      source="viewer-behaviour A11, A13; interop/ohif (OHIF 3.13.2)", profiles=OHIF)
 def ohif_numbering(ctx: SegContext):
     nums = ctx.segment_numbers
     if 0 in nums:
@@ -125,10 +127,13 @@ def ohif_fractional(ctx: SegContext):
             return
 
 
-@rule("OHIF-OVERLAP", SEG, ERROR, "No two segments of one BINARY SEG overlap (Cornerstone <= "
-      "5.14 damages other segments while merging overlaps).",
-      hint="Split it into several SEG series: segbridge repair --profile ohif (convert does so "
-           "by default for ohif).", source="viewer-behaviour E (cornerstone3D #2846)",
+@rule("OHIF-OVERLAP", SEG, WARNING, "Two segments of one BINARY SEG overlap: OHIF 3.13 in a "
+      "browser loads them exactly (docs/interop.md, OHIF column), but the adapters' buffer path "
+      "(Cornerstone <= 5.14, older OHIF and other integrations) damages other segments while "
+      "merging overlaps.",
+      hint="For every OHIF version, split it into several SEG series: segbridge repair "
+           "--profile ohif (convert does so by default for ohif).",
+      source="viewer-behaviour E (cornerstone3D #2846); interop/ohif (OHIF 3.13.2)",
       profiles=OHIF, needs_pixels=True)
 def ohif_overlap(ctx: SegContext):
     if ctx.type == "LABELMAP":
@@ -136,7 +141,7 @@ def ohif_overlap(ctx: SegContext):
     pair = _overlapping_pair(ctx)
     if pair:
         yield "PixelData", f"segments {pair[0]} and {pair[1]} overlap: voxels of other " \
-            "segments are lost on load"
+            "segments are lost on load through the adapters' buffer path (not in OHIF 3.13)"
 
 
 @rule("OHIF-NATIVE-1BIT-COLUMNS", SEG, ERROR, "Native 1-bit frames need Columns to be a "
@@ -173,9 +178,11 @@ def ohif_transfer_syntax(ctx: SegContext):
 
 
 @rule("OHIF-TRANSFER-SYNTAX-PATH", SEG, WARNING, "JPEG-LS, JPEG 2000 and deflate load only through "
-      "OHIF's image loader, not the adapters' buffer path.",
-      hint="Prefer RLE for the widest reach.", source="viewer-behaviour A23, D4",
-      profiles=OHIF)
+      "OHIF's image loader, not the adapters' buffer path. Measured in OHIF 3.13 over DICOMweb: "
+      "JPEG-LS and deflate load exactly; JPEG 2000 does not get through Orthanc 1.10, which "
+      "cannot transcode it for OHIF (HTTP 500).",
+      hint="Prefer RLE for the widest reach.",
+      source="viewer-behaviour A23, D4; interop/ohif (OHIF 3.13.2)", profiles=OHIF)
 def ohif_transfer_syntax_path(ctx: SegContext):
     if ctx.transfer_syntax in IMAGE_LOADER_ONLY:
         yield "TransferSyntaxUID", f"{ctx.transfer_syntax} needs OHIF's image-loader path", \
