@@ -110,4 +110,13 @@ def section(results: list[dict]) -> str:
                 + ("no findings." if not findings else ""),
                 *[f"  - {f}" for f in findings],
             ]
+        lines += [
+            "- Strokes of OHIF's brush painted over a locked segment are exported as the wrong "
+            "segment: Cornerstone keeps them on a private labelmap with label value 1 and "
+            "OHIF 3.13's exporter writes raw values as segment numbers (segment 2 comes out "
+            "empty, both segments labelled \"Segment 1\"). Real files in `tests/data/ohif313/`; "
+            "`segbridge validate` warns SEG-DUPLICATE-FRAMES and SEG-DUPLICATE-LABELS on them.",
+            "- OHIF's \"Save\" (STOW of that 1-bit RLE BINARY SEG) works, but OHIF then cannot "
+            "reload its own SEG from Orthanc 1.10 (HTTP 500, 'Cannot transcode image').",
+        ]
     return "\n".join(lines) + "\n"
