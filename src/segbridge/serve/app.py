@@ -27,13 +27,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from . import jobs
+from . import schema as api
 from .config import ServeConfig
 from .metrics import Metrics
 from .upload import UploadError, receive
@@ -219,9 +221,13 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.add_middleware(Outer, state=state)
 
     # -- auth -----------------------------------------------------------------------------
-    async def auth(authorization: str | None = Header(None, include_in_schema=False)) -> None:
+    bearer = HTTPBearer(auto_error=False, description="one of the service's --token-file "
+                        "tokens (not needed when it runs without one)")
+
+    async def auth(request: Request, _scheme=Security(bearer)) -> None:
         if not config.tokens:
             return
+        authorization = request.headers.get("authorization")
         if not authorization or not authorization.lower().startswith("bearer "):
             raise ApiError(401, "unauthorized", "a bearer token is needed (Authorization: "
                            "Bearer <token>)", headers={"WWW-Authenticate": "Bearer"})
@@ -334,34 +340,13 @@ def create_app(config: ServeConfig) -> FastAPI:
             raise ApiError(422, "invalid_input", f"{f.filename}: the file is empty")
         return f
 
-    multipart = {"requestBody": {"required": True, "content": {"multipart/form-data": {
-        "schema": {"type": "object", "required": ["mask", "request"], "properties": {
-            "mask": {"type": "string", "format": "binary", "description":
-                     "NIfTI, NRRD, seg.nrrd, DICOM SEG, RTSTRUCT, or NumPy .npy ([z, y, x] "
-                     "labels or [n, z, y, x] masks in the reference's voxel order)"},
-            "request": {"type": "string", "description":
-                        'JSON: {"reference": {"study": UID, "series": UID} or a series URL '
-                        'on the PACS, "segments": [{"label", "value", "color"}] or dcmqi '
-                        '{"segmentAttributes": ...}, "profile": "ohif", "type": "auto", '
-                        '"compression": null, "series_description": null, '
-                        '"fractional": false}'}}}}}}}
-
     # -- routes ---------------------------------------------------------------------------
     @app.post("/v1/segmentations", status_code=201, dependencies=[Depends(auth)],
-              openapi_extra=multipart, summary="Convert a mask to DICOM SEG, store it in the "
+              openapi_extra=api.MASK, summary="Convert a mask to DICOM SEG, store it in the "
               "PACS, read it back and verify it",
-              responses={201: {"description": "stored and verified: SEG series / instance "
-                                              "UIDs, findings, voxel counts and volumes"},
-                         409: {"description": "the same Idempotency-Key is still running"},
-                         413: {"description": "upload over --max-upload"},
-                         415: {"description": "unknown mask format"},
-                         422: {"description": "mask on another grid, overlap the type cannot "
-                                              "hold, invalid metadata; or an Idempotency-Key "
-                                              "reused with another body"},
-                         502: {"description": "the PACS refused the STOW or read back "
-                                              "different"},
-                         503: {"description": "PACS unreachable, or the queue is full"},
-                         504: {"description": "timeout"}})
+              responses=api.answers(201, "stored and verified: SEG series / instance UIDs, "
+                                    "findings, voxel counts and volumes", api.Stored, (),
+                                    *api.UPLOAD, 409))
     async def segmentations(request: Request, authorization: str | None = Header(
             None, include_in_schema=False), idempotency_key: str | None = Header(
             None, description="Retries with the same key and body get the first answer; "
@@ -421,10 +406,13 @@ def create_app(config: ServeConfig) -> FastAPI:
         finally:
             release(request)
 
-    @app.post("/v1/convert", dependencies=[Depends(auth)], openapi_extra=multipart,
+    @app.post("/v1/convert", dependencies=[Depends(auth)], openapi_extra=api.MASK,
               summary="The same conversion without storing: the SEG (application/dicom) or a "
-                      "zip of the split series",
-              responses={200: {"content": {"application/dicom": {}, "application/zip": {}}}})
+                      "zip of the split series", response_class=Response,
+              responses=api.answers(200, "the SEG, or a zip of the SEG series when "
+                                    "overlapping segments were split",
+                                    None, ("application/dicom", "application/zip"),
+                                    *api.UPLOAD))
     async def convert(request: Request):
         deadline = time.time() + config.timeout
         take_slot(request)
@@ -452,14 +440,9 @@ def create_app(config: ServeConfig) -> FastAPI:
             release(request)
 
     @app.post("/v1/validate", dependencies=[Depends(auth)], summary="Validate a SEG or "
-              "RTSTRUCT (the rules of `segbridge validate`)",
-              openapi_extra={"requestBody": {"required": True, "content": {
-                  "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
-                                                     "properties": {
-                      "file": {"type": "string", "format": "binary"},
-                      "request": {"type": "string", "description":
-                                  'JSON: {"reference": {"study", "series"} or a series URL '
-                                  '(optional), "profile": "standard" | "ohif" | "slicer"}'}}}}}}})
+              "RTSTRUCT (the rules of `segbridge validate`)", openapi_extra=api.VALIDATE,
+              responses=api.answers(200, "the findings (ok is false when a rule of severity "
+                                    "error is broken)", api.Validation, (), *api.UPLOAD))
     async def validate(request: Request):
         deadline = time.time() + config.timeout
         take_slot(request)
@@ -504,7 +487,9 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @app.get("/v1/studies/{study}/series/{series}/stats", dependencies=[Depends(auth)],
              summary="Per-segment statistics of a stored SEG / RTSTRUCT on its image "
-                     "(`segbridge stats --format json`)")
+                     "(`segbridge stats --format json`)",
+             responses=api.answers(200, "statistics per segment", api.Stats, (),
+                                   *api.STORED))
     async def stats(request: Request, study: str, series: str, segments: str | None = segments_q,
                     mode: str = Query("individual", pattern="^(individual|collective)$")):
         return Response(json.dumps(await stored(request, study, series, "stats",
@@ -512,7 +497,9 @@ def create_app(config: ServeConfig) -> FastAPI:
                         media_type="application/json")
 
     @app.get("/v1/studies/{study}/series/{series}/measure", dependencies=[Depends(auth)],
-             summary="Largest bidirectional per segment (`segbridge measure --json`)")
+             summary="Largest bidirectional per segment (`segbridge measure --json`)",
+             responses=api.answers(200, "long and short axis per segment", api.Measure, (),
+                                   *api.STORED))
     async def measure(request: Request, study: str, series: str,
                       segments: str | None = segments_q):
         return Response(json.dumps(await stored(request, study, series, "measure",
@@ -521,7 +508,8 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @app.get("/v1/studies/{study}/series/{series}/preview.png", dependencies=[Depends(auth)],
              summary="PNG preview (`segbridge render`): axial, coronal and sagittal views",
-             responses={200: {"content": {"image/png": {}}}}, response_class=Response)
+             responses=api.answers(200, "axial, coronal and sagittal views", None,
+                                   ("image/png",), *api.STORED), response_class=Response)
     async def preview(request: Request, study: str, series: str,
                       segments: str | None = segments_q,
                       plane: str = Query("all", pattern="^all$", description="all three views "
@@ -535,12 +523,13 @@ def create_app(config: ServeConfig) -> FastAPI:
                               {"segments": segments, "slice": slice, "focus": focus})
         return FileResponse(result["path"], media_type="image/png")
 
-    @app.get("/health", summary="The process is up")
+    @app.get("/health", summary="The process is up",
+             responses=api.answers(200, "the process runs", api.Health))
     async def health():
         return {"status": "ok"}
 
     @app.get("/ready", summary="The PACS answers a QIDO-RS query",
-             responses={503: {"description": "PACS unreachable"}})
+             responses=api.answers(200, "the PACS answers", api.Ready, (), 503))
     async def ready(request: Request):
         options = jobs.WebOptions(**{**config.web.as_dict(), "timeout": 5.0, "retries": 0})
         try:
@@ -551,8 +540,10 @@ def create_app(config: ServeConfig) -> FastAPI:
                            jobs.one_line(exc)) from None
         return {"status": "ready", "pacs": jobs.public(config.pacs)}
 
-    @app.get("/metrics", dependencies=[Depends(auth)], response_class=PlainTextResponse,
-             summary="Prometheus metrics (text format 0.0.4)")
+    @app.get("/metrics", dependencies=[Depends(auth)], response_class=Response,
+             summary="Prometheus metrics (text format 0.0.4)",
+             responses={200: {"description": "the metrics", "content": {"text/plain": {
+                 "schema": {"type": "string"}}}}, **api.errors(401)})
     async def metrics():
         return PlainTextResponse(state.metrics.render(),
                                  media_type="text/plain; version=0.0.4; charset=utf-8")
