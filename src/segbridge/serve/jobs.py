@@ -97,11 +97,19 @@ def check_params(params, pacs: str, *, need_reference: bool = True) -> dict:
     ref = params.get("reference")
     url = None
     if isinstance(ref, str):
-        root = split_series_url(ref)[0]
-        if _norm(root) != _norm(pacs):
-            raise InvalidInputError(f"reference {public(ref)}: not on this service's PACS "
-                                    f"({public(pacs)}); give study and series UIDs")
-        url = series_url(ref)
+        try:
+            root, study, series = split_series_url(ref)
+            shown = public(ref)  # never echo user-info
+            same = _norm(root) == _norm(pacs)
+        except ValueError:  # urlsplit: "http://[" and kin
+            shown, same = "(not a URL)", False
+        if not same:
+            raise InvalidInputError(f"reference {one_line(shown)[:200]!r}: not on this "
+                                    f"service's PACS ({public(pacs)}); give study and series "
+                                    "UIDs, or a series URL on it")
+        # rebuilt on the service's own root: user-info, query or a fragment in the client's
+        # URL never reach the PACS
+        url = series_url(pacs, study or "", series or "")
     elif isinstance(ref, dict):
         url = series_url(pacs, str(ref.get("study") or ""), str(ref.get("series") or ""))
     elif ref is not None or need_reference:
@@ -115,11 +123,14 @@ def check_params(params, pacs: str, *, need_reference: bool = True) -> dict:
         raise InvalidInputError("segments must be a list of {label, value, color} or a dcmqi "
                                 "metadata object with segmentAttributes")
     compression = _choice(params, "compression", COMPRESSIONS, None)
+    fractional = params.get("fractional")
+    if fractional is not None and not isinstance(fractional, bool):
+        raise InvalidInputError(f"fractional must be true or false, got {str(fractional)[:40]!r}")
     return {"reference": url, "segments": segments,
             "profile": _choice(params, "profile", PROFILES, "ohif"),
             "type": _choice(params, "type", TYPES, "auto"),
             "compression": compression, "series_description": desc,
-            "fractional": bool(params.get("fractional", False))}
+            "fractional": bool(fractional)}
 
 
 def _norm(url: str) -> str:

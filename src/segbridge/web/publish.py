@@ -21,6 +21,7 @@ back (DICOMweb has no delete); a read-back that differs is reported with the sto
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -41,6 +42,8 @@ from ..series import ReferenceImage
 from .client import WebOptions, public, split_series_url
 
 NPY_MAGIC = b"\x93NUMPY"
+#: a UID as DICOMweb clients check it (dicomweb-client refuses "1..2" and "1.2."); ASCII only
+UID = re.compile(r"[0-9]+(?:\.[0-9]+)*", re.ASCII)
 
 
 class SeriesNotFound(RemoteError):
@@ -105,9 +108,9 @@ def series_url(pacs: str, study: str | None = None, series: str | None = None) -
         raise InvalidInputError("the reference needs a study and a series UID (or a DICOMweb "
                                 "series URL .../studies/<uid>/series/<uid>)")
     for what, uid in (("study", study), ("series", series)):
-        if not (0 < len(uid) <= 64 and all(c in "0123456789." for c in uid)):
-            raise InvalidInputError(f"{what} {uid[:70]!r} is not a DICOM UID (digits and dots, "
-                                    "at most 64)")
+        if not (len(uid) <= 64 and UID.fullmatch(uid)):
+            raise InvalidInputError(f"{what} {uid[:70]!r} is not a DICOM UID (numbers "
+                                    "separated by single dots, at most 64 characters)")
     return f"{root}/studies/{study}/series/{series}"
 
 
@@ -224,10 +227,29 @@ def load_mask(path: str | os.PathLike, reference: ReferenceImage, *, segments=No
 
     segs = None
     if meta is not None:
-        group = meta["segmentAttributes"][0]
+        # one list per input file in dcmqi; an array is one input: every entry, in order
+        group = [e for g in meta["segmentAttributes"] for e in g]
+        if not group:
+            raise InvalidInputError("segments: segmentAttributes names no segment")
         segs = [segment_from_json(e, e["labelID"] if len(shape) == 3 else i + 1, i)
                 for i, e in enumerate(group)]
-    return io.from_array(np.asarray(arr), reference, segments=segs, fractional=fractional)
+    seg = io.from_array(np.asarray(arr), reference, segments=segs, fractional=fractional)
+    if segs is not None and len(shape) == 3 and not fractional:
+        # label values the metadata does not describe become "Segment N", as the NIfTI and
+        # NRRD readers make them (left in the label array undescribed, they would be written
+        # as pixel values no segment item describes)
+        from ..colors import default_color
+        from ..model import Segment, present_values
+
+        described = {s.number for s in segs}
+        extra = [int(v) for v in present_values(seg.layers[0]) if int(v) not in described]
+        if extra:
+            report.warn(f"{name}: label value(s) {', '.join(map(str, extra[:10]))} not "
+                        "described by the segments given; stored as 'Segment N'")
+            segs = [*segs, *(Segment(v, color=default_color(len(segs) + i))
+                             for i, v in enumerate(extra))]
+            seg = io.from_array(np.asarray(arr), reference, segments=segs)
+    return seg
 
 
 # ---------------------------------------------------------------------------------------------
