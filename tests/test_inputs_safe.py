@@ -155,9 +155,14 @@ def test_sigterm_leaves_nothing_behind(case, tmp_path, delay):
         assert left == ["o.dcm"], left
         sb.read(out / "o.dcm", reference=case / "ct")
     elif proc.returncode == -signal.SIGTERM:
-        # killed by the default action before the interpreter reached segbridge's handler
-        # (a loaded machine can take that long to start Python): nothing can have been written
-        assert err == "" and left == [], (err, left)
+        # killed by the default action: either before the interpreter reached segbridge's
+        # handler (a loaded machine can take that long to start Python; nothing written yet),
+        # or after the run, while the interpreter shuts down (Python restores the default
+        # handlers then; seen once in CI): the output is then whole, never partial
+        assert err == "", err
+        assert left in ([], ["o.dcm"]), left
+        if left:
+            sb.read(out / "o.dcm", reference=case / "ct")
     else:
         assert proc.returncode == 143, (proc.returncode, err)
         assert err.strip().splitlines()[-1] == "segbridge: terminated", err
