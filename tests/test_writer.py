@@ -198,3 +198,16 @@ def test_text_is_fitted_to_its_vr_and_reported(tmp_path, ct3):
     # segbridge reads its own file back
     back = sb.read(path, reference=ct3)
     assert [s.label for s in back.segments] == ["Liver data file: /etc/passwd", "L" * 64]
+
+
+def test_write_hands_back_its_validation_findings(overlap, tmp_path):
+    """write(findings=[...]) collects what its own validation found, per written file, so a
+    caller (segbridge serve) need not validate the files again."""
+    findings: list = []
+    files = sb.write(overlap, tmp_path / "seg.dcm", profile="ohif", type="labelmap",
+                     compression="jpegls", findings=findings)
+    assert len(files) > 1  # the overlap is split into several series
+    rules = {(k, f.rule) for k, f in findings}
+    for k in range(len(files)):  # every file was checked, each names its index
+        assert (k, "OHIF-TRANSFER-SYNTAX-PATH") in rules, rules
+    assert all(k is None or 0 <= k < len(files) for k, _ in findings)

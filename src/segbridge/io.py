@@ -252,12 +252,18 @@ def _sidecar_meta(seg: Segmentation) -> dict:
 
 
 def _validating_check(seg: Segmentation, target: Path, profile: str, type: str,
-                      split_overlaps: bool | None, reference, force: bool, report: Report):
-    """Validation for write(): model findings now, file findings on each temporary file."""
+                      split_overlaps: bool | None, reference, force: bool, report: Report,
+                      collect: list | None = None):
+    """Validation for write(): model findings now, file findings on each temporary file
+    (appended to ``collect`` as (index of the file or None, Finding) when given)."""
     from .errors import ValidationFailed
     from .validate import model_findings, validate
 
+    checked = [0]
+
     def fail_or_warn(findings, would: str) -> None:
+        if collect is not None:
+            collect.extend((None if would else checked[0], f) for f in findings)
         errors = [f for f in findings if f.severity == "error"]
         if errors and not force:
             e = errors[0]
@@ -277,6 +283,7 @@ def _validating_check(seg: Segmentation, target: Path, profile: str, type: str,
     def check(path: Path) -> None:
         fail_or_warn(validate(path, reference=reference, profile=profile, pixels=False).findings,
                      "")
+        checked[0] += 1
 
     return check
 
@@ -288,7 +295,7 @@ def write(seg: Segmentation, path: PathLike, *, type: SegType = "auto",
           report: Report | None = None, progress: Callable[[int, int], None] | None = None,
           validate: bool = True, force: bool = False, reference: ReferenceImage | None = None,
           to: Literal["seg", "rtstruct"] = "seg",
-          protect: Sequence[PathLike] = ()) -> list[Path]:
+          protect: Sequence[PathLike] = (), findings: list | None = None) -> list[Path]:
     """Write ``seg`` in the format named by the suffix of ``path``; returns the files written.
 
     A DICOM SEG is validated against the profile before it is put in place (structure rules on
@@ -325,6 +332,10 @@ def write(seg: Segmentation, path: PathLike, *, type: SegType = "auto",
         What a ``.dcm`` output is: ``"seg"`` or ``"rtstruct"``.
     protect
         More files that must not be written over (the command's inputs).
+    findings
+        A DICOM SEG's validation findings are appended here as (index of the written file,
+        Finding); index None for findings on the model before writing. Lets a caller report
+        them without validating the files a second time.
 
     Raises
     ------
@@ -363,7 +374,7 @@ def write(seg: Segmentation, path: PathLike, *, type: SegType = "auto",
         check = None
         if validate:
             check = _validating_check(seg, target, profile, type, split_overlaps, reference,
-                                      force, report)
+                                      force, report, findings)
         return write_seg(seg, target, type=type, profile=profile, compression=compression,
                          split_overlaps=split_overlaps, series_description=series_description,
                          series_number=series_number, report=report, progress=progress,

@@ -61,7 +61,13 @@ def init_worker(options: WebOptions) -> None:
 
 def warm() -> bool:
     """Import what the jobs need, so the first request does not pay for it."""
+    import dicomweb_client  # noqa: F401
+    import nibabel  # noqa: F401
+    import pydicom.pixels  # noqa: F401
+    import requests  # noqa: F401
+
     from .. import io  # noqa: F401
+    from ..dicom import seg_reader, seg_writer  # noqa: F401
     from ..validate import validate  # noqa: F401
     from ..web import publish, transfer  # noqa: F401
 

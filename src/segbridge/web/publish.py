@@ -263,16 +263,14 @@ def write_seg_files(seg: Segmentation, reference: ReferenceImage, folder: str | 
     returns them and the validation findings (warnings and infos: an error stops the write
     with ValidationFailed)."""
     from .. import io
-    from ..validate import validate
 
     report = report if report is not None else Report()
+    checked: list = []  # (index of the file or None, Finding): io.write's own validation
     written = io.write(seg, Path(folder) / name, type=type, profile=profile,
                        compression=compression, series_description=series_description,
-                       reference=reference, report=report)
-    findings = []
-    for p in written:
-        result = validate(p, reference=reference, profile=profile, pixels=False)
-        findings += [{"file": p.name, **asdict(f)} for f in result.findings]
+                       reference=reference, report=report, findings=checked)
+    findings = [{"file": written[k].name if k is not None else None, **asdict(f)}
+                for k, f in checked]
     return written, findings
 
 
@@ -372,27 +370,25 @@ def match_segments(model: Segmentation, stored: Sequence[tuple[str, Segmentation
     return where
 
 
-def read_back(root: str, study: str, series_uids: Sequence[str], reference: ReferenceImage,
+def read_back(root: str, study: str, stored: dict[str, list[str]], reference: ReferenceImage,
               folder: Path, *, options: WebOptions | None = None,
               report: Report | None = None) -> list[tuple[str, Segmentation]]:
-    """Pull each SEG series from the server (WADO-RS) and read it on the reference grid."""
+    """Retrieve each stored SEG instance (WADO-RS, by the UIDs just stored: no listing
+    query) and read it on the reference grid. ``stored``: series UID -> SOP Instance UIDs."""
     from .. import io
-    from .transfer import pull
+    from .transfer import fetch_instances
 
     out = []
     folder.mkdir()
-    for uid in series_uids:
+    for uid, sops in stored.items():
         try:
-            result = pull(root, study, folder, series=uid, options=options, workers=2)
+            files = fetch_instances(root, study, uid, sops, folder, options=options)
         except RemoteError as exc:
-            if "has no instances" not in str(exc) and "404 Not Found" not in str(exc):
+            if "404" not in str(exc) and "not found" not in str(exc).lower():
                 raise
             raise ReadBackMismatch(f"{public(root)}: series {uid}: the server accepted the "
                                    "STOW but sends nothing back (it may have filtered the "
                                    "instances out)") from None
-        files = sorted(result.fetched) + sorted(result.skipped)
-        if not files:
-            raise ReadBackMismatch(f"series {uid}: the server sends back no instance")
         for f in files:
             out.append((uid, io.read(f, reference=reference, report=report or Report())))
     return out
@@ -450,7 +446,8 @@ def publish(seg: Segmentation, reference: ReferenceImage, pacs: str, *,
     verified = False
     where: dict[int, str] = {}
     if verify:
-        back = read_back(root, study, series_uids, reference, work / "back", options=options,
+        stored = {uid: [u[2] for u in uids if u[1] == uid] for uid in series_uids}
+        back = read_back(root, study, stored, reference, work / "back", options=options,
                          report=Report())
         where = match_segments(seg, back)
         verified = True

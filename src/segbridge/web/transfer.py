@@ -215,6 +215,21 @@ def _get_instance(ep: Endpoint, study: str, series: str, sop: str) -> bytes:
     return parts[0]
 
 
+def fetch_instances(url: str, study: str, series: str, sops: Sequence[str], folder: Path, *,
+                    options: WebOptions | None = None) -> list[Path]:
+    """Retrieve instances whose UIDs are known (WADO-RS, no QIDO listing first) into
+    ``folder/<sop>.dcm``; one RemoteError line for any failure."""
+    ep = Endpoint(url, options)
+    out = []
+    for sop in sops:
+        data = ep.call(f"retrieving instance {sop}",
+                       lambda c, sop=sop: _get_instance(ep, study, series, sop))
+        path = folder / f"{sop}.dcm"
+        _write_part10(data, path)
+        out.append(path)
+    return out
+
+
 def _write_part10(data: bytes, path: Path) -> None:
     """A DICOM file from a WADO-RS part (Part 10 already, or a bare data set to wrap)."""
     if data[128:132] == b"DICM":
