@@ -92,3 +92,19 @@ def test_seg_frames_against_pydicom(tmp_path):
         got[number][uids.index(src)] |= frames[k].astype(bool)
     np.testing.assert_array_equal(got[1], a)
     np.testing.assert_array_equal(got[2], b)
+
+
+def test_label_values_no_segment_describes_are_kept_and_reported():
+    """from_array / from_labelmap with a subset of segments: the other values become
+    "Segment N" (never an undescribed value in a label-map SEG), with a warning."""
+    import numpy as np
+
+    import segbridge as sb
+
+    grid = sb.Grid((2, 3, 4), origin=np.zeros(3), spacing=np.ones(3), direction=np.eye(3))
+    labels = np.zeros(grid.shape, np.uint8)
+    labels[0, 0, 0], labels[1, 2, 3] = 1, 7
+    seg = sb.from_array(labels, grid=grid, segments=[sb.Segment(1, "liver")])
+    assert [(s.number, s.label) for s in seg.segments] == [(1, "liver"), (7, "Segment 7")]
+    assert int(seg.mask(7).sum()) == 1 and int(seg.mask(1).sum()) == 1
+    assert any("described by no segment" in w for w in seg.report.warnings)

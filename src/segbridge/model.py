@@ -343,10 +343,20 @@ class Segmentation:
         if segments is None:
             segments = [Segment(int(v), color=default_color(i)) for i, v in enumerate(values)]
         segments = list(segments)
+        described = {s.number for s in segments}
+        # a value no segment describes is kept as "Segment N" (never dropped, never written as
+        # an undescribed label-map value), as the NIfTI / NRRD readers do
+        undescribed = [int(v) for v in values if int(v) not in described]
+        segments += [Segment(v, f"Segment {v}", color=default_color(len(segments) + i))
+                     for i, v in enumerate(undescribed)]
         nmax = max([s.number for s in segments] + [int(labels.max()) if labels.size else 0])
         layer = labels.astype(label_dtype(nmax), copy=False)
         bindings = {s.number: (0, s.number) for s in segments}
-        return cls(grid, segments, layers=[layer], bindings=bindings, **kw)
+        seg = cls(grid, segments, layers=[layer], bindings=bindings, **kw)
+        if undescribed:
+            seg.report.warn(f"label values {undescribed[:10]} are described by no segment; "
+                            "kept as 'Segment N'")
+        return seg
 
     @classmethod
     def from_masks(cls, grid: Grid, items: Iterable[tuple[Segment, np.ndarray]],
