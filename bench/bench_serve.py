@@ -42,7 +42,6 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -50,8 +49,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from common import BIN, HERE, PY, publish, timed  # noqa: E402
-from orthanc import Orthanc, free_port  # noqa: E402
+from common import BIN, HERE, publish, timed  # noqa: E402
+from orthanc import Orthanc  # noqa: E402
+from serve_process import Service as ServeProcess  # noqa: E402
 
 SHAPE = (48, 192, 192)  # slices, rows, columns: bench_web's case
 USER, PASSWORD = "bench", "bench-pw-0123"
@@ -217,49 +217,12 @@ def env() -> dict:
     return {**clean, "SEGBRIDGE_USER": USER, "SEGBRIDGE_PASSWORD": PASSWORD}
 
 
-class Service:
-    """`segbridge serve` (defaults: 2 workers, queue 8) on a free loopback port."""
+class Service(ServeProcess):
+    """`segbridge serve` (defaults: 2 workers, queue 8), warmed up, with the bench's PACS
+    credentials."""
 
     def __init__(self, folder: Path, pacs: str, *args: str) -> None:
-        import httpx
-
-        folder.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.log = folder / "serve.log"
-        cmd = [PY, "-m", "segbridge", "serve", "--pacs", pacs, "--host", "127.0.0.1",
-               "--port", str(self.port), "--tmp-dir", str(folder / "work"), *args]
-        t0 = time.perf_counter()
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=env(),
-                                         stdin=subprocess.DEVNULL)
-        deadline = time.time() + 120
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"serve exited: {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200 and \
-                        '"event": "ready"' in self.log.read_text():
-                    break
-            except httpx.TransportError:
-                pass
-            if time.time() > deadline:
-                self.stop()
-                raise RuntimeError("serve did not start within 120 s")
-            time.sleep(0.1)
-        self.startup_s = time.perf_counter() - t0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        super().__init__(folder, pacs, env(), *args, warm=True)
 
     def server_ms(self) -> list[float]:
         """Server-side time of each POST /v1/segmentations, from the request log."""

@@ -26,7 +26,8 @@ import numpy as np
 import pydicom
 import pytest
 from faultproxy import FaultProxy
-from orthanc import Orthanc, attach, find_orthanc, free_port
+from orthanc import Orthanc, attach, find_orthanc
+from serve_process import Service
 
 import segbridge as sb
 from segbridge.synthetic import demo_grid, demo_phantom, save_nifti, write_ct_series
@@ -41,55 +42,6 @@ SEGMENTS = [{"label": "liver", "value": 1, "color": [220, 120, 80]},
 
 if find_orthanc() is None and "SEGBRIDGE_TEST_ORTHANC_PORT" not in os.environ:
     pytest.fail("Orthanc with the DICOMweb plugin is needed for these tests", pytrace=False)
-
-
-class Service:
-    """``segbridge serve`` in a subprocess on a free port; its log is kept in a file."""
-
-    def __init__(self, folder: Path, pacs_url: str, env: dict, *args: str) -> None:
-        self.port = free_port()
-        self.tmp_dir = folder / "work"
-        self.log = folder / "serve.log"
-        cmd = [sys.executable, "-m", "segbridge", "serve", "--pacs", pacs_url, "--port",
-               str(self.port), "--tmp-dir", str(self.tmp_dir), *args]
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("SEGBRIDGE_")}
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, env={**clean, **env},
-                                         stdin=subprocess.DEVNULL)
-        deadline = time.time() + 90
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"serve exited: {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.time() > deadline:
-                self.stop()
-                raise RuntimeError("serve did not start")
-            time.sleep(0.2)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def tmp_empty(self, wait: float = 10.0) -> bool:
-        deadline = time.time() + wait
-        while time.time() < deadline:
-            if not any(self.tmp_dir.iterdir()):
-                return True
-            time.sleep(0.1)
-        return False
 
 
 def instances(pacs) -> int:

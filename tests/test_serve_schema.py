@@ -56,7 +56,8 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from test_serve import Service, creds_env, options
+from serve_process import Service
+from test_serve import creds_env, options
 
 import segbridge as sb
 from segbridge.synthetic import demo_grid, demo_phantom, save_nifti, write_ct_series

@@ -31,6 +31,7 @@ ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from orthanc import Orthanc, free_port  # noqa: E402  (tests/orthanc.py)
+from serve_process import Service  # noqa: E402  (tests/serve_process.py)
 
 sys.path.insert(0, str(HERE))
 from cases import CASES, Case  # noqa: E402
@@ -121,6 +122,18 @@ def truth_of(seg_path: Path, ct: Path, segbridge: str) -> dict:
             "ct_series_instance_uid": seg.source.series_instance_uid,
             "slices": len(uids), "slice_of": {u: k for k, u in enumerate(uids)},
             "segments": segments}
+
+
+def stop(proc: subprocess.Popen | None, wait: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``wait`` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(wait)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def start_server(dist: Path, config: Path, orthanc_port: int, log: Path) -> tuple:
@@ -302,12 +315,7 @@ def run_export(a, case, ct: Path, tmp: Path, segbridge: str, t0: float) -> int:
               f"total {time.time() - t0:.0f} s")
         return 0
     finally:
-        if server is not None:
-            server.terminate()
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
+        stop(server)
         if orthanc is not None:
             orthanc.stop()
 
@@ -316,27 +324,16 @@ def store_via_service(demo_ct: Path, orthanc, tmp: Path, segbridge: str) -> list
     """Start `segbridge serve` on the harness's Orthanc, POST the demo's organs.nii.gz to
     /v1/segmentations, and pull what it stored (the truth is computed on those files)."""
     import httpx
+    import nibabel as nib
+    import numpy as np
 
-    demo = demo_ct.parent
     import segbridge as sb
 
+    demo = demo_ct.parent
     source = sb.read_series(demo_ct).source
-    port = free_port()
-    log = open(tmp / "serve.out", "w")
-    service = subprocess.Popen([segbridge, "serve", "--pacs", orthanc.url, "--port", str(port),
-                                "--workers", "1", "--tmp-dir", str(tmp / "serve-tmp")],
-                               stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    service = Service(tmp / "serve", orthanc.url, None, "--workers", "1")
     try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if service.poll() is not None:
-                raise Failure(f"segbridge serve exited {service.returncode} (see {log.name})")
-            time.sleep(0.1)
+        base = service.url
         meta = json.loads((demo / "meta.json").read_text())
         meta["segmentAttributes"] = meta["segmentAttributes"][:1]  # organs.nii.gz: 3 labels
         request = {"reference": {"study": source.study_instance_uid,
@@ -349,9 +346,6 @@ def store_via_service(demo_ct: Path, orthanc, tmp: Path, segbridge: str) -> list
                            data={"request": json.dumps(request)})
         if r.status_code != 201 or not r.json().get("verified"):
             raise Failure(f"segbridge serve answered {r.status_code}: {r.text[:200]}")
-        import nibabel as nib
-        import numpy as np
-
         labels = np.asarray(nib.load(str(demo / "organs.nii.gz")).dataobj)
         posted = {int(v): int((labels == v).sum()) for v in np.unique(labels) if v}
         answered = {s["value"] if "value" in s else s["number"]: s["voxels"]
@@ -366,12 +360,7 @@ def store_via_service(demo_ct: Path, orthanc, tmp: Path, segbridge: str) -> list
             files += sorted(out.rglob("*.dcm"))
         return files
     finally:
-        service.terminate()
-        try:
-            service.wait(15)
-        except subprocess.TimeoutExpired:
-            service.kill()
-        log.close()
+        service.stop()
 
 
 def browser_step(cmd: list[str], a) -> subprocess.CompletedProcess:
@@ -381,12 +370,7 @@ def browser_step(cmd: list[str], a) -> subprocess.CompletedProcess:
     try:
         out, err = proc.communicate(timeout=a.timeout + 60)
     finally:
-        if proc.poll() is None:  # interrupted: SIGTERM lets puppeteer close chromium
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(proc, 15)  # interrupted: SIGTERM lets puppeteer close chromium
     (a.out / "check.log").write_text(err)
     if proc.returncode != 0:
         raise Failure((err.strip().splitlines() or ["(no output)"])[-1])
@@ -539,12 +523,7 @@ def main() -> int:
               f"screenshot {a.out / 'ohif-stack.png'}{extra}")
         return 0
     finally:
-        if server is not None:
-            server.terminate()
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
+        stop(server)
         if orthanc is not None:
             orthanc.stop()
         if a.keep:
