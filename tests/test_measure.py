@@ -730,11 +730,35 @@ def test_render_draws_every_segment_overlaps_and_axes(demo_dir, tmp_path):
 
 def test_render_bad_slice_and_focus(demo_dir, tmp_path):
     out, _ = demo_dir
-    for args, msg in ((["--slice", "99"], "outside"), (["--focus", "9"], "--focus 9"),
+    for args, msg in ((["--slice", "99"], "outside"), (["--focus", "9"], "focus 9"),
                       (["--slice", "middle"], "--slice")):
         res = _cli("render", out / "seg.dcm", "--image", out / "ct", "-o",
                    tmp_path / "x.png", *args)
         assert res.returncode == 1 and msg in res.stderr, res.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_render_one_plane_and_its_slice(demo_dir, tmp_path):
+    """--plane draws one view; --slice then moves that view (the coronal index runs along the
+    grid's rows), and a slice beyond that axis is refused."""
+    from PIL import Image
+
+    out, seg = demo_dir
+    sizes, pixels = {}, {}
+    for plane, sl in (("all", None), ("coronal", 20), ("coronal", 35), ("sagittal", None)):
+        png = tmp_path / f"{plane}-{sl}.png"
+        res = _cli("render", out / "seg.dcm", "--image", out / "ct", "-o", png, "--plane",
+                   plane, *(["--slice", str(sl)] if sl is not None else []))
+        assert res.returncode == 0, res.stderr
+        img = Image.open(png)
+        sizes[plane] = img.size[0]
+        pixels[(plane, sl)] = np.asarray(img.convert("RGB"))
+    assert sizes["coronal"] < sizes["all"] and sizes["sagittal"] < sizes["all"]
+    assert not np.array_equal(pixels[("coronal", 20)], pixels[("coronal", 35)])
+    rows = seg.grid.shape[1]
+    res = _cli("render", out / "seg.dcm", "--image", out / "ct", "-o", tmp_path / "x.png",
+               "--plane", "coronal", "--slice", str(rows))
+    assert res.returncode == 1 and f"outside 0..{rows - 1}" in res.stderr, res.stderr
     assert not (tmp_path / "x.png").exists()
 
 

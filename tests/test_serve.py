@@ -264,6 +264,10 @@ def test_convert_validate_and_measure_endpoints(pacs, ct, client, tmp_path):
     assert me.json()["segments"] == json.loads(json.dumps(want))
     png = client.get(base + "/preview.png", params={"segments": "1-2"})
     assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    one = client.get(base + "/preview.png", params={"segments": "1-2", "plane": "sagittal"})
+    assert one.status_code == 200 and one.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert one.content != png.content
+    assert client.get(base + "/preview.png", params={"plane": "oblique"}).status_code == 422
 
 
 def test_health_ready_metrics_openapi(client, svc):

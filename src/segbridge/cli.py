@@ -426,6 +426,13 @@ class StatsMode(str, Enum):
     collective = "collective"
 
 
+class Plane(str, Enum):
+    all = "all"
+    axial = "axial"
+    coronal = "coronal"
+    sagittal = "sagittal"
+
+
 class StatsFormat(str, Enum):
     table = "table"
     csv = "csv"
@@ -637,6 +644,9 @@ def render(
                         "bidirectional).")] = "auto",
     focus: Annotated[int | None, typer.Option(
         "--focus", help="Segment the views go through (default: the largest).")] = None,
+    plane: Annotated[Plane, typer.Option(
+        "--plane", help="All three views side by side, or one of them (--slice then moves "
+                        "that one).")] = Plane.all,
     assign_uids: AssignUidsOpt = False,
 ) -> None:
     """A PNG preview: axial, coronal and sagittal views with every segment and the axes."""
@@ -654,16 +664,13 @@ def render(
     if not seg.grid.same_as(loaded.image.grid):
         seg = io.read(inputs, reference=loaded.image, resample=True, report=report)
     numbers = parse_segment_list(segments, seg, _names(inputs))
-    if focus is not None and focus not in numbers:
-        raise InvalidInputError(f"{_names(inputs)}: --focus {focus} is not among the rendered "
-                                "segments")
     if slice_ != "auto" and not slice_.lstrip("-").isdigit():
         raise InvalidInputError(f"--slice must be auto or a slice number, got {slice_!r}")
     axes = measure_all(seg, numbers)
     title = f"{', '.join(p.name for p in inputs)} on {loaded.image.modality or 'image'}"
     out = do_render(seg, loaded.image, output, numbers=numbers, focus=focus,
                     slice_index=None if slice_ == "auto" else int(slice_), axes=axes,
-                    title=title, report=report, what=_names(inputs))
+                    title=title, report=report, what=_names(inputs), plane=plane.value)
     print(f"wrote {out}")
     _print_report(report)
 

@@ -161,12 +161,18 @@ def choose_segment(seg: Segmentation, numbers: list[int], what: str = "render") 
     return best
 
 
+PLANES = ("all", "axial", "coronal", "sagittal")
+
+
 def render(seg: Segmentation, image: ReferenceImage, output: str | os.PathLike, *,
            numbers: list[int] | None = None, focus: int | None = None,
            slice_index: int | None = None, axes: list[Bidirectional] | None = None,
-           title: str = "", report: Report | None = None, what: str | None = None) -> Path:
+           title: str = "", report: Report | None = None, what: str | None = None,
+           plane: str = "all") -> Path:
     """Write the preview PNG; ``seg`` must be on ``image``'s grid.
 
+    ``plane``: ``all`` (axial, coronal and sagittal side by side) or one of them;
+    ``slice_index`` is the index along that plane's fixed grid axis (axial for ``all``).
     ``what`` names the input(s) in messages (default: the title up to " on ").
     """
     from PIL import Image, ImageDraw
@@ -175,7 +181,11 @@ def render(seg: Segmentation, image: ReferenceImage, output: str | os.PathLike, 
     what = what or title.split(" on ")[0] or "render"
     if not seg.grid.same_as(image.grid):
         raise InvalidInputError(f"{what}: the segmentation is not on the image grid")
+    if plane not in PLANES:
+        raise InvalidInputError(f"{what}: plane {plane!r} is none of {', '.join(PLANES)}")
     numbers = list(seg.numbers) if numbers is None else numbers
+    if focus is not None and focus not in numbers:
+        raise InvalidInputError(f"{what}: focus {focus} is not among the rendered segments")
     focus = focus if focus is not None else choose_segment(seg, numbers, what)
     boxes = seg.bounding_boxes()
     box = boxes.get(focus)
@@ -191,11 +201,14 @@ def render(seg: Segmentation, image: ReferenceImage, output: str | os.PathLike, 
     centre = [int(nearest[2]), int(nearest[1]), int(nearest[0])]
     views = _views(seg, centre)
     axial = views[0]
+    if plane != "all":
+        views = [v for v in views if v.name == plane]
+    chosen = views[0]  # the view --slice moves: axial, or the one plane asked for
     if slice_index is not None:
-        n_fixed = seg.grid.shape[2 - axial.fixed]
+        n_fixed = seg.grid.shape[2 - chosen.fixed]
         if not 0 <= slice_index < n_fixed:
             raise InvalidInputError(f"{what}: --slice {slice_index} is outside 0..{n_fixed - 1}")
-        axial.index = slice_index
+        chosen.index = slice_index
     elif focus_axes is not None and focus_axes.found and axial.fixed == 2:
         axial.index = int(focus_axes.slice_index)
 

@@ -512,15 +512,16 @@ def create_app(config: ServeConfig) -> FastAPI:
                                    ("image/png",), *api.STORED), response_class=Response)
     async def preview(request: Request, study: str, series: str,
                       segments: str | None = segments_q,
-                      plane: str = Query("all", pattern="^all$", description="all three views "
-                                         "(single planes are not drawn yet)"),
-                      slice: int | None = Query(None, ge=0, description="axial slice index "
-                                                "(default: the focus segment's measured "
-                                                "slice)"),
+                      plane: str = Query("all", pattern="^(all|axial|coronal|sagittal)$",
+                                         description="all three views side by side, or one"),
+                      slice: int | None = Query(None, ge=0, description="slice index along "
+                                                "the plane (axial for all; default: the focus "
+                                                "segment's measured slice)"),
                       focus: int | None = Query(None, description="segment the views go "
                                                 "through (default: the largest)")):
         result = await stored(request, study, series, "preview",
-                              {"segments": segments, "slice": slice, "focus": focus})
+                              {"segments": segments, "slice": slice, "focus": focus,
+                               "plane": plane})
         return FileResponse(result["path"], media_type="image/png")
 
     @app.get("/health", summary="The process is up",

@@ -361,14 +361,11 @@ def stored_job(work: str, pacs: str, study: str, series: str, what: str, query: 
                     "warnings": report.warnings}
         from ..measure.render import render
 
-        focus, slice_ = query.get("focus"), query.get("slice")
-        if focus is not None and focus not in numbers:
-            raise InvalidInputError(f"{name}: focus {focus} is not among the rendered segments")
         axes = measure_all(seg, numbers)
         out = render(seg, loaded.image, Path(work) / "preview.png", numbers=numbers,
-                     focus=focus, slice_index=slice_, axes=axes,
+                     focus=query.get("focus"), slice_index=query.get("slice"), axes=axes,
                      title=f"{name} on {loaded.image.modality or 'image'}", report=report,
-                     what=name)
+                     what=name, plane=query.get("plane") or "all")
         return {"path": str(out), "notes": report.notes, "warnings": report.warnings}
 
     return _run(work, {}, go)
