@@ -123,7 +123,8 @@ SeriesOpt = Annotated[str | None, typer.Option(
 @app.command()
 def convert(
     inputs: Annotated[list[Path], typer.Argument(help="Segmentation file(s): .dcm SEG, .nii, "
-                                                 ".nii.gz, .nrrd, .seg.nrrd.")],
+                                                 ".nii.gz, .nrrd, .seg.nrrd; or one folder of "
+                                                 "mask NIfTIs (TotalSegmentator's output).")],
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Output file; the suffix picks the format (.dcm, .nii.gz, .nrrd, "
                                ".seg.nrrd).")] = None,
@@ -131,6 +132,12 @@ def convert(
     series: SeriesOpt = None,
     meta: Annotated[Path | None, typer.Option(
         "--meta", help="dcmqi-style JSON segment metadata.")] = None,
+    labels: Annotated[str | None, typer.Option(
+        "--labels", help="Label map, CSV or JSON: label value or file name -> name, codes, "
+                         "colour; 'totalsegmentator' for its v2 class map (--ml output).")
+    ] = None,
+    keep_empty: Annotated[bool, typer.Option(
+        "--keep-empty", help="Keep the empty masks of a mask folder as empty segments.")] = False,
     type: Annotated[SegType, typer.Option("--type", help="SEG type to write.")] = SegType.auto,
     profile: Annotated[ProfileName, typer.Option(
         "--profile", help="Target consumer of a DICOM SEG.")] = ProfileName.ohif,
@@ -151,7 +158,8 @@ def convert(
     strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")] = False,
     allow_outside: Annotated[bool, typer.Option(
         "--allow-outside-data", help="Let a detached NRRD header (.nhdr) name a data file "
-                                     "outside its own folder.")] = False,
+                                     "outside its own folder, or a mask folder hold symbolic "
+                                     "links out of it.")] = False,
     assign_uids: Annotated[bool, typer.Option(
         "--assign-uids", help="Give reference images with blank study/series UIDs new ones "
                               "(a corrected copy is written next to the output).")] = False,
@@ -199,20 +207,22 @@ def convert(
         raise InvalidInputError(f"--push stores DICOM; {output} is not a .dcm output")
     report = Report(strict=strict)
     if type == SegType.fractional and not fractional and \
-            all(io.format_of(p) != "dicom" for p in inputs if p.exists()):
+            all(io.format_of(p) != "dicom" for p in inputs if p.is_file()):
         fractional = True
     ref = io.load_reference(reference, series_uid=series, assign_uids=assign_uids,
                             report=report)
     seg = io.read(inputs, reference=ref, meta=meta, resample=resample, strict=strict,
                   fractional=True if fractional else None, report=report,
-                  contour_fill=contour_fill.value, allow_outside=allow_outside)
+                  contour_fill=contour_fill.value, allow_outside=allow_outside,
+                  labels=labels, keep_empty=keep_empty)
     with _progress("encoding frames") as progress:
         written = io.write(seg, output, type=type.value, profile=profile.value,
                            compression=compression.value if compression else None,
                            split_overlaps=split_overlaps, series_description=series_description,
                            series_number=series_number, resample=resample, report=report,
                            progress=progress, reference=ref, force=force, to=kind,
-                           protect=files_read(inputs, meta=meta, reference=ref))
+                           protect=files_read(inputs, meta=meta, reference=ref) + (
+                               [Path(labels)] if labels and Path(labels).is_file() else []))
     if ref is not None and ref.assigned_uids:
         from .series import write_reference_copy
 

@@ -57,14 +57,16 @@ def read(inputs: PathLike | Sequence[PathLike], *, reference: ReferenceLike = No
          meta: PathLike | dict | None = None, resample: bool = False, strict: bool = False,
          fractional: bool | None = None, series_uid: str | None = None,
          assign_uids: bool = False, report: Report | None = None,
-         contour_fill: ContourFill = "centre", allow_outside: bool = False) -> Segmentation:
+         contour_fill: ContourFill = "centre", allow_outside: bool = False,
+         labels: PathLike | dict | None = None, keep_empty: bool = False) -> Segmentation:
     """Read segmentation file(s) into one model, on the reference grid when one is given.
 
     Parameters
     ----------
     inputs
         One file (DICOM SEG, RTSTRUCT, NIfTI, NRRD, seg.nrrd) or several label volumes, which
-        are combined like dcmqi does (their segments may overlap).
+        are combined like dcmqi does (their segments may overlap); or one folder of mask NIfTIs
+        (TotalSegmentator's ``segmentations/``: one segment per file, :mod:`segbridge.folder`).
     reference
         The image series (folder, files, DICOMweb series URL or ReferenceImage); the result
         is put on its grid and references its instances.
@@ -85,8 +87,15 @@ def read(inputs: PathLike | Sequence[PathLike], *, reference: ReferenceLike = No
         How RTSTRUCT contours become voxels: ``"centre"`` (the voxel centre is inside) or
         ``"rt-utils"`` (rt-utils' masks).
     allow_outside
-        Let a detached NRRD header name a data file outside its own folder (refused by
-        default: a header must not make segbridge read files the user did not name).
+        Let a detached NRRD header name a data file outside its own folder, or a mask
+        folder hold symbolic links out of it (refused by default: segbridge reads only files
+        the user named).
+    labels
+        A label map (CSV or JSON file, dict, or ``"totalsegmentator"`` for TotalSegmentator's
+        v2 class map): label values (of a multi-label volume) or file names (of a mask folder)
+        -> names, codes, colours (:mod:`segbridge.labels`). Not with ``meta``.
+    keep_empty
+        Keep the empty masks of a mask folder as empty segments (default: left out, noted).
 
     Raises
     ------
@@ -107,17 +116,37 @@ def read(inputs: PathLike | Sequence[PathLike], *, reference: ReferenceLike = No
     for p in paths:
         if not p.exists():
             raise InvalidInputError(f"{p}: no such file")
-        if p.is_dir():
-            raise InvalidInputError(f"{p}: is a folder; give segmentation files (a folder is "
-                                    "only accepted as --reference)")
+        if p.is_dir() and len(paths) > 1:
+            raise InvalidInputError(f"{p}: is a folder; a folder of masks is read on its own")
+    if meta is not None and labels is not None:
+        raise InvalidInputError("give segment metadata (--meta) or a label map (--labels), "
+                                "not both")
+    from .labels import load_labels
+
+    label_map = load_labels(labels)
     ref = load_reference(reference, series_uid=series_uid, assign_uids=assign_uids,
                          report=report)
+    if paths[0].is_dir():
+        if meta is not None:
+            raise InvalidInputError(f"{paths[0]}: a mask folder takes --labels, not --meta")
+        from .folder import read_mask_folder
+
+        seg, files = read_mask_folder(paths[0], reference=ref, labels=label_map,
+                                      resample=resample, report=report, keep_empty=keep_empty,
+                                      allow_outside=allow_outside)
+        extra = [labels] if isinstance(labels, (str, os.PathLike)) and Path(labels).is_file() \
+            else []
+        _READ_FROM[seg] = tuple(files_read(files + extra, reference=ref))
+        return seg
     formats = [registry.detect(p) for p in paths]
     options = registry.ReadOptions(reference=ref, report=report, strict=strict,
                                    resample=resample, fractional=fractional,
                                    contour_fill=contour_fill, allow_outside=allow_outside)
     objects = [f for f in formats if f.kind == "object"]
     if objects:
+        if label_map is not None:
+            raise UnsupportedError(f"{paths[0]}: a label map applies to label volumes and mask "
+                                   f"folders, not to a {objects[0].description}")
         if len(paths) > 1:
             raise UnsupportedError(f"{paths[0]}: one {objects[0].description} at a time; "
                                    "convert the other inputs separately")
@@ -131,6 +160,9 @@ def read(inputs: PathLike | Sequence[PathLike], *, reference: ReferenceLike = No
     info: dict = {}
     for p, fmt in zip(paths, formats, strict=True):
         vols, got = fmt.read(p, options)
+        if label_map is not None:
+            for vol in vols:
+                _apply_labels(vol, label_map)
         volumes.extend(vols)
         info = got or info
     meta_doc = None
@@ -138,7 +170,7 @@ def read(inputs: PathLike | Sequence[PathLike], *, reference: ReferenceLike = No
         meta_doc = meta
     elif meta is not None:
         meta_doc = dcmqi_json.read_meta(meta)
-    elif len(paths) == 1:
+    elif len(paths) == 1 and label_map is None:  # a label map replaces the sidecar
         side = sidecar_of(paths[0])
         if side is not None and side.exists():
             meta_doc = dcmqi_json.read_meta(side)
@@ -150,6 +182,21 @@ def read(inputs: PathLike | Sequence[PathLike], *, reference: ReferenceLike = No
         seg.max_fractional_value = int(info["max"])
     _READ_FROM[seg] = tuple(files_read(paths, meta=meta, reference=ref))
     return seg
+
+
+def _apply_labels(vol, label_map) -> None:
+    """Describe the label values present in ``vol`` from a label map (its segments, by value)."""
+    from .model import present_values
+
+    if vol.fractional:
+        raise InvalidInputError(f"{vol.name}: a label map describes label values, not "
+                                "probabilities")
+    described = dict((v, s) for s, v in (vol.segments or []))
+    for v in present_values(vol.data):  # values it does not describe: assemble warns
+        label = label_map.for_value(v)
+        if label is not None:
+            described[v] = label.segment(v, v - 1)
+    vol.segments = [(s, v) for v, s in sorted(described.items())]
 
 
 def read_from(seg: Segmentation) -> tuple[Path, ...]:

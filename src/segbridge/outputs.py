@@ -82,6 +82,9 @@ def files_read(inputs: Iterable[str | os.PathLike] = (), *, meta=None,
     file, and the files of a local reference series."""
     out: list[Path] = []
     for p in inputs:
+        if Path(p).is_dir():  # a folder of masks: every file in it
+            out += [f for f in Path(p).iterdir() if f.is_file()]
+            continue
         out.append(Path(p))
         side = sidecar_of(p)
         if side is not None:
