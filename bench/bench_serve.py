@@ -509,8 +509,8 @@ def markdown(serve: list[dict], procs: list[dict], meta: dict, cmd: str) -> str:
                   if len(eight) > 1 else "")
         lines.append(f"- p95 latency at 8 clients: {p95:.2f} s{each}{spread} (target < 2 s: "
                      f"{'met' if p95 < 2 else 'NOT met'}); without the first {WARM} requests "
-                     "(each worker's first request also imports pydicom, requests and nibabel "
-                     f"and reads the reference): {warm:.2f} s. At {cpu8:.0f} ms of CPU per "
+                     "(each worker's first request also reads the reference, which is then "
+                     f"cached): {warm:.2f} s. At {cpu8:.0f} ms of CPU per "
                      f"request (service + Orthanc), 8 requests in flight are "
                      f"{8 * cpu8 / 1000:.1f} CPU seconds: {8 * cpu8 / 2000:.2f} s on 2 cores "
                      "that nothing else uses.")
