@@ -213,6 +213,10 @@ def test_idempotent_retry_stores_once(pacs, ct, client):
     again = post(client, body, "labels.npy", ct, headers=key)
     assert first.status_code == again.status_code == 201
     assert again.content == first.content and again.headers["idempotent-replayed"] == "true"
+    # the same token spelled differently in the header is the same client: still one SEG
+    spelled = post(client, body, "labels.npy", ct,
+                   headers={**key, "Authorization": f"bearer  {TOKEN}"})
+    assert spelled.status_code == 201 and spelled.headers["idempotent-replayed"] == "true"
     assert instances(pacs) == before + 1
     other = post(client, npy((ct["labels"] == 1).astype(np.uint8)), "labels.npy", ct,
                  headers=key)
@@ -347,6 +351,37 @@ def test_client_errors(pacs, ct, client, svc, tmp_path):
         "request": json.dumps({"reference": "http://198.51.100.7/dicom-web/studies/1.2/series/"
                                             "1.3"})})
     check(r, 422, "invalid_input", "not on this service's PACS")
+    # a compressed mask whose header declares far more than the grid (a 1 GB gzip bomb in a
+    # small upload) is refused from its header, before a worker inflates it
+    import gzip
+
+    import nibabel as nib
+
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape((70, 60, 24, 10000))
+    hdr.set_data_dtype(np.uint8)
+    bomb = tmp_path / "bomb.nii.gz"
+    with gzip.open(bomb, "wb", compresslevel=9) as f:
+        f.write(hdr.binaryblock + b"\0" * 4)
+        f.write(bytes(64 << 20))  # the first 64 MB of the 1 GB it declares
+    assert bomb.stat().st_size < 1 << 20
+    t = time.time()
+    check(post(client, bomb.read_bytes(), "bomb.nii.gz", ct), 422, "invalid_input",
+          "bomb.nii.gz", "declares 1008000000 voxels")
+    assert time.time() - t < 20
+    # JSON nested too deeply: one line (no 500), and its Idempotency-Key is not left blocked
+    deep = "[" * 100000 + "]" * 100000
+    for _ in range(2):
+        r = client.post("/v1/segmentations", headers={"Idempotency-Key": "deep-1"},
+                        files={"mask": ("m.npy", body)}, data={"request": deep})
+        check(r, 400, "bad_request", "nested")
+    inner: object = {"label": "x"}
+    for _ in range(40):
+        inner = [inner]
+    nested = {"reference": {"study": ct["study"], "series": ct["series"]}, "segments": inner}
+    r = client.post("/v1/segmentations", files={"mask": ("m.npy", body)},
+                    data={"request": json.dumps(nested)})
+    check(r, 400, "bad_request", "nested more than")
     assert instances(pacs) == before
     assert svc.tmp_empty()
 

@@ -47,6 +47,21 @@ IDEMPOTENCY_ENTRIES = 1000
 VERSION = "1"
 
 
+#: deepest nesting of the JSON `request` part (real ones are about 7 deep); deeper documents
+#: would only exhaust the recursion of the JSON reader or of the hand-over to a worker
+MAX_JSON_DEPTH = 32
+
+
+def _depth(value, limit: int = MAX_JSON_DEPTH + 1) -> int:
+    """Nesting depth of a JSON value, counted without recursion up to ``limit``."""
+    depth, level = 0, [value]
+    while level and depth < limit:
+        depth += 1
+        level = [v for x in level if isinstance(x, (list, dict))
+                 for v in (x.values() if isinstance(x, dict) else x)]
+    return depth if not level else limit
+
+
 class ApiError(Exception):
     """An answer ``{"error": kind, "message": message}`` with ``status``."""
 
@@ -240,7 +255,10 @@ def create_app(config: ServeConfig) -> FastAPI:
                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
     def token_scope(authorization: str | None) -> str:
-        return hashlib.sha256((authorization or "").encode()).hexdigest()[:16]
+        """The token itself (not the header's spelling: "bearer  x" is "Bearer x")."""
+        token = (authorization or "")[7:].strip() if (authorization or "").lower().startswith(
+            "bearer ") else ""
+        return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:16]
 
     # -- work slots and jobs --------------------------------------------------------------
     def take_slot(request: Request) -> None:
@@ -320,10 +338,17 @@ def create_app(config: ServeConfig) -> FastAPI:
                 raise ApiError(400, "bad_request", "the JSON part 'request' is missing")
             return {}
         try:
-            return json.loads(text)
+            value = json.loads(text)
         except ValueError as exc:
             raise ApiError(400, "bad_request", f"the request part is not JSON ({exc})") \
                 from None
+        except RecursionError:
+            raise ApiError(400, "bad_request", "the request part is nested too deeply") \
+                from None
+        if _depth(value) > MAX_JSON_DEPTH:
+            raise ApiError(400, "bad_request", f"the request part is nested more than "
+                           f"{MAX_JSON_DEPTH} levels deep") from None
+        return value
 
     def params_of(up, need_reference: bool = True) -> dict:
         try:
@@ -394,6 +419,10 @@ def create_app(config: ServeConfig) -> FastAPI:
                         state.keys[key].status, state.keys[key].body = exc.status, body
                     else:
                         state.keys.pop(key, None)
+                raise
+            except BaseException:  # anything else (a bug, a cancel): the key is free again
+                if key is not None:
+                    state.keys.pop(key, None)
                 raise
             state.metrics.conversion("segmentations", "ok")
             body = json.dumps(result).encode()

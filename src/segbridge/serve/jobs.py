@@ -38,6 +38,9 @@ VALIDATION_PROFILES = ("standard", "ohif", "slicer")
 #: reference series kept per worker process (headers, and pixels once a job needed them)
 CACHE_SIZE = 4
 CACHE_SECONDS = 300.0
+#: a mask may declare this many reference grids of voxels (4-D stacks), or one per described
+#: segment when more are described, before it is read at all
+MIN_STACKED_MASKS = 4
 _refs: OrderedDict[str, tuple[float, object]] = OrderedDict()
 _options: WebOptions | None = None
 
@@ -234,10 +237,53 @@ def reference(url: str, report: Report | None = None):
     return ref
 
 
+def _declared_voxels(mask: Path) -> int | None:
+    """Voxels a NIfTI / NRRD header says its data hold (read from the header only), or None
+    for other formats and headers the readers will refuse anyway."""
+    import numpy as np
+
+    suffixes = "".join(mask.suffixes).lower()
+    try:
+        if suffixes.endswith((".nii", ".nii.gz")):
+            import nibabel as nib
+
+            shape = nib.load(str(mask)).header.get_data_shape()
+        elif suffixes.endswith(".nrrd"):
+            from ..formats.nrrd_reader import read_header
+
+            shape = read_header(mask)[0].get("sizes") or ()
+        else:
+            return None
+        return int(np.prod([int(n) for n in shape], dtype=object))
+    except Exception:  # noqa: BLE001 - the reader gives the one-line error
+        return None
+
+
+def _segment_count(segments) -> int:
+    if isinstance(segments, list):
+        return len(segments)
+    if isinstance(segments, dict):
+        return sum(len(g) for g in segments.get("segmentAttributes") or [] if isinstance(g, list))
+    return 0
+
+
 def _load(work: Path, mask: Path, name: str, params: dict, report: Report):
+    import numpy as np
+
     from ..web.publish import load_mask
 
     ref = reference(params["reference"], report)
+    # a compressed mask is refused before it is inflated when its header declares more than
+    # the reference grid can hold (a few stacked masks, or one per described segment): a 3 MB
+    # upload must not become GBs in a worker
+    declared = _declared_voxels(mask)
+    grid = int(np.prod(ref.grid.shape))
+    channels = max(MIN_STACKED_MASKS, _segment_count(params.get("segments")))
+    if declared is not None and declared > grid * channels:
+        raise InvalidInputError(f"{name}: its header declares {declared} voxels; the reference "
+                                f"grid {' x '.join(map(str, ref.grid.shape[::-1]))} holds "
+                                f"{grid} per mask, so at most {channels} stacked masks "
+                                f"({grid * channels} voxels) are read")
     seg = load_mask(mask, ref, segments=params["segments"], fractional=params["fractional"],
                     report=report, name=name)
     return ref, seg
