@@ -34,7 +34,8 @@ import numpy as np
 from ..errors import InvalidInputError, Report, UnsupportedError
 from .gz import read_all
 
-_MAX_HEADER = 1 << 20  # bytes; a header is text, a few kB in practice
+_MAX_HEADER = 64 << 20  # bytes: a few kB in practice, ~500 B per segment in a seg.nrrd
+#: (65,535 segments fit); a bound on what a hostile header can make us hold
 _GZIP_MAX_RATIO = 1032  # deflate cannot expand more than ~1032:1
 _TYPES = {
     "i1": ("signed char", "int8", "int8_t"),
@@ -119,7 +120,8 @@ def _split_header(p: Path, fp) -> tuple[list[bytes], int]:
         line = fp.readline(_MAX_HEADER)
         size += len(line)
         if size > _MAX_HEADER:
-            raise _bad(p, f"NRRD header longer than {_MAX_HEADER} bytes (no blank line ends it)")
+            raise _bad(p, f"NRRD header longer than {_MAX_HEADER} bytes (no blank line ends it "
+                       "within that)")
         if not line.rstrip(b"\r\n").strip():
             return lines, size  # a blank line (or the end of a detached header)
         lines.append(line.rstrip(b"\r\n"))
