@@ -262,10 +262,10 @@ def test_published_snomed_csv_layout_reads(tmp_path):
 REAL_CT = TOTALSEG / "example_ct_dicom"
 
 
-@pytest.mark.skipif(not REAL_CT.is_dir(), reason="TotalSegmentator reference files missing")
 def test_real_totalsegmentator_output(tmp_path):
     """The reference multi-label output on its real CT, and the same split into a folder of
     per-class masks (TotalSegmentator's default layout)."""
+    assert REAL_CT.is_dir(), f"{REAL_CT}: the shared TotalSegmentator reference files are missing"
     ml = TOTALSEG / "example_seg_dicom.nii.gz"
     lab = np.transpose(np.asarray(nib.load(str(ml)).dataobj), (2, 1, 0))
     img = nib.load(str(ml))

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from conftest import rotation  # tests/conftest.py (on the path: harness.py, pytest)
 
 
 @dataclass(frozen=True)
@@ -163,14 +164,6 @@ def _phantom_case(name: str, shape, *, type_: str = "auto", profile: str = "ohif
     return build
 
 
-def _rotation(a: float, b: float, c: float) -> np.ndarray:
-    ca, sa, cb, sb_, cc, sc = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(c), np.sin(c)
-    rx = np.array([[1, 0, 0], [0, ca, -sa], [0, sa, ca]])
-    ry = np.array([[cb, 0, sb_], [0, 1, 0], [-sb_, 0, cb]])
-    rz = np.array([[cc, -sc, 0], [sc, cc, 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
 def _many_labels(shape) -> np.ndarray:
     """300 segments: 20 x 15 small blocks on 2 slices each (values 1..300)."""
     labels = np.zeros(shape, np.uint16)
@@ -208,7 +201,7 @@ CASES: dict[str, Case] = {c.name: c for c in (
          _demo_file(), via_service=True, ci=True, tags=("ohif",)),
     Case("oblique", "`ohif` profile LABELMAP RLE on an oblique CT (direction cosines rotated "
          "about all three axes), 64x60x24",
-         _phantom_case("oblique", (24, 60, 64), direction=_rotation(0.25, -0.2, 0.35)),
+         _phantom_case("oblique", (24, 60, 64), direction=rotation(0.25, -0.2, 0.35)),
          ci=True, tags=("ohif",)),
     Case("binary-native-64", "`ohif` profile BINARY, native 1-bit, Columns 64 (a multiple of "
          "8): the BINARY encoding the profile allows",
