@@ -189,13 +189,34 @@ def _run_local(cases, outdir, web, workers, done):
                                           "memory?)", c.get("line", "")))
 
 
-def _run_dask(cases, outdir, web, scheduler, workers, done):
+def memory_limit_value(text: str) -> str:
+    """A ``--memory-limit`` as Dask takes it: ``auto`` or a size (``1GB``, ``800MiB``);
+    one-line InvalidInputError otherwise."""
+    value = text.strip()
+    if value.lower() == "auto":
+        return "auto"
+    from dask.utils import parse_bytes
+
+    try:
+        n = parse_bytes(value)
+    except (ValueError, TypeError):
+        n = 0
+    if n <= 0:
+        raise InvalidInputError(f"--memory-limit {text!r}: give a size per worker such as 1GB "
+                                "or 800MiB (or auto)")
+    return value
+
+
+def _run_dask(cases, outdir, web, scheduler, workers, done, memory_limit=None):
     from distributed import Client, LocalCluster, as_completed
 
     cluster = None
     if scheduler == "local":
+        # memory_limit is per worker process: Dask pauses a worker at 80 % of it and its nanny
+        # restarts it at 95 % (distributed.worker.memory.pause / .terminate)
         cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1,
-                               processes=True, dashboard_address=None)
+                               processes=True, dashboard_address=None,
+                               memory_limit=memory_limit or "auto")
         address = cluster.scheduler_address
     else:
         address = scheduler
@@ -285,14 +306,26 @@ def _output_folder(outdir: str | os.PathLike, manifest: Path) -> Path:
 def run_batch(manifest: str | os.PathLike, outdir: str | os.PathLike, *, workers: int = 1,
               scheduler: str | None = None, web=None,
               progress: Callable[[int, int], None] | None = None,
-              on_row: Callable[[dict], None] | None = None) -> BatchResult:
+              on_row: Callable[[dict], None] | None = None,
+              memory_limit: str | None = None) -> BatchResult:
     """Run every case of ``manifest`` into ``outdir``; results.csv lists each line's fate.
+
+    ``memory_limit`` (``scheduler="local"`` only) is Dask's ``memory_limit`` of each
+    LocalCluster worker; the workers of an external cluster keep the limit they were started
+    with (``dask worker --memory-limit``). When every case is already done no cluster is
+    started (and no scheduler contacted).
 
     A broken manifest, or an output folder that cannot be used, raises InvalidInputError
     before anything is written. Every other problem is one case's error row.
     """
     from .batch_plan import refusals
 
+    if memory_limit is not None:
+        if scheduler != "local":
+            raise InvalidInputError("--memory-limit sets the memory of the workers --scheduler "
+                                    "local starts; an external cluster's workers use their own "
+                                    "(dask worker --memory-limit)")
+        memory_limit = memory_limit_value(memory_limit)
     parsed = read_manifest(manifest)
     out = _output_folder(outdir, Path(manifest))
     reserved = [out / RESULTS, out / f".{RESULTS}.tmp", out / JOURNAL]
@@ -338,8 +371,10 @@ def run_batch(manifest: str | os.PathLike, outdir: str | os.PathLike, *, workers
             progress(len(rows) + len(final), total)
 
     try:
-        if scheduler:
-            _run_dask(todo, str(out), web_dict, scheduler, workers, done)
+        if not todo:
+            pass  # everything done before: no pool, no cluster
+        elif scheduler:
+            _run_dask(todo, str(out), web_dict, scheduler, workers, done, memory_limit)
         else:
             _run_local(todo, str(out), web_dict, workers, done)
     finally:

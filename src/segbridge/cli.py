@@ -466,6 +466,11 @@ def batch(
     scheduler: Annotated[str | None, typer.Option(
         "--scheduler", help="Run on a Dask cluster: its scheduler address "
                             "(tcp://host:8786), or 'local' for a LocalCluster.")] = None,
+    memory_limit: Annotated[str | None, typer.Option(
+        "--memory-limit", help="Memory limit of each LocalCluster worker (Dask's memory_limit, "
+                               "e.g. 1GB; default auto). With --scheduler local only: an "
+                               "external cluster's workers use their own dask worker "
+                               "--memory-limit.")] = None,
     user: UserOpt = None, password: PasswordOpt = None, token: TokenOpt = None,
     ca_bundle: CaOpt = None, timeout: TimeoutOpt = None,
 ) -> None:
@@ -481,7 +486,8 @@ def batch(
                                                     "TIMEOUT"))
     with _progress("cases") as progress:
         result = run_batch(manifest, output, workers=max(1, workers), scheduler=scheduler,
-                           web=options if use_web else None, progress=progress)
+                           web=options if use_web else None, progress=progress,
+                           memory_limit=memory_limit)
     counts = {s: sum(r["status"] == s for r in result.rows) for s in ("ok", "skipped", "error")}
     print(f"{counts['ok']} converted, {counts['skipped']} already done, {counts['error']} "
           f"failed; results in {result.results_csv}")
