@@ -524,7 +524,14 @@ def markdown(results: list[dict], checks: list[dict], meta: dict) -> str:
                      f"{'-' if r['cluster_start_s'] is None else r['cluster_start_s']} |")
     exact = sum(c["exact"] for c in checks)
     cases = sorted({c["case"] for c in checks})
+    cpu = [r["worker_cpu_s_per_case"] for r in results]
     lines += [
+        "",
+        f"The workers spent {min(cpu)}-{max(cpu)} CPU seconds per case on both clusters, so a "
+        "difference in wall time between them is the machine's other load, not the kind of "
+        f"cluster. On {meta['workers']} otherwise idle cores that CPU time alone would allow "
+        f"about {meta['workers'] * 3600 / max(cpu):.0f} cases/hour (an estimate from CPU time, "
+        "not a measurement).",
         "",
         f"Correctness: {exact} of {len(checks)} sampled outputs ({', '.join(cases)}, from "
         f"{' and '.join(r['cluster'] for r in results)}) read back by highdicom "
