@@ -37,20 +37,22 @@ class Run:
                 "error": "" if self.ok else self.error.strip().splitlines()[-1:]}
 
 
-def timed(cmd: list[str], env: dict | None = None) -> Run:
-    """Run a command through the small launcher; wall time and peak RSS of the child."""
-    out = subprocess.run([PY, "-S", str(HERE / "measure.py"), *cmd], capture_output=True,
+def timed(cmd: list[str], env: dict | None = None, timeout: float | None = None) -> Run:
+    """Run a command through the small launcher; wall time and peak RSS of the child (killed,
+    and reported as failed, after ``timeout`` seconds)."""
+    limit = ["--timeout", str(timeout)] if timeout else []
+    out = subprocess.run([PY, "-S", str(HERE / "measure.py"), *limit, *cmd], capture_output=True,
                          text=True, env={**os.environ, **(env or {})})
     r = json.loads(out.stdout)
     return Run(r["wall"], r["peak_mb"], r["code"] == 0, r["error"])
 
 
-def repeat(cmd: list[str], reps: int, before=None) -> Run:
+def repeat(cmd: list[str], reps: int, before=None, timeout: float | None = None) -> Run:
     runs = []
     for _ in range(reps):
         if before is not None:
             before()
-        r = timed(cmd)
+        r = timed(cmd, timeout=timeout)
         if not r.ok:
             return r
         runs.append(r)

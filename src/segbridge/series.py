@@ -83,6 +83,7 @@ class ReferenceImage:
     #: per slice, the header it was read from (a RawHeader or a pydicom Dataset)
     raw_headers: list = field(default_factory=list, repr=False)
     _pixels: np.ndarray | None = None
+    _stored: tuple | None = field(default=None, repr=False)
     _headers: list | None = field(default=None, repr=False)
 
     @property
@@ -112,17 +113,44 @@ class ReferenceImage:
         for enhanced multi-frame images, per frame from the functional groups.
         """
         if self._pixels is None:
+            stored, slope, inter = self.stored_pixels()
             out = np.empty(self.grid.shape, np.float32)
+            for k in range(len(out)):
+                out[k] = stored[k].astype(np.float32) * slope[k] + inter[k]
+            self._pixels, self._stored = out, None  # values_at reads the float volume now
+        return self._pixels
+
+    def stored_pixels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The stored values [z, y, x] in their own type (half the memory of float32 for CT),
+        with each slice's rescale slope and intercept (float32)."""
+        if self._stored is None:
+            planes: np.ndarray | None = None
+            slope = np.ones(self.grid.shape[0], np.float32)
+            inter = np.zeros(self.grid.shape[0], np.float32)
             decoded, arr = None, None  # one file's pixels at a time
             for k, (frame, ds) in enumerate(zip(self.frames, _datasets(self.paths),
                                                 strict=True)):
                 if ds is not decoded:
                     decoded, arr = ds, ds.pixel_array
                 plane = arr[frame - 1] if frame else arr
-                slope, inter = _rescale(ds, frame)
-                out[k] = plane.astype(np.float32) * np.float32(slope) + np.float32(inter)
-            self._pixels = out
-        return self._pixels
+                if planes is None:
+                    planes = np.empty(self.grid.shape, plane.dtype)
+                elif not np.can_cast(plane.dtype, planes.dtype, "safe"):
+                    planes = planes.astype(np.result_type(planes.dtype, plane.dtype))
+                planes[k] = plane
+                s, i = _rescale(ds, frame)
+                slope[k], inter[k] = np.float32(s), np.float32(i)
+            self._stored = (planes, slope, inter)
+        return self._stored
+
+    def values_at(self, idx: np.ndarray) -> np.ndarray:
+        """Real-world values (float32, exactly as :meth:`pixels` has them) at [z, y, x]
+        indices, without building the whole float volume."""
+        if self._pixels is not None:
+            return self._pixels[idx[:, 0], idx[:, 1], idx[:, 2]]
+        stored, slope, inter = self.stored_pixels()
+        z = idx[:, 0]
+        return stored[z, idx[:, 1], idx[:, 2]].astype(np.float32) * slope[z] + inter[z]
 
 
 def load_dataset(source) -> Dataset:

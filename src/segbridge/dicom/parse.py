@@ -6,6 +6,9 @@ kept clipped and reported instead of stopping the parse).
 
 from __future__ import annotations
 
+import mmap
+import os
+import stat
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +20,10 @@ from .rawdicom import RawDataset, text_encoding
 
 #: largest inflated dataset read from a deflated file (a deflate bomb stops here)
 MAX_INFLATED = 1 << 30
+#: files at least this large are mapped, not read: only the pages a reader touches are loaded
+#: (a 400 MB BINARY SEG is validated after writing from its header pages alone); an empty file
+#: cannot be mapped
+MAP_AT = 1
 
 
 @dataclass
@@ -34,6 +41,18 @@ class ParsedFile:
     body: object
     spans: dict = field(default_factory=dict)
     has_preamble: bool = True
+    #: the file's memory map, when it was mapped (see :func:`parse_file`)
+    mapping: mmap.mmap | None = None
+
+    def release_pages(self) -> None:
+        """Drop the mapped pages read so far from this process (the page cache keeps them; a
+        later access maps them back). Frame loops call it so that decoding a file of hundreds
+        of MB does not hold all of it resident at once."""
+        if self.mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
+            try:
+                self.mapping.madvise(mmap.MADV_DONTNEED)
+            except (OSError, ValueError):
+                pass
 
     @property
     def sop_class_uid(self) -> str:
@@ -56,11 +75,28 @@ def parse_file(path: str | Path, *, lenient: bool = False) -> ParsedFile:
     """Walk a DICOM file; InvalidInputError (one line naming the file) when it cannot be read."""
     p = Path(path)
     try:
-        data = p.read_bytes()
+        data, mapping = _load(p)
     except OSError as exc:
         raise InvalidInputError(f"{p}: cannot read ({exc.strerror or type(exc).__name__})") \
             from None
-    return _parse(p, data, lenient)
+    parsed = _parse(p, data, lenient)
+    parsed.mapping = mapping
+    return parsed
+
+
+def _load(p: Path) -> tuple[object, mmap.mmap | None]:
+    """The file's bytes: a read-only memory map for a large regular file (its pixel data stays
+    on disk until a frame is decoded), else read whole. A file that cannot be mapped (a pipe, a
+    special file system) is read."""
+    with open(p, "rb") as fp:
+        try:
+            size = os.fstat(fp.fileno()).st_size
+            if size >= MAP_AT and stat.S_ISREG(os.fstat(fp.fileno()).st_mode):
+                m = mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ)
+                return m, m
+        except (OSError, ValueError):
+            pass
+        return fp.read(), None
 
 
 def _file_meta(p: Path, data: bytes) -> tuple[dict, int]:

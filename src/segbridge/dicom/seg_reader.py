@@ -377,6 +377,21 @@ def _window(f: SegFile, i: int, pl: _Placement, arr: np.ndarray, grid: Grid):
     return win
 
 
+def _pager(f: SegFile):
+    """A callable to call once per decoded frame: every ~64 MB of frames it drops the mapped
+    file pages read so far, so a large SEG is never resident all at once (the label volume
+    being filled is the only copy of the data this process holds)."""
+    per_frame = max(f.rows * f.columns * max(f.bits_allocated, 1) // 8, 1)
+    every = max((64 << 20) // per_frame, 1)
+    count = [0]
+
+    def tick() -> None:
+        count[0] += 1
+        if count[0] % every == 0:
+            f.parsed.release_pages()
+    return tick
+
+
 def _fill_binary(f, frames, grid, segments, placements, report, meta) -> Segmentation:
     by_segment: dict[int, list[int]] = defaultdict(list)
     for i in range(len(f.frames)):
@@ -392,6 +407,7 @@ def _fill_binary(f, frames, grid, segments, placements, report, meta) -> Segment
     layers: list[np.ndarray] = []
     bindings: dict[int, tuple[int, int]] = {}
     rows, cols = f.rows, f.columns
+    tick = _pager(f)
     for seg in segments:
         idx = by_segment.get(seg.number, [])
         if not idx:
@@ -400,6 +416,7 @@ def _fill_binary(f, frames, grid, segments, placements, report, meta) -> Segment
         seen: set[int] = set()
         for i in idx:
             band = _frame_rows(frames, i, rows, cols)
+            tick()
             pl = placements[i]
             if pl.slice in seen:
                 report.warn(f"{f.path.name}: segment {seg.number} has two frames on slice "
@@ -451,7 +468,9 @@ def _fill_fractional(f, frames, grid, segments, placements, report, meta) -> Seg
     _warn_missing_dimension_index(f, report)
     known = {s.number for s in segments}
     arrays = {s.number: np.zeros(grid.shape, np.uint8) for s in segments}
+    tick = _pager(f)
     for i in range(len(f.frames)):
+        tick()
         n = _frame_segment(f, i)
         if n not in known:
             report.warn(f"{f.path.name}: frames reference undescribed segment {n}; kept")
@@ -520,7 +539,9 @@ def _fill_labelmap(f, frames, grid, segments, placements, report, meta) -> Segme
         covered += 1
     layer = np.zeros(grid.shape, np.uint16 if f.bits_allocated == 16 else np.uint8)
     present = np.zeros(lut_size, np.int64)
+    tick = _pager(f)
     for i in range(len(f.frames)):
+        tick()
         arr = frames.frame(i)
         if int(arr.max(initial=0)) > covered:
             present += np.bincount(arr.ravel(), minlength=lut_size)[:lut_size]

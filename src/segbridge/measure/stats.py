@@ -278,7 +278,8 @@ def compute_stats(seg: Segmentation, image: ReferenceImage | None = None, *,
     if image is not None:
         unit, factor = image_unit(image.modality, image.headers, report,
                                   what=f"image series {image.source.series_instance_uid}")
-        pixels = image.pixels()
+        # the float volume only for the SUV peak; otherwise values come from the stored ones
+        pixels = image.pixels() if unit is SUV_BW else None
     boxes = seg.bounding_boxes()
     groups = [[n] for n in numbers] if mode == "individual" else [numbers]
     vox = _voxel_volume(seg.grid)
@@ -301,7 +302,7 @@ def compute_stats(seg: Segmentation, image: ReferenceImage | None = None, *,
                             f"{len(zyx)} voxels lie outside the image; intensity statistics "
                             "use the others")
             idx = idx[inside]
-            values = pixels[idx[:, 0], idx[:, 1], idx[:, 2]].astype(np.float64) * factor
+            values = image.values_at(idx).astype(np.float64) * factor
             _describe(st, values, zyx[inside], seg.grid)
             if unit is SUV_BW and len(values):
                 st.peak, at = _peak(values, idx, pixels, image.grid, factor)
