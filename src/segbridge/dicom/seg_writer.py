@@ -214,7 +214,11 @@ def _presence(layer: np.ndarray, values: list[int]) -> dict[int, np.ndarray]:
     size = max(values) + 1
     table = np.zeros((nz, size), bool)
     for k in range(nz):
-        table[k] = np.bincount(layer[k].ravel(), minlength=size)[:size] > 0
+        plane = layer[k].ravel()
+        nonzero = plane[plane != 0]  # mostly background: count the few labelled pixels only
+        if nonzero.size * 2 < plane.size:
+            plane = nonzero
+        table[k] = np.bincount(plane, minlength=size)[:size] > 0
     return {v: table[:, v] for v in values}
 
 
