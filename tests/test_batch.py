@@ -210,3 +210,20 @@ def test_a_changed_case_runs_again_and_outputs_must_be_unique(tmp_path):
                                           "(line 3) does")
     assert rows["case001"]["status"] == "error" and "case 'case002'" in rows["case001"]["message"]
     assert (out / "renamed.dcm").stat().st_mtime_ns == mtime
+
+
+def test_a_reference_slice_rewritten_in_place_runs_its_case_again(tmp_path):
+    collection = write_collection(tmp_path / "c", 2)
+    out = tmp_path / "out"
+    assert not run_batch(collection, out).failed
+    case = next(r for r in csv.DictReader(open(collection, newline=""))
+                if r["case"] == "case001")
+    ref = collection.parent / case["reference"]
+    assert ref.is_dir()
+    folder_times = (ref.stat().st_atime_ns, ref.stat().st_mtime_ns)
+    one = sorted(ref.iterdir())[0]
+    one.write_bytes(one.read_bytes())  # rewritten in place: the folder's own time is unchanged
+    os.utime(one, ns=(one.stat().st_atime_ns, one.stat().st_mtime_ns + 10**9))
+    os.utime(ref, ns=folder_times)
+    again = {r["case"]: r["status"] for r in run_batch(collection, out).rows}
+    assert again == {"case000": "skipped", "case001": "ok"}

@@ -55,9 +55,22 @@ def fingerprint(case: dict) -> str:
     h = hashlib.sha256(json.dumps(row, sort_keys=True).encode())
     for p in [*case["inputs"], case["meta"], case["reference"]]:
         if p and not is_url(p) and os.path.exists(p):
-            st = os.stat(p)
-            h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode())
+            for f in _files_of(p):
+                st = os.stat(f)
+                h.update(f"{f}:{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()[:32]
+
+
+def _files_of(path: str) -> list[str]:
+    """A file, or every file under a folder (a reference series or a mask folder): a slice
+    rewritten in place changes the folder's files, not the folder's own time."""
+    if not os.path.isdir(path):
+        return [path]
+    out = []
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        out += [os.path.join(root, f) for f in sorted(files)]
+    return out
 
 
 def error_row(case: str, message: str, line: int | str = "") -> dict:
