@@ -420,10 +420,12 @@ def main() -> None:
         rows += run_size(n, args, n in peer_sizes, n in rt_sizes)
     last = args.out / "results_scale.json"
     if args.merge and last.exists():
-        ran = {(r["slices"], r["task"], r["tool"]) for r in rows}
-        kept = [r for r in json.loads(last.read_text())["rows"]
-                if (r["slices"], r["task"], r["tool"]) not in ran]
-        rows = sorted(kept + rows, key=lambda r: r["slices"])  # stable: task order kept
+        def key(r: dict) -> tuple:
+            return r["slices"], r["task"], r["tool"]
+        new = {key(r): r for r in rows}
+        old = json.loads(last.read_text())["rows"]
+        merged = [new.pop(key(r), r) for r in old]  # in the last run's order
+        rows = sorted(merged + list(new.values()), key=lambda r: r["slices"])
         sizes = sorted({r["slices"] for r in rows})
     summary = summarise(rows, sizes)
     meta = {"machine": f"{platform.machine()}, {os.cpu_count()} cores",
