@@ -45,7 +45,7 @@ def read_seg(path: str | Path, reference: ReferenceImage | None = None, *,
     report = report if report is not None else Report(strict=strict)
     f = SegFile(path)
     f.check_counts()
-    kind = _check_type(f)
+    kind = _check_type(f, report)
     segments = _read_segments(f, kind, report)
     if reference is not None:
         _check_series(f, reference)
@@ -80,13 +80,18 @@ def _text(ds, keyword: str) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # header checks and segments
 # ---------------------------------------------------------------------------------------------
-def _check_type(f: SegFile) -> str:
+def _check_type(f: SegFile, report: Report) -> str:
+    """The segmentation type the pixels are decoded by. A type in the other SOP class (a
+    LABELMAP in 66.4, as drafts of Sup 243 wrote them) is read by its type with a warning, as
+    highdicom does; `validate` reports it as SEG-TYPE."""
     kind = f.segmentation_type
     sop = f.sop_class_uid
     if kind not in ("BINARY", "FRACTIONAL", "LABELMAP"):
         raise InvalidInputError(f"{f.path}: unknown SegmentationType {kind or '(missing)'}")
     if (kind == "LABELMAP") != (sop == LABELMAP_SOP_CLASS):
-        raise InvalidInputError(f"{f.path}: SegmentationType {kind} does not fit SOP class {sop}")
+        report.warn(f"{f.path.name}: SegmentationType {kind} does not fit SOP class {sop} "
+                    "(PS3.3 C.8.20.2: LABELMAP is Label Map Segmentation Storage, 66.7); read "
+                    f"as {kind}")
     expected = {"BINARY": (1,), "FRACTIONAL": (8,), "LABELMAP": (8, 16)}[kind]
     if f.bits_allocated not in expected:
         raise InvalidInputError(f"{f.path}: {kind} segmentation with BitsAllocated "
