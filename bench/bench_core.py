@@ -26,7 +26,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -37,8 +36,8 @@ TARGETS = {"write BINARY": 0.5, "write LABELMAP (RLE)": 1.0,
 
 
 def prepare(out: Path, slices: int, n_labels: int) -> dict:
-    from segbridge.geometry import Grid, flip_lps_ras
-    from segbridge.synthetic import write_ct_series
+    from segbridge.geometry import Grid
+    from segbridge.synthetic import save_nifti, write_ct_series
 
     data = out / f"data_{slices}_{n_labels}"
     marker = data / "done"
@@ -53,11 +52,7 @@ def prepare(out: Path, slices: int, n_labels: int) -> dict:
     labels = make_labels(grid.shape, n_labels)
     hu = np.where(labels > 0, 40.0, -200.0).astype(np.float32)
     write_ct_series(paths["ct"], hu, grid, uid_seed="segbridge-bench")
-    affine = flip_lps_ras(grid.affine)
-    img = nib.Nifti1Image(np.transpose(labels, (2, 1, 0)), affine)
-    img.set_sform(affine, 1)
-    img.set_qform(affine, 1)
-    nib.save(img, str(paths["labels"]))
+    save_nifti(labels, grid, paths["labels"])
     np.save(paths["labels_npy"], labels)
     write_json(paths["meta"], dcmqi_meta(n_labels))
     marker.write_text("ok")

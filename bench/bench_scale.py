@@ -49,8 +49,8 @@ BODY_MM = 900.0
 
 def prepare(out: Path, slices: int, n_labels: int) -> dict:
     """CT series (headers + pixels), labels NIfTI, dcmqi metadata; made once, reused."""
-    from segbridge.geometry import Grid, flip_lps_ras
-    from segbridge.synthetic import write_ct_series
+    from segbridge.geometry import Grid
+    from segbridge.synthetic import save_nifti, write_ct_series
 
     data = out / f"scale_{slices}_{n_labels}"
     paths = {"ct": data / "ct", "labels": data / "labels.nii.gz", "meta": data / "meta.json",
@@ -65,11 +65,7 @@ def prepare(out: Path, slices: int, n_labels: int) -> dict:
     hu = np.where(labels > 0, 40.0, -200.0).astype(np.float32)
     write_ct_series(paths["ct"], hu, grid, uid_seed=f"segbridge-scale-{slices}")
     del hu
-    affine = flip_lps_ras(grid.affine)
-    img = nib.Nifti1Image(np.transpose(labels, (2, 1, 0)), affine)
-    img.set_sform(affine, 1)
-    img.set_qform(affine, 1)
-    nib.save(img, str(paths["labels"]))
+    save_nifti(labels, grid, paths["labels"])
     np.save(paths["labels_npy"], labels)
     write_json(paths["meta"], dcmqi_meta(n_labels))
     (data / "done").write_text("ok")
