@@ -123,6 +123,16 @@ def tasks(p: dict, work: Path) -> list[tuple[str, str, list[str], Path, str]]:
     return out
 
 
+def clear_output(output: Path) -> None:
+    """Remove a task's output before a run (dcmqi's reader wants its output folder to exist)."""
+    if output.is_dir():
+        shutil.rmtree(output)
+    elif output.exists():
+        output.unlink()
+    if "dcmqi_read" in output.name:
+        output.mkdir(exist_ok=True)
+
+
 def _size(path: Path) -> int:
     if path.is_dir():
         return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
@@ -181,14 +191,7 @@ def main() -> None:
     ref = sb.read_series(p["ct"])
     rows = []
     for task, tool, cmd, output, note in tasks(p, work):
-        def clean(output=output):
-            if output.is_dir():
-                shutil.rmtree(output)
-            elif output.exists():
-                output.unlink()
-            if "dcmqi_read" in output.name:
-                output.mkdir(exist_ok=True)
-        run = repeat(cmd, args.reps, before=clean)
+        run = repeat(cmd, args.reps, before=lambda output=output: clear_output(output))
         ok = run.ok
         correct = None
         if ok:

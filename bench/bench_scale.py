@@ -33,8 +33,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from anatomy import make_body  # noqa: E402
+from bench_core import _size, clear_output, verify_seg  # noqa: E402
 from bench_core import tasks as core_tasks  # noqa: E402
-from bench_core import verify_seg  # noqa: E402
 from common import BIN, HERE, PY, dcmqi_meta, publish, repeat, write_json  # noqa: E402
 
 #: issue 14: segbridge's time / best peer's time, and peak RSS (MB) by slice count
@@ -130,12 +130,6 @@ def extra_tasks(p: dict, w: Path, labels: np.ndarray, tools: set[str]) -> list:
                   "--output-labelmap", str(w / "pm_back.nrrd")], w / "pm_back.nrrd",
                  "reads segbridge's RTSTRUCT")]
     return out
-
-
-def _size(path: Path) -> int:
-    if path.is_dir():
-        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    return path.stat().st_size if path.exists() else 0
 
 
 def _hd_labels(path: Path, ref_grid, shape) -> np.ndarray:
@@ -277,14 +271,7 @@ def run_size(slices: int, args, with_peers: bool, with_rt_peers: bool) -> list[d
     jobs += extra_tasks(p, work, labels, tools)
     rows = []
     for task, tool, cmd, output, note in jobs:
-        def clean(output=output):
-            if output.is_dir():
-                shutil.rmtree(output)
-            elif output.exists():
-                output.unlink()
-            if "dcmqi_read" in output.name:
-                output.mkdir(exist_ok=True)
-        run = repeat(cmd, 1 if tool != "segbridge" else args.reps, before=clean,
+        run = repeat(cmd, 1 if tool != "segbridge" else args.reps, before=lambda output=output: clear_output(output),
                      timeout=PEER_TIMEOUT if tool != "segbridge" else None)
         correct = check(task, tool, output, labels, ref, ref_uids) if run.ok else None
         row = {**run.row(task, tool), "slices": slices, "size_mb": round(_size(output) / 2**20, 2),
