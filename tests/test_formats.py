@@ -165,3 +165,44 @@ def test_our_nifti_writer_read_by_nibabel(tmp_path, seed, suffix):
     back = sb.read(out)
     assert back.grid.same_as(grid)
     np.testing.assert_array_equal(back.labelmap(), labels)
+
+
+def test_a_nifti_of_several_gzip_blocks_reads_in_itk(tmp_path):
+    """The .nii.gz writer deflates 4 MiB blocks in parallel into one gzip member
+    (formats/pgzip.py): ITK's NIfTI reader (through dcmqi's itkimage2segimage, with the
+    sidecar segbridge writes beside it) gets every voxel of a 10 MiB volume."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from segbridge.formats.pgzip import BLOCK
+    from segbridge.geometry import Grid
+    from segbridge.model import Segmentation
+    from segbridge.synthetic import write_ct_series
+
+    grid = Grid((40, 512, 512), origin=(-200.0, -200.0, -30.0), spacing=(2.5, 0.8, 0.8),
+                direction=np.eye(3))
+    assert np.prod(grid.shape) > 1.5 * BLOCK
+    z, y, x = np.ogrid[:40, :512, :512]
+    labels = np.zeros(grid.shape, np.uint8)
+    labels[(y - 256) ** 2 + (x - 256) ** 2 < (60 + 5 * z) ** 2] = 1
+    labels[((y // 7 + x // 5 + z) % 3 == 0) & (labels == 0) & (y < 300)] = 2
+    rng = np.random.default_rng(3)
+    labels[rng.random(grid.shape) < 0.001] = 3  # scattered voxels: blocks differ
+    write_ct_series(tmp_path / "ct", np.where(labels > 0, 40.0, -100.0), grid,
+                    uid_seed="pgzip-itk")
+    ref = sb.read_series(tmp_path / "ct")
+    seg = Segmentation.from_labelmap(grid, labels)
+    nii = sb.write(seg, tmp_path / "labels.nii.gz")[0]
+    exe = shutil.which("itkimage2segimage", path=str(Path(sys.executable).parent)) or \
+        shutil.which("itkimage2segimage")
+    assert exe, "dcmqi's itkimage2segimage is needed (pip install dcmqi)"
+    subprocess.run([exe, "--inputImageList", str(nii), "--inputDICOMDirectory",
+                    str(tmp_path / "ct"), "--outputDICOM", str(tmp_path / "itk.dcm"),
+                    "--inputMetadata", str(tmp_path / "labels.json")],
+                   check=True, capture_output=True, timeout=300)
+    back = sb.read(tmp_path / "itk.dcm", reference=ref)
+    for value in (1, 2, 3):
+        got = next(s for s in back.segments if s.number == value)
+        np.testing.assert_array_equal(back.mask(got.number), labels == value)

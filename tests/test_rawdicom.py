@@ -373,3 +373,31 @@ def test_sop_class_of_survives_a_broken_meta(tmp_path):
     bad.write_bytes(bytes(data))
     with pytest.raises(InvalidInputError):
         sop_class_of(bad)
+
+
+def test_identical_small_sequences_are_walked_once_and_shared():
+    """Per-frame functional groups repeat the same small sequences thousands of times: the
+    walker shares the items of identical bytes (read-only) and walks differing ones apart."""
+    ref = raw.sequence(0x00082112, [raw.element(0x00081155, b"UI", raw.text("1.2.3.4"))])
+    other = raw.sequence(0x00082112, [raw.element(0x00081155, b"UI", raw.text("1.2.3.5"))])
+    frames = [ref + raw.element(0x00209157, b"UL", raw.ul(i)) for i in (1, 2)]
+    frames.append(other + raw.element(0x00209157, b"UL", raw.ul(3)))
+    data = raw.sequence(raw.PER_FRAME_FG, frames)
+    walker = raw.Walker(data)
+    top, _ = walker.dataset(0, len(data))
+    items = top[raw.PER_FRAME_FG]
+    first, second, third = (it[0x00082112] for it in items)
+    assert first is second and first is not third
+    assert walker.text(first[0][0x00081155]) == "1.2.3.4"
+    assert walker.text(third[0][0x00081155]) == "1.2.3.5"
+    assert [walker.ints(it[0x00209157])[0] for it in items] == [1, 2, 3]
+
+
+def test_a_truncated_small_sequence_is_not_shared():
+    """A lenient walk keeps what a cut sequence holds, but never hands that clipped walk to
+    another element with the same leading bytes."""
+    seq = raw.sequence(0x00082112, [raw.element(0x00081155, b"UI", raw.text("1.2.3.4"))])
+    cut = seq[:-4]  # the value of the sequence element runs past the data
+    walker = raw.Walker(cut, lenient=True)
+    walker.dataset(0, len(cut))
+    assert walker.truncated and not walker._sequences

@@ -664,3 +664,29 @@ def test_content_label_must_be_cs(bases, tmp_path):
     broken = mutate(bases["binary"], tmp_path, lambda ds: setattr(ds, "ContentLabel", "Liver"))
     hits = [f for f in validate(broken).findings if f.rule == "SEG-TEXT-VALUES"]
     assert hits and hits[0].where == "ContentLabel" and "not a CS value" in hits[0].message
+
+
+def test_a_text_problem_in_every_frame_is_reported(bases, tmp_path):
+    """The walker shares identical per-frame items: a bad value repeated in every frame is
+    still found (once, at the first frame), and a bad value in one frame only names it."""
+    def every_frame(ds):
+        for item in ds.PerFrameFunctionalGroupsSequence:
+            item.DerivationImageSequence[0].SourceImageSequence[0].SpatialLocationsPreserved = \
+                "yes"
+
+    hits = [f for f in validate(mutate(bases["binary"], tmp_path, every_frame)).findings
+            if f.rule == "SEG-TEXT-VALUES"]
+    assert len(hits) == 1 and hits[0].where.startswith("PerFrameFunctionalGroupsSequence[0].")
+    assert hits[0].where.endswith("SpatialLocationsPreserved")
+
+    def last_frame(ds):
+        seq = ds.PerFrameFunctionalGroupsSequence
+        seq[-1].DerivationImageSequence[0].SourceImageSequence[0].SpatialLocationsPreserved = \
+            "yes"
+        return len(seq)
+
+    ds = pydicom.dcmread(bases["binary"])
+    n = last_frame(ds)
+    hits = [f for f in validate(mutate(bases["binary"], tmp_path, last_frame, "last.dcm"))
+            .findings if f.rule == "SEG-TEXT-VALUES"]
+    assert [h.where.split(".")[0] for h in hits] == [f"PerFrameFunctionalGroupsSequence[{n - 1}]"]

@@ -21,6 +21,8 @@ ITEM = 0xFFFEE000
 ITEM_DELIM = 0xFFFEE00D
 SEQ_DELIM = 0xFFFEE0DD
 UNDEFINED = 0xFFFFFFFF
+#: sequences up to this many bytes are walked once per distinct value (Walker._shared_sequence)
+_SHARED_SEQUENCE_MAX = 1024
 PIXEL_DATA = 0x7FE00010
 PER_FRAME_FG = 0x52009230
 
@@ -134,6 +136,8 @@ class Walker:
         self._u32 = struct.Struct("<L" if little else ">L")
         self._u16 = struct.Struct("<H" if little else ">H")
         self._item = struct.Struct("<HHL" if little else ">HHL")
+        #: small defined-length sequences already walked, by their bytes (see _dataset_explicit_le)
+        self._sequences: dict[bytes, list[dict]] = {}
 
     def error(self, message: str) -> InvalidInputError:
         return InvalidInputError(f"{self.name}: {message}")
@@ -266,7 +270,9 @@ class Walker:
             else:
                 raise self.error(f"element {tag_str(tag)} at offset {pos} has an invalid VR "
                                  f"{_show(vr)} (corrupted data)")
-            if length == UNDEFINED or vr == b"SQ" or vpos + length > buf_end:
+            if vr == b"SQ" and length <= _SHARED_SEQUENCE_MAX and vpos + length <= buf_end:
+                out[tag], pos = self._shared_sequence(tag, vpos, length)
+            elif length == UNDEFINED or vr == b"SQ" or vpos + length > buf_end:
                 out[tag], pos = self._value(tag, vr, length, vpos, buf_end)
             else:
                 out[tag] = (vr, buf[vpos:vpos + length])
@@ -275,6 +281,22 @@ class Walker:
             raise self.error(f"element ending at offset {pos} runs past the end of its item "
                              f"(offset {end})")
         return out, pos
+
+    def _shared_sequence(self, tag: int, vpos: int, length: int) -> tuple[list[dict], int]:
+        """A small sequence of defined length, walked once per distinct byte string.
+
+        Per-frame functional groups repeat the same sequences thousands of times (one
+        derivation item per source slice, one segment identification per segment); identical
+        bytes walk to identical items, so the items are shared, read-only, between elements.
+        A sequence whose walk noted a truncation is not shared."""
+        key = bytes(self.buf[vpos:vpos + length])
+        items = self._sequences.get(key)
+        if items is None:
+            noted = len(self.truncated)
+            items, _ = self.sequence(vpos, length, tag)
+            if len(self.truncated) == noted:
+                self._sequences[key] = items
+        return items, vpos + length
 
     def sequence(self, pos: int, length: int, tag: int = 0) -> tuple[list[dict], int]:
         """Items of a sequence whose value starts at ``pos`` (``length`` may be undefined)."""

@@ -105,6 +105,9 @@ class SegFile:
             raise UnsupportedError(f"{self.path}: tiled slide-microscopy segmentations are not "
                                    "supported yet")
         self.frames: list[FrameInfo] = []
+        # values the walker shares between frames (Walker._shared_sequence) are decoded once;
+        # the decoded arrays are shared too and never written to
+        decoded: dict[int, tuple] = {}
         for fg in self.per_frame:
             fi = FrameInfo()
             v = raw.first(fg, _SEG_ID, _REF_SEG_NUM)
@@ -112,8 +115,11 @@ class SegFile:
                 fi.segment = w.ints(v)[0]
             v = raw.first(fg, _PLANE_POS, _IPP)
             if v is not None:
-                fi.position_strings = w.text(v).split("\\")
-                fi.position = np.array(w.floats(v), float)
+                known = decoded.get(id(v))
+                if known is None:
+                    known = decoded[id(v)] = (v, w.text(v).split("\\"),
+                                              np.array(w.floats(v), float))
+                fi.position_strings, fi.position = known[1], known[2]
             v = raw.first(fg, _PLANE_ORI, _IOP)
             if v is not None:
                 fi.orientation = np.array(w.floats(v), float)
@@ -122,12 +128,12 @@ class SegFile:
                 fi.spacing = self._spacing(w.floats(v), f"frame {len(self.frames) + 1}")
             src = raw.first(fg, _DERIVATION, _SOURCE_IMAGE)
             if isinstance(src, list) and src:
-                uid = src[0].get(_REF_SOP_UID)
-                if uid is not None:
-                    fi.sop_instance_uid = w.text(uid)
-                fr = src[0].get(_REF_FRAME)
-                if fr is not None:
-                    fi.frame_number = w.ints(fr)[0]
+                known = decoded.get(id(src))
+                if known is None:
+                    uid, fr = src[0].get(_REF_SOP_UID), src[0].get(_REF_FRAME)
+                    known = decoded[id(src)] = (src, w.text(uid) if uid is not None else None,
+                                                w.ints(fr)[0] if fr is not None else None)
+                fi.sop_instance_uid, fi.frame_number = known[1], known[2]
             v = raw.first(fg, _FRAME_CONTENT, _DIM_INDEX)
             if v is not None:
                 fi.dimension_index = w.ints(v)
@@ -168,8 +174,12 @@ class SegFile:
             self.frames = [FrameInfo(segment=shared_seg, orientation=shared_ori,
                                      spacing=shared_sp)]
         self.segmentation_type = str(ds.get("SegmentationType", "") or "").upper()
+        checked: set[tuple[int, int]] = set()  # shared (position, orientation) pairs
         for i, fi in enumerate(self.frames):
-            self._check_plane(i, fi)
+            pair = (id(fi.position), id(fi.orientation))
+            if pair not in checked:
+                self._check_plane(i, fi)
+                checked.add(pair)
 
     def _spacing(self, values, where: str) -> tuple[float, float]:
         """PixelSpacing (PS3.3 10.7.1.3: row spacing, column spacing in mm): two finite

@@ -12,7 +12,6 @@ writes is read back by nibabel in the tests (independent reader).
 
 from __future__ import annotations
 
-import gzip
 import os
 import struct
 from contextlib import nullcontext
@@ -24,6 +23,7 @@ from ..errors import InvalidInputError, Report
 from ..geometry import Grid, flip_lps_ras
 from ..model import Segmentation, label_dtype
 from .nifti_reader import read_image
+from .pgzip import GzipWriter
 from .volumes import LabelVolume, as_fraction, as_labels
 
 FRACTIONAL_TAG = "segbridge FRACTIONAL"
@@ -161,8 +161,8 @@ def write_nifti(seg: Segmentation, path: str | Path) -> None:
     name = os.fspath(path)
     with open(name, "wb") as raw:
         # no name and no time in the gzip header: the same segmentation gives the same bytes
-        opener = gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=1, mtime=0) \
-            if name.endswith(".gz") else nullcontext(raw)
+        # (and a parallel deflate: formats/pgzip.py)
+        opener = GzipWriter(raw, level=1) if name.endswith(".gz") else nullcontext(raw)
         with opener as fp:
             fp.write(header)
             for v in vols:  # [z, y, x] in C order is NIfTI's x-fastest order

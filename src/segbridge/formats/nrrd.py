@@ -8,7 +8,6 @@ field decides the patient coordinate system; RAS-based spaces are converted to L
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from ..errors import InvalidInputError, Report
 from ..geometry import Grid
 from ..model import Segment, Segmentation, label_dtype
 from . import nrrd_reader
+from .pgzip import GzipWriter
 from .volumes import LabelVolume, as_fraction, as_labels
 
 _SPACE_SIGNS = {
@@ -305,14 +305,11 @@ def _write(path: str | Path, data: np.ndarray, fields: dict[str, str],
              f"space directions: {fields['space directions']}", f"kinds: {fields['kinds']}",
              "endian: little", "encoding: gzip", f"space origin: {fields['space origin']}"]
     lines += [f"{k}:={v}" for k, v in (keys or {}).items()]
-    comp = zlib.compressobj(1, zlib.DEFLATED, zlib.MAX_WBITS | 16)
     with open(path, "wb") as fp:
         fp.write(("\n".join(lines) + "\n\n").encode("utf-8"))
-        flat = data.astype(data.dtype.newbyteorder("<"), copy=False).reshape(-1)
-        step = 1 << 24
-        for i in range(0, flat.size, step):
-            fp.write(comp.compress(flat[i:i + step].tobytes()))
-        fp.write(comp.flush())
+        flat = np.ascontiguousarray(data.astype(data.dtype.newbyteorder("<"), copy=False))
+        with GzipWriter(fp, level=1) as out:
+            out.write(flat.reshape(-1).data)
 
 
 def write_nrrd(seg: Segmentation, path: str | Path) -> None:

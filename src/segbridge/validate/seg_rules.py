@@ -726,17 +726,23 @@ def text_value_problem(vr: str, value: str) -> str | None:
     return None
 
 
-def text_problems(ds, where: str = "", seen: set | None = None):
+def text_problems(ds, where: str = "", seen: set | None = None, walked: set | None = None):
     """(where, message) for every text value in ``ds`` (a RawDataset, recursively) that its VR
-    cannot hold. Values repeated across items (per-frame groups) are checked once."""
+    cannot hold. Values repeated across items (per-frame groups) are checked once, and so are
+    items the walker shares between identical sequences (a problem there is reported at its
+    first place)."""
     from ..dicom.tags import KEYWORD_OF_TAG
 
     seen = set() if seen is None else seen
+    walked = set() if walked is None else walked
     for tag, value in ds.elements.items():
-        name = KEYWORD_OF_TAG.get(tag) or raw.tag_str(tag)
         if isinstance(value, list):
+            name = KEYWORD_OF_TAG.get(tag) or raw.tag_str(tag)
             for i, item in enumerate(value):
-                yield from text_problems(ds.item(item), f"{where}{name}[{i}].", seen)
+                if id(item) in walked:
+                    continue
+                walked.add(id(item))
+                yield from text_problems(ds.item(item), f"{where}{name}[{i}].", seen, walked)
             continue
         vr = value[0].decode("latin-1") if isinstance(value[0], bytes) else value[0]
         if vr not in TEXT_VRS:
@@ -750,6 +756,7 @@ def text_problems(ds, where: str = "", seen: set | None = None):
         for v in values:
             problem = text_value_problem(vr, v or "")
             if problem:
+                name = KEYWORD_OF_TAG.get(tag) or raw.tag_str(tag)
                 yield f"{where}{name}", f"{_show_text(v)} {problem}"
                 break
 
