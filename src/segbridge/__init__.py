@@ -29,7 +29,7 @@ _WHERE = {
     "ValidationFailed": "errors",
     "ReferenceImage": "series", "read_series": "series",
     "read": "io", "write": "io", "from_array": "io",
-    "relabel": "relabel",
+    "relabel": "harmonise",
 }
 
 __all__ = [
@@ -51,9 +51,9 @@ if TYPE_CHECKING:  # pragma: no cover
         ValidationFailed,
     )
     from .geometry import Grid
+    from .harmonise import relabel
     from .io import from_array, read, write
     from .model import Segment, Segmentation, SourceInstance, SourceRef
-    from .relabel import relabel
     from .series import ReferenceImage, read_series
 
 

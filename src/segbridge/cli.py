@@ -244,7 +244,7 @@ def convert(
     protect = files_read(inputs, meta=meta, reference=ref) + _map_files(maps) + (
         [Path(labels)] if labels and Path(labels).is_file() else [])
     if maps:
-        from .relabel import load_maps, relabel
+        from .harmonise import load_maps, relabel
 
         seg = relabel(seg, load_maps(maps), unmapped=unmapped.value, allow_merge=allow_merge,
                       report=report, what=_names(inputs))
@@ -337,7 +337,7 @@ def relabel_cmd(
         return
     from . import io
     from .errors import Report
-    from .relabel import load_maps, plan_relabel
+    from .harmonise import load_maps, plan_relabel
 
     layers = load_maps(maps)  # a bad map is reported before the input is read
     report = Report(strict=strict)
@@ -569,6 +569,9 @@ def batch(
                                "e.g. 1GB; default auto). With --scheduler local only: an "
                                "external cluster's workers use their own dask worker "
                                "--memory-limit.")] = None,
+    maps: MapOpt = None,
+    unmapped: UnmappedOpt = Unmapped.keep,
+    allow_merge: AllowMergeOpt = False,
     user: UserOpt = None, password: PasswordOpt = None, token: TokenOpt = None,
     ca_bundle: CaOpt = None, timeout: TimeoutOpt = None,
 ) -> None:
@@ -585,7 +588,8 @@ def batch(
     with _progress("cases") as progress:
         result = run_batch(manifest, output, workers=max(1, workers), scheduler=scheduler,
                            web=options if use_web else None, progress=progress,
-                           memory_limit=memory_limit)
+                           memory_limit=memory_limit, maps=maps, unmapped=unmapped.value,
+                           allow_merge=allow_merge)
     counts = {s: sum(r["status"] == s for r in result.rows) for s in ("ok", "skipped", "error")}
     print(f"{counts['ok']} converted, {counts['skipped']} already done, {counts['error']} "
           f"failed; results in {result.results_csv}")
