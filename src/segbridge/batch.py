@@ -53,6 +53,11 @@ def fingerprint(case: dict) -> str:
     if not truthy(row.get("assign_uids", "")):
         row.pop("assign_uids", None)
     h = hashlib.sha256(json.dumps(row, sort_keys=True).encode())
+    rel = case.get("relabel")
+    if rel:  # the maps by content: an edited map file redoes the cases
+        h.update(json.dumps({"maps": [m.digest for m in rel["maps"]],
+                             "unmapped": rel["unmapped"],
+                             "allow_merge": rel["allow_merge"]}).encode())
     for p in [*case["inputs"], case["meta"], case["reference"]]:
         if p and not is_url(p) and os.path.exists(p):
             for f in _files_of(p):
@@ -113,13 +118,22 @@ def run_case(case: dict, outdir: str, web: dict | None = None) -> dict:
                                 assign_uids=assign, report=report)
         seg = io.read(case["inputs"], reference=ref, meta=case["meta"] or None, report=report,
                       contour_fill=case["contour_fill"].lower() or "centre")
+        protect = list(io.read_from(seg))
+        rel = case.get("relabel")
+        if rel:
+            from .harmonise import relabel
+
+            seg = relabel(seg, rel["maps"], unmapped=rel["unmapped"],
+                          allow_merge=rel["allow_merge"], report=report,
+                          what=", ".join(Path(p).name for p in case["inputs"]))
+            protect += [m.path for m in rel["maps"] if m.path is not None]
         to = (case["to"] or "seg").lower()
         if to not in ("seg", "rtstruct"):
             raise InvalidInputError(f"to must be seg or rtstruct, got {case['to']!r}")
         written = io.write(seg, output, type=case["type"] or "auto",
                            profile=case["profile"] or "ohif",
                            compression=case["compression"] or None, reference=ref,
-                           report=report, to=to)
+                           report=report, to=to, protect=protect)
         if ref is not None and ref.assigned_uids:
             from .outputs import reference_copy_dir
             from .series import write_reference_copy
@@ -320,13 +334,18 @@ def run_batch(manifest: str | os.PathLike, outdir: str | os.PathLike, *, workers
               scheduler: str | None = None, web=None,
               progress: Callable[[int, int], None] | None = None,
               on_row: Callable[[dict], None] | None = None,
-              memory_limit: str | None = None) -> BatchResult:
+              memory_limit: str | None = None, maps=None, unmapped: str = "keep",
+              allow_merge: bool = False) -> BatchResult:
     """Run every case of ``manifest`` into ``outdir``; results.csv lists each line's fate.
 
     ``memory_limit`` (``scheduler="local"`` only) is Dask's ``memory_limit`` of each
     LocalCluster worker; the workers of an external cluster keep the limit they were started
     with (``dask worker --memory-limit``). When every case is already done no cluster is
     started (and no scheduler contacted).
+
+    ``maps`` (with ``unmapped`` and ``allow_merge``) relabels every case
+    (:func:`segbridge.harmonise.relabel`); the maps are read once, before any case runs, and
+    a case's fingerprint holds their content, so an edited map redoes the cases.
 
     A broken manifest, or an output folder that cannot be used, raises InvalidInputError
     before anything is written. Every other problem is one case's error row.
@@ -339,6 +358,14 @@ def run_batch(manifest: str | os.PathLike, outdir: str | os.PathLike, *, workers
                                     "local starts; an external cluster's workers use their own "
                                     "(dask worker --memory-limit)")
         memory_limit = memory_limit_value(memory_limit)
+    relabel = None
+    if maps:
+        from .harmonise import UNMAPPED, load_maps
+
+        if unmapped not in UNMAPPED:
+            raise InvalidInputError(f"--unmapped must be one of {', '.join(UNMAPPED)}")
+        relabel = {"maps": load_maps(maps), "unmapped": unmapped,
+                   "allow_merge": bool(allow_merge)}
     parsed = read_manifest(manifest)
     out = _output_folder(outdir, Path(manifest))
     reserved = [out / RESULTS, out / f".{RESULTS}.tmp", out / JOURNAL]
@@ -347,7 +374,8 @@ def run_batch(manifest: str | os.PathLike, outdir: str | os.PathLike, *, workers
     for c in parsed.cases:
         if c["line"] in why:
             final[c["line"]] = refused_row(c["line"], c["case"], why[c["line"]])
-    cases = [{**c, "target": str(plans[c["line"]].target)} for c in parsed.cases
+    cases = [{**c, "target": str(plans[c["line"]].target),
+              **({"relabel": relabel} if relabel else {})} for c in parsed.cases
              if c["line"] in plans]
     previous = _journal(out)
     web_dict = web.as_dict() if web is not None else None

@@ -120,6 +120,29 @@ SeriesOpt = Annotated[str | None, typer.Option(
     "--series", help="SeriesInstanceUID to use when the reference folder holds several.")]
 
 
+class Unmapped(str, Enum):
+    keep = "keep"
+    drop = "drop"
+    error = "error"
+
+
+MapOpt = Annotated[list[str] | None, typer.Option(
+    "--map", help="Relabel map: CSV or JSON rules (source names or patterns -> target name, "
+                  "number, codes, colour), or 'tg263' for the AAPM TG-263 names; repeat it to "
+                  "layer maps (a later map overrides the earlier ones). See docs/relabel.md.")]
+UnmappedOpt = Annotated[Unmapped, typer.Option(
+    "--unmapped", help="Segments no rule of --map names: keep them as they are (reported), "
+                       "drop them, or stop with an error.")]
+AllowMergeOpt = Annotated[bool, typer.Option(
+    "--allow-merge", help="Merge segments that --map sends to one target even when no rule "
+                          "says merge=yes (each merge is reported).")]
+
+
+def _map_files(maps: list[str] | None) -> list[Path]:
+    """The map files among --map values (outputs may never replace them)."""
+    return [Path(m) for m in maps or () if Path(m).is_file()]
+
+
 @app.command()
 def convert(
     inputs: Annotated[list[Path], typer.Argument(help="Segmentation file(s): .dcm SEG, .nii, "
@@ -175,6 +198,9 @@ def convert(
     push_url: Annotated[str | None, typer.Option(
         "--push", help="Store the DICOM output on this DICOMweb server (STOW-RS) right away.")
     ] = None,
+    maps: MapOpt = None,
+    unmapped: UnmappedOpt = Unmapped.keep,
+    allow_merge: AllowMergeOpt = False,
     user: UserOpt = None, password: PasswordOpt = None, token: TokenOpt = None,
     ca_bundle: CaOpt = None, timeout: TimeoutOpt = None,
 ) -> None:
@@ -215,14 +241,20 @@ def convert(
                   fractional=True if fractional else None, report=report,
                   contour_fill=contour_fill.value, allow_outside=allow_outside,
                   labels=labels, keep_empty=keep_empty)
+    protect = files_read(inputs, meta=meta, reference=ref) + _map_files(maps) + (
+        [Path(labels)] if labels and Path(labels).is_file() else [])
+    if maps:
+        from .harmonise import load_maps, relabel
+
+        seg = relabel(seg, load_maps(maps), unmapped=unmapped.value, allow_merge=allow_merge,
+                      report=report, what=_names(inputs))
     with _progress("encoding frames") as progress:
         written = io.write(seg, output, type=type.value, profile=profile.value,
                            compression=compression.value if compression else None,
                            split_overlaps=split_overlaps, series_description=series_description,
                            series_number=series_number, resample=resample, report=report,
                            progress=progress, reference=ref, force=force, to=kind,
-                           protect=files_read(inputs, meta=meta, reference=ref) + (
-                               [Path(labels)] if labels and Path(labels).is_file() else []))
+                           protect=protect)
     if ref is not None and ref.assigned_uids:
         from .series import write_reference_copy
 
@@ -263,6 +295,72 @@ def convert(
             print(f"the local output was kept: {', '.join(str(p) for p in written)}",
                   file=sys.stderr)
             raise typer.Exit(1)
+
+
+@app.command("relabel")
+def relabel_cmd(
+    inputs: Annotated[list[Path], typer.Argument(help="Segmentation file(s) (as for convert).")],
+    maps: MapOpt = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Output file (the suffix picks the format); without it the "
+                               "plan is printed and nothing is written.")] = None,
+    reference: ReferenceOpt = None,
+    series: SeriesOpt = None,
+    unmapped: UnmappedOpt = Unmapped.keep,
+    allow_merge: AllowMergeOpt = False,
+    type: Annotated[SegType, typer.Option("--type", help="SEG type to write.")] = SegType.auto,
+    profile: Annotated[ProfileName, typer.Option(
+        "--profile", help="Target consumer of a DICOM SEG.")] = ProfileName.ohif,
+    contour_fill: Annotated[ContourFill, typer.Option(
+        "--contour-fill", help="How RTSTRUCT contours become voxels (as for convert).")
+    ] = ContourFill.centre,
+    to: Annotated[str | None, typer.Option(
+        "--to", help="What a .dcm output is: seg (default) or rtstruct.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Write even when the output fails validation for the profile.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Rename, merge and renumber segments by a map (CSV / JSON rules, or tg263).
+
+    Ambiguous names (claimed by two rules) stop it; segments are merged only when the map
+    (merge=yes) or --allow-merge says so. Without -o, prints what each segment would become.
+    """
+    from .errors import InvalidInputError
+
+    if not maps:
+        raise InvalidInputError("relabel needs a map: --map FILE.csv|FILE.json or --map tg263")
+    if output is not None:
+        convert(inputs, output=output, reference=reference, series=series, type=type,
+                profile=profile, contour_fill=contour_fill, strict=strict, force=force, to=to,
+                as_json=as_json, maps=maps, unmapped=unmapped, allow_merge=allow_merge)
+        return
+    from . import io
+    from .errors import Report
+    from .harmonise import load_maps, plan_relabel
+
+    layers = load_maps(maps)  # a bad map is reported before the input is read
+    report = Report(strict=strict)
+    ref = io.load_reference(reference, series_uid=series, report=report)
+    seg = io.read(inputs, reference=ref, strict=strict, report=report,
+                  contour_fill=contour_fill.value)
+    plan = plan_relabel(seg.segments, layers, unmapped=unmapped.value, allow_merge=allow_merge,
+                        what=_names(inputs))
+    if as_json:
+        print(json.dumps({"maps": [m.source for m in layers], "segments": plan.as_dicts(),
+                          "unmapped": plan.unmapped,
+                          "merges": {t: [r.name for r in g] for t, g in plan.merges.items()}},
+                         indent=2))
+        return
+    for r in plan.rows:
+        to_name = {"mapped": f"-> {r.target} ({r.new_number})",
+                   "merged": f"-> {r.target} ({r.new_number}, merged)",
+                   "unmapped": f"unmapped, kept ({r.new_number})",
+                   "dropped": "unmapped, dropped"}[r.status]
+        print(f"{r.number:>5} {r.name!r:32} {to_name}" + (f"  [{r.rule}]" if r.rule else ""))
+    print(f"{len(plan.rows)} segments: {sum(r.status == 'mapped' for r in plan.rows)} mapped, "
+          f"{sum(r.status == 'merged' for r in plan.rows)} merged, {len(plan.unmapped)} "
+          "unmapped; nothing written (give -o to write)")
 
 
 def _print_push(result, url: str) -> None:
@@ -471,6 +569,9 @@ def batch(
                                "e.g. 1GB; default auto). With --scheduler local only: an "
                                "external cluster's workers use their own dask worker "
                                "--memory-limit.")] = None,
+    maps: MapOpt = None,
+    unmapped: UnmappedOpt = Unmapped.keep,
+    allow_merge: AllowMergeOpt = False,
     user: UserOpt = None, password: PasswordOpt = None, token: TokenOpt = None,
     ca_bundle: CaOpt = None, timeout: TimeoutOpt = None,
 ) -> None:
@@ -487,7 +588,8 @@ def batch(
     with _progress("cases") as progress:
         result = run_batch(manifest, output, workers=max(1, workers), scheduler=scheduler,
                            web=options if use_web else None, progress=progress,
-                           memory_limit=memory_limit)
+                           memory_limit=memory_limit, maps=maps, unmapped=unmapped.value,
+                           allow_merge=allow_merge)
     counts = {s: sum(r["status"] == s for r in result.rows) for s in ("ok", "skipped", "error")}
     print(f"{counts['ok']} converted, {counts['skipped']} already done, {counts['error']} "
           f"failed; results in {result.results_csv}")

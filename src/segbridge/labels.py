@@ -153,8 +153,7 @@ def _value(key: str, where: str) -> int | None:
 
 
 def _add(labels: LabelMap, value: int | None, label: Label, where: str) -> None:
-    if (label.category is None) != (label.type is None):
-        raise InvalidInputError(f"{where}: give both a category and a type code, or neither")
+    check_codes(label, where)
     if value is not None:
         if value in labels.by_value:
             raise InvalidInputError(f"{where}: label value {value} is described twice")
@@ -178,10 +177,43 @@ def from_dict(doc: dict, where: str = "labels") -> LabelMap:
         name = str(entry.get("name") or ("" if value is not None else key)).strip()
         if not name:
             raise InvalidInputError(f"{at}: no name")
-        codes = {f: _code(entry[f], f"{at}.{f}") for f in CODE_FIELDS if entry.get(f)}
-        _add(out, value, Label(name, color=_color(entry.get("color"), at),
-                               algorithm_name=entry.get("algorithm_name"), **codes), at)
+        _add(out, value, Label(name, algorithm_name=entry.get("algorithm_name"),
+                               **entry_fields(entry, at)), at)
     return out
+
+
+def entry_fields(entry: dict, at: str) -> dict:
+    """Codes and colour of a JSON entry, as Label keyword arguments (checked)."""
+    fields = {f: _code(entry[f], f"{at}.{f}") for f in CODE_FIELDS if entry.get(f)}
+    fields["color"] = _color(entry.get("color"), at)
+    return fields
+
+
+def cell_fields(cell: dict[str, str], at: str) -> dict:
+    """Codes and colour of a CSV row (lower-case column -> text), as Label keyword arguments:
+    codes as triplets (``type``) or dcmqi dotted columns, colour as "r g b"."""
+    fields: dict = {}
+    for f, seq in _SEQUENCES.items():
+        dotted = [cell.get(f"{seq}.{k}".lower(), "") for k in
+                  ("CodingSchemeDesignator", "CodeValue", "CodeMeaning")]
+        text = cell.get(f, "") or ("^".join(dotted) if all(dotted) else "")
+        if text:
+            fields[f] = _code(text, f"{at} {f}")
+    fields["color"] = _color(cell.get("color"), at)
+    return fields
+
+
+def code_columns() -> set[str]:
+    """The CSV column names (lower case) that :func:`cell_fields` reads."""
+    dotted = {f"{seq}.{k}".lower() for seq in _SEQUENCES.values()
+              for k in ("CodingSchemeDesignator", "CodeValue", "CodeMeaning")}
+    return {*CODE_FIELDS, "color", *dotted}
+
+
+def check_codes(label: Label, where: str) -> None:
+    """A category code needs a type code and the other way round."""
+    if (label.category is None) != (label.type is None):
+        raise InvalidInputError(f"{where}: give both a category and a type code, or neither")
 
 
 def from_csv(text: str, where: str = "labels") -> LabelMap:
@@ -206,38 +238,37 @@ def from_csv(text: str, where: str = "labels") -> LabelMap:
             if value is None:
                 raise InvalidInputError(f"{at}: label value {raw!r} is not a positive integer")
         name = cell.get(ncol.strip().lower(), "") if ncol else ""
-        codes: dict[str, Code] = {}
-        for f, seq in _SEQUENCES.items():
-            dotted = [cell.get(f"{seq}.{k}".lower(), "") for k in
-                      ("CodingSchemeDesignator", "CodeValue", "CodeMeaning")]
-            text = cell.get(f, "") or ("^".join(dotted) if all(dotted) else "")
-            if text:
-                codes[f] = _code(text, f"{at} {f}")
         if not name and value is not None:
             name = f"Segment {value}"
         if not name:
             raise InvalidInputError(f"{at}: no name")
-        _add(out, value, Label(name, color=_color(cell.get("color"), at), **codes), at)
+        _add(out, value, Label(name, **cell_fields(cell, at)), at)
     return out
 
 
-def read_labels(path: str | os.PathLike) -> LabelMap:
-    """A label map file (.json or .csv)."""
+def read_map_file(path: str | os.PathLike, what: str = "label map") -> tuple[str, object]:
+    """The text of a map file (UTF-8, BOM allowed) and, for JSON (a ``.json`` name or text
+    starting with ``{`` or ``[``), its parsed document (else None); one-line errors."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise InvalidInputError(f"{p}: no such label map file") from None
+        raise InvalidInputError(f"{p}: no such {what} file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"{p}: cannot read the label map ({exc})") from None
-    if p.suffix.lower() == ".json" or text.lstrip().startswith("{"):
+        raise InvalidInputError(f"{p}: cannot read the {what} ({exc})") from None
+    if p.suffix.lower() == ".json" or text.lstrip().startswith(("{", "[")):
         try:
-            doc = json.loads(text)
+            return text, json.loads(text)
         except json.JSONDecodeError as exc:
             raise InvalidInputError(f"{p}: not valid JSON ({exc.msg}, line {exc.lineno})") \
                 from None
-        return from_dict(doc, str(p))
-    return from_csv(text, str(p))
+    return text, None
+
+
+def read_labels(path: str | os.PathLike) -> LabelMap:
+    """A label map file (.json or .csv)."""
+    text, doc = read_map_file(path)
+    return from_dict(doc, str(path)) if doc is not None else from_csv(text, str(path))
 
 
 @lru_cache(maxsize=1)
