@@ -29,13 +29,14 @@ _WHERE = {
     "ValidationFailed": "errors",
     "ReferenceImage": "series", "read_series": "series",
     "read": "io", "write": "io", "from_array": "io",
+    "interpolate": "interpolation",
 }
 
 __all__ = [
     "Code", "Grid", "Segment", "Segmentation", "SourceInstance", "SourceRef", "Report",
     "SegbridgeError", "InvalidInputError", "GeometryMismatchError", "UnsupportedError",
     "RemoteError", "ValidationFailed", "ReferenceImage", "read_series", "read", "write",
-    "from_array", "__version__",
+    "from_array", "interpolate", "__version__",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,6 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
         ValidationFailed,
     )
     from .geometry import Grid
+    from .interpolation import interpolate
     from .io import from_array, read, write
     from .model import Segment, Segmentation, SourceInstance, SourceRef
     from .series import ReferenceImage, read_series
