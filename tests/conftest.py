@@ -25,7 +25,7 @@ SLICERIO = DATA / "slicerio" / "slicerio" / "data"
 #: the fast tier: no ../shared/data, no dciodvfy / Node / Orthanc, nothing but pip
 #: (`python -m pytest -q -m unit`); every other module is the `data` tier
 UNIT_MODULES = {"test_codecs", "test_colors", "test_geometry", "test_tags", "test_imports",
-                "test_model", "test_module_shape", "test_resample_loss"}
+                "test_model", "test_module_shape", "test_resample_loss", "test_interpolate"}
 
 
 def _unit_only(config) -> bool:
