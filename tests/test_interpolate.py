@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from interp_shapes import SHAPE, cases, cone, dice, disc, itk_interpolate, sphere
+from interp_shapes import SHAPE, cases, cone, dice, disc, itk_many, sphere
 
 import segbridge as sb
 from segbridge.errors import InvalidInputError, UnsupportedError
@@ -20,36 +20,47 @@ SEGBRIDGE = str(Path(sys.executable).parent / "segbridge")
 CASES = cases()
 
 
+@pytest.fixture(scope="module")
+def itk():
+    """ITK's output for every job the tests compare with, computed in one child process."""
+    jobs = {f"{name}/{n}": (m, 0, True) for name, segs in CASES.items() for n, m in segs.items()}
+    for axis in (1, 2):
+        jobs[f"islands axis {axis}"] = (np.moveaxis(CASES["three islands"][1], 0, axis), axis,
+                                        True)
+    jobs["split, ITK's own slices"] = (CASES["split"][1], 0, False)
+    return itk_many(jobs)
+
+
 def grid(shape=SHAPE, spacing=(1.0, 1.0, 1.0)):
     return sb.Grid(shape, (0.0, 0.0, 0.0), spacing, np.eye(3))
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_morphological_agrees_with_itk(name):
+def test_morphological_agrees_with_itk(name, itk):
     """Dice >= 0.99 per segment against ITK's filter, each segment on its own (ITK given the
     same annotated slices; its defaults otherwise)."""
     for n, mask in CASES[name].items():
         ours = interpolate_mask(mask, 0)
-        ref = itk_interpolate(mask, 0)
+        ref = itk[f"{name}/{n}"]
         assert ref.sum() > mask.sum()  # ITK did fill something
         assert dice(ours, ref) >= 0.99, (name, n, dice(ours, ref))
 
 
-def test_agrees_with_itk_along_rows_and_columns():
+def test_agrees_with_itk_along_rows_and_columns(itk):
     """The same shapes stacked along y and along x (ITK's axes 1 and 0)."""
     mask = CASES["three islands"][1]
     for axis in (1, 2):
         m = np.moveaxis(mask, 0, axis)
         ours = interpolate_mask(m, axis)
-        assert dice(ours, itk_interpolate(m, axis)) >= 0.99
+        assert dice(ours, itk[f"islands axis {axis}"]) >= 0.99
         assert choose_axis(m) == axis
 
 
-def test_itk_own_slice_detection_on_isolated_discs():
+def test_itk_own_slice_detection_on_isolated_discs(itk):
     """Without custom slice positions ITK finds the same annotated slices when every one is a
     real disc and no two touch: the results agree too."""
     mask = CASES["split"][1]
-    assert dice(interpolate_mask(mask, 0), itk_interpolate(mask, 0, same_slices=False)) >= 0.99
+    assert dice(interpolate_mask(mask, 0), itk["split, ITK's own slices"]) >= 0.99
 
 
 @pytest.mark.parametrize("method", ["morphological", "linear-sdf"])
