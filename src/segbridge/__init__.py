@@ -30,13 +30,14 @@ _WHERE = {
     "ReferenceImage": "series", "read_series": "series",
     "read": "io", "write": "io", "from_array": "io",
     "relabel": "harmonise",
+    "interpolate": "interpolation",
 }
 
 __all__ = [
     "Code", "Grid", "Segment", "Segmentation", "SourceInstance", "SourceRef", "Report",
     "SegbridgeError", "InvalidInputError", "GeometryMismatchError", "UnsupportedError",
     "RemoteError", "ValidationFailed", "ReferenceImage", "read_series", "read", "write",
-    "from_array", "relabel", "__version__",
+    "from_array", "relabel", "interpolate", "__version__",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,6 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from .geometry import Grid
     from .harmonise import relabel
+    from .interpolation import interpolate
     from .io import from_array, read, write
     from .model import Segment, Segmentation, SourceInstance, SourceRef
     from .series import ReferenceImage, read_series

@@ -793,6 +793,78 @@ def render(
     _print_report(report)
 
 
+class InterpAxis(str, Enum):
+    auto = "auto"
+    z = "z"
+    y = "y"
+    x = "x"
+
+
+class InterpMethod(str, Enum):
+    morphological = "morphological"
+    linear_sdf = "linear-sdf"
+
+
+@app.command()
+def interpolate(
+    inputs: Annotated[list[Path], typer.Argument(help="Segmentation: a DICOM SEG or RTSTRUCT "
+                                                 "(with -r), .nii / .nii.gz, .nrrd, "
+                                                 ".seg.nrrd.")],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="Output file; the suffix picks the format, as in convert.")],
+    reference: ReferenceOpt = None,
+    series: SeriesOpt = None,
+    segments: SegmentsOpt = None,
+    axis: Annotated[InterpAxis, typer.Option(
+        "--axis", help="Axis the annotated slices are stacked along: auto (per segment, the "
+                       "one with the sparsest slices), z (slices), y (rows) or x (columns).")
+    ] = InterpAxis.auto,
+    method: Annotated[InterpMethod, typer.Option(
+        "--method", help="morphological: ITK's morphological contour interpolation (as "
+                         "Slicer's Fill between slices); linear-sdf: blend of signed distance "
+                         "maps (faster, no island pairing).")] = InterpMethod.morphological,
+    type: Annotated[SegType, typer.Option("--type", help="SEG type to write.")] = SegType.auto,
+    profile: Annotated[ProfileName, typer.Option(
+        "--profile", help="Target consumer of a DICOM SEG.")] = ProfileName.ohif,
+    strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Write even when the output fails validation for the profile.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Fill the slices between annotated slices of each segment (overlap kept, annotated
+    slices unchanged), and write the result like convert does."""
+    from . import io
+    from .errors import Report
+    from .interpolation import interpolate as do_interpolate
+    from .measure.stats import parse_segment_list
+    from .outputs import files_read
+
+    report = Report(strict=strict)
+    ref = io.load_reference(reference, series_uid=series, report=report)
+    seg = io.read(inputs, reference=ref, strict=strict, report=report)
+    numbers = parse_segment_list(segments, seg, _names(inputs))
+    result = do_interpolate(seg, segments=numbers, axis=axis.value, method=method.value,
+                            report=report)
+    with _progress("encoding frames") as progress:
+        written = io.write(result, output, type=type.value, profile=profile.value,
+                           report=report, progress=progress, reference=ref, force=force,
+                           protect=files_read(inputs, reference=ref))
+    if as_json:
+        print(json.dumps({"written": [str(p) for p in written],
+                          "segments": len(result.segments), "notes": report.notes,
+                          "warnings": report.warnings}, indent=2))
+        return
+    print(f"read {', '.join(p.name for p in inputs)}: {len(seg.segments)} segments, "
+          f"grid {seg.grid.describe()}")
+    for n in report.notes:
+        print(f"note: {n}")
+    for w in report.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    for p in written:
+        print(f"wrote {p} ({_size(p) if p.is_file() else 'folder'})")
+
+
 @app.command()
 def demo(
     outdir: Annotated[Path, typer.Argument(help="Folder for the demo files.")] = Path(
