@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..series import NON_IMAGE_SOP_CLASSES, expand_paths, read_header
+from ..series import NON_IMAGE_SOP_CLASSES, RawHeader, expand_paths, read_header
 
 SEG_CLASSES = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")
 RTSTRUCT_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
@@ -72,9 +72,8 @@ def scan(root: str | os.PathLike) -> StudyIndex:
         h = read_header(f)
         if h is None:
             continue
-        sop_class = _text(h, "SOPClassUID") or _text(getattr(h, "file_meta", None) or
-                                                     getattr(h, "meta", None),
-                                                     "MediaStorageSOPClassUID")
+        meta = h.meta if isinstance(h, RawHeader) else getattr(h, "file_meta", None)
+        sop_class = _text(h, "SOPClassUID") or _text(meta, "MediaStorageSOPClassUID")
         if sop_class in SEG_CLASSES or sop_class == RTSTRUCT_CLASS:
             objects.append(f)
             kinds[f] = "seg" if sop_class in SEG_CLASSES else "rtstruct"
