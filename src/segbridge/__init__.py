@@ -31,17 +31,21 @@ _WHERE = {
     "read": "io", "write": "io", "from_array": "io",
     "relabel": "harmonise",
     "interpolate": "interpolation",
+    "export_dataset": "datasets.export", "import_predictions": "datasets.import_",
 }
 
 __all__ = [
     "Code", "Grid", "Segment", "Segmentation", "SourceInstance", "SourceRef", "Report",
     "SegbridgeError", "InvalidInputError", "GeometryMismatchError", "UnsupportedError",
     "RemoteError", "ValidationFailed", "ReferenceImage", "read_series", "read", "write",
-    "from_array", "relabel", "interpolate", "__version__",
+    "from_array", "relabel", "interpolate", "export_dataset", "import_predictions",
+    "__version__",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .codes import Code
+    from .datasets.export import export_dataset
+    from .datasets.import_ import import_predictions
     from .errors import (
         GeometryMismatchError,
         InvalidInputError,

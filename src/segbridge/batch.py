@@ -34,7 +34,7 @@ from .manifest import COLUMNS, Manifest, read_manifest, refused_row, truthy
 from .web.client import is_url
 
 __all__ = ["COLUMNS", "Manifest", "BatchResult", "fingerprint", "read_manifest", "run_batch",
-           "run_case"]
+           "run_case", "run_parallel"]
 
 RESULT_COLUMNS = ("case", "status", "message", "outputs", "seconds", "bytes", "segments", "line")
 JOURNAL = ".segbridge-batch.jsonl"
@@ -187,10 +187,10 @@ def _make_folders(folder: Path) -> list[Path]:
     return missing[::-1]
 
 
-def _run_local(cases, outdir, web, workers, done):
+def _run_local(cases, outdir, web, workers, done, fn=run_case):
     if workers <= 1:
         for c in cases:
-            done(run_case(c, outdir, web))
+            done(fn(c, outdir, web))
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -199,7 +199,7 @@ def _run_local(cases, outdir, web, workers, done):
     ctx = multiprocessing.get_context("spawn")  # no fork of a threaded parent
     broken = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = {pool.submit(run_case, c, outdir, web): c for c in cases}
+        futures = {pool.submit(fn, c, outdir, web): c for c in cases}
         for f in as_completed(futures):
             try:
                 done(f.result())
@@ -210,7 +210,7 @@ def _run_local(cases, outdir, web, workers, done):
     for c in broken:
         with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
             try:
-                done(pool.submit(run_case, c, outdir, web).result())
+                done(pool.submit(fn, c, outdir, web).result())
             except BrokenProcessPool:
                 done(error_row(c["case"], "the worker process died (killed, or out of "
                                           "memory?)", c.get("line", "")))
@@ -234,7 +234,7 @@ def memory_limit_value(text: str) -> str:
     return value
 
 
-def _run_dask(cases, outdir, web, scheduler, workers, done, memory_limit=None):
+def _run_dask(cases, outdir, web, scheduler, workers, done, memory_limit=None, fn=run_case):
     from distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -254,7 +254,7 @@ def _run_dask(cases, outdir, web, scheduler, workers, done, memory_limit=None):
             raise SegbridgeError(f"cannot reach the Dask scheduler at {address} "
                                  f"({type(exc).__name__})") from None
         with client:
-            futures = client.map(run_case, cases, outdir=outdir, web=web, pure=False,
+            futures = client.map(fn, cases, outdir=outdir, web=web, pure=False,
                                  key=[f"segbridge-{c['case']}" for c in cases])
             of = {f.key: c for f, c in zip(futures, cases, strict=True)}
             for f in as_completed(futures):
@@ -267,6 +267,30 @@ def _run_dask(cases, outdir, web, scheduler, workers, done, memory_limit=None):
     finally:
         if cluster is not None:
             cluster.close()
+
+
+def run_parallel(fn: Callable[[dict, str, dict | None], dict], cases: list[dict], outdir: str,
+                 done: Callable[[dict], None], *, workers: int = 1, scheduler: str | None = None,
+                 web: dict | None = None, memory_limit: str | None = None) -> None:
+    """Run ``fn(case, outdir, web)`` for every case as batch does: in this process, on a pool
+    of ``workers`` spawn processes, or on Dask (``scheduler``: an address or ``"local"``).
+
+    ``fn`` must be importable by name (it is sent to the workers), take and return plain
+    values and never raise: each result row (a dict with ``case``, ``status``, ``message``)
+    goes to ``done`` in this process as it arrives. A worker that dies gives its case an
+    error row. Used by :mod:`segbridge.datasets` (export and import).
+    """
+    if memory_limit is not None:
+        if scheduler != "local":
+            raise InvalidInputError("--memory-limit sets the memory of the workers --scheduler "
+                                    "local starts")
+        memory_limit = memory_limit_value(memory_limit)
+    if not cases:
+        return
+    if scheduler:
+        _run_dask(cases, outdir, web, scheduler, workers, done, memory_limit, fn=fn)
+    else:
+        _run_local(cases, outdir, web, max(1, workers), done, fn=fn)
 
 
 @dataclass

@@ -600,6 +600,108 @@ def batch(
         raise typer.Exit(1)
 
 
+# -- segbridge dataset export | import (docs/datasets.md) ------------------------------------
+dataset_app = typer.Typer(no_args_is_help=True, help="Training datasets: DICOM studies -> "
+                          "nnU-Net v2 / MONAI, and predictions back to SEG / RTSTRUCT.")
+app.add_typer(dataset_app, name="dataset")
+
+
+class DatasetFormat(str, Enum):
+    nnunet = "nnunet"
+    monai = "monai"
+
+
+class ToKind(str, Enum):
+    seg = "seg"
+    rtstruct = "rtstruct"
+
+
+DatasetMapOpt = Annotated[list[str], typer.Option(
+    "--labels", help="Relabel map(s) naming every target with its label number (and "
+                     "optionally priority, region); repeat to layer maps. See "
+                     "docs/datasets.md.")]
+
+
+@dataset_app.command("export")
+def dataset_export(
+    source: Annotated[Path, typer.Argument(help="A batch manifest (case,inputs,reference,...) "
+                                                "or a folder of DICOM studies.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The new dataset folder "
+                                         "(nnU-Net: DatasetXXX_Name).")],
+    labels: DatasetMapOpt,
+    format: Annotated[DatasetFormat, typer.Option("--format", help="Dataset layout.")] =
+    DatasetFormat.nnunet,
+    split: Annotated[int, typer.Option("--split", help="Number of folds (0: none).")] = 0,
+    channel: Annotated[str | None, typer.Option(
+        "--channel-name", help="Name of the image channel (default: the Modality, e.g. CT); "
+                               "cases of another modality are left out without it.")] = None,
+    workers: Annotated[int, typer.Option("--workers", "-j", help="Cases at once.")] = 1,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", help="Dask scheduler address, or 'local'.")] = None,
+    user: UserOpt = None, password: PasswordOpt = None, token: TokenOpt = None,
+    ca_bundle: CaOpt = None, timeout: TimeoutOpt = None,
+) -> None:
+    """Write an nnU-Net v2 or MONAI dataset; failing cases are left out, one line each in
+    segbridge_report.txt and here. Exit code 1 when any case failed (the dataset holds the
+    rest)."""
+    from .datasets.export import REPORT_FILE, export_dataset
+
+    options = _web(user, password, token, ca_bundle, timeout)
+    result = export_dataset(source, output, format=format.value, labels=labels, split=split,
+                            workers=max(1, workers), scheduler=scheduler,
+                            web=options.as_dict(), channel_name=channel)
+    print(f"{len(result.ok)} case(s) exported, {len(result.failed)} left out; dataset in "
+          f"{result.folder}")
+    for r in result.ok:
+        for w in r.get("warnings", []):
+            print(f"warning: case {r['case']}: {w}", file=sys.stderr)
+    for r in result.failed:
+        print(f"error: case {r['case'] or '-'} ({r['source']}): {_one_line(r['message'])}",
+              file=sys.stderr)
+    if result.failed:
+        print(f"left-out cases are listed in {result.folder / REPORT_FILE}", file=sys.stderr)
+        raise typer.Exit(1)
+
+
+@dataset_app.command("import")
+def dataset_import(
+    predictions: Annotated[Path, typer.Argument(help="Folder of predicted label NIfTIs "
+                                                     "({case}.nii.gz).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for {case}.dcm.")],
+    reference_root: Annotated[Path, typer.Option(
+        "--reference-root", help="Folder holding the cases' DICOM image series.")],
+    labels: DatasetMapOpt,
+    to: Annotated[ToKind, typer.Option("--to", help="SEG or RTSTRUCT.")] = ToKind.seg,
+    cases: Annotated[Path | None, typer.Option(
+        "--cases", help="The export's segbridge_cases.json (default: in PREDICTIONS or the "
+                        "folder above).")] = None,
+    profile: Annotated[ProfileName, typer.Option("--profile", help="SEG writer profile.")] =
+    ProfileName.ohif,
+    push_url: Annotated[str | None, typer.Option(
+        "--push", help="Store each output on this DICOMweb server (STOW-RS).")] = None,
+    workers: Annotated[int, typer.Option("--workers", "-j", help="Cases at once.")] = 1,
+    user: UserOpt = None, password: PasswordOpt = None, token: TokenOpt = None,
+    ca_bundle: CaOpt = None, timeout: TimeoutOpt = None,
+) -> None:
+    """Predicted label maps -> one SEG or RTSTRUCT per case on its DICOM reference, named,
+    coded and coloured by the map. Exit code 1 when any case failed."""
+    from .datasets.import_ import import_predictions
+
+    options = _web(user, password, token, ca_bundle, timeout)
+    rows = import_predictions(predictions, output, reference_root=reference_root,
+                              labels=labels, to=to.value, cases_file=cases, push=push_url,
+                              profile=profile.value, workers=max(1, workers),
+                              web=options.as_dict())
+    ok = [r for r in rows if r["status"] == "ok"]
+    print(f"{len(ok)} case(s) written, {len(rows) - len(ok)} failed; outputs in {output}")
+    for r in rows:
+        if r["status"] != "ok":
+            print(f"error: case {r['case']} ({r['source']}): {_one_line(r['message'])}",
+                  file=sys.stderr)
+    if len(ok) != len(rows):
+        raise typer.Exit(1)
+
+
 SrOpt = Annotated[Path | None, typer.Option(
     "--sr", help="Also write a DICOM SR (TID 1500) measurement report.")]
 AssignUidsOpt = Annotated[bool, typer.Option(

@@ -7,9 +7,13 @@ optionally, a target number, codes and a colour (docs/relabel.md has the whole s
   patterns separated by ``|``), ``target``, and optionally ``number``, ``merge`` (yes/no),
   ``color`` and the code columns of :mod:`segbridge.labels` (triplets ``category``, ``type``,
   ``type_modifier``, ``anatomic_region``, ``anatomic_region_modifier``, or dcmqi dotted
-  columns). Any other column is an error.
+  columns), and for datasets (:mod:`segbridge.datasets`, docs/datasets.md) ``priority`` (an
+  integer; where targets overlap in one label image the higher one wins) and ``region`` (label
+  numbers separated by ``|``: an nnU-Net region, the union of those labels). Any other column
+  is an error.
 - JSON: ``{"rules": [{"source": [...] or "...", "target": "...", "number": 3, "merge": true,
-  "color": [r, g, b], "type": "FMA^7310^Lung Left", ...}]}`` (or the list of rules alone).
+  "color": [r, g, b], "type": "FMA^7310^Lung Left", "priority": 2, "region": [2, 3], ...}]}``
+  (or the list of rules alone).
 
 Matching: a segment name and a source are compared after *normalisation* (Unicode case folding;
 runs of spaces and underscores become one space; ends trimmed), so ``Lung_L``, ``LUNG L`` and
@@ -61,7 +65,7 @@ __all__ = ["BUILTIN_MAPS", "RelabelMap", "RelabelPlan", "Rule", "UNMAPPED", "loa
 UNMAPPED = ("keep", "drop", "error")
 #: built-in map name -> file in segbridge/data
 BUILTIN_MAPS = {"tg263": "tg263.csv"}
-_KEYS = ("source", "target", "number", "merge")
+_KEYS = ("source", "target", "number", "merge", "priority", "region")
 _TRUE, _FALSE = ("yes", "true", "1", "y"), ("", "no", "false", "0", "n")
 _GLOB = re.compile(r"[*?\[]")
 
@@ -80,6 +84,9 @@ class Rule:
     number: int | None = None
     merge: bool = False
     where: str = ""
+    #: datasets only: overlap priority (higher wins) and nnU-Net region (label numbers)
+    priority: int | None = None
+    region: tuple[int, ...] | None = None
 
     def matches(self, key: str) -> bool:
         """Does the normalised name ``key`` match one of the sources (or the target name)?"""
@@ -138,7 +145,29 @@ def _flag(value, at: str) -> bool:
     raise InvalidInputError(f"{at}: merge must be yes or no, got {value!r}")
 
 
-def _rule(sources, target, number, merge, fields: dict, at: str) -> Rule:
+def _priority(value, at: str) -> int | None:
+    if value is None or value == "":
+        return None
+    text = str(value).strip()
+    if isinstance(value, bool) or not re.fullmatch(r"-?\d{1,9}", text):
+        raise InvalidInputError(f"{at}: priority must be an integer, got {value!r}")
+    return int(text)
+
+
+def _region(value, at: str) -> tuple[int, ...] | None:
+    if value is None or value == "" or value == []:
+        return None
+    parts = value.split("|") if isinstance(value, str) else value
+    if not isinstance(parts, (list, tuple)):
+        raise InvalidInputError(f"{at}: region must be label numbers ('1|2|3' or [1, 2, 3])")
+    numbers = tuple(_number(p, f"{at} region") for p in parts)
+    if None in numbers or len(set(numbers)) != len(numbers):
+        raise InvalidInputError(f"{at}: region must be distinct label numbers, got {value!r}")
+    return tuple(sorted(numbers))  # type: ignore[arg-type]
+
+
+def _rule(sources, target, number, merge, fields: dict, at: str, priority=None,
+          region=None) -> Rule:
     if isinstance(sources, str):
         sources = sources.split("|")
     if not isinstance(sources, (list, tuple)) or not all(isinstance(s, str) for s in sources):
@@ -150,7 +179,8 @@ def _rule(sources, target, number, merge, fields: dict, at: str) -> Rule:
         raise InvalidInputError(f"{at}: no source name or pattern")
     label = Label(target.strip(), **fields)
     check_codes(label, at)
-    return Rule(sources, label, _number(number, at), _flag(merge, at), at)
+    return Rule(sources, label, _number(number, at), _flag(merge, at), at,
+                _priority(priority, at), _region(region, at))
 
 
 def _from_csv(text: str, where: str) -> list[Rule]:
@@ -177,7 +207,8 @@ def _from_csv(text: str, where: str) -> list[Rule]:
         if not any(cell.values()):
             continue
         rules.append(_rule(cell["source"], cell["target"], cell.get("number"),
-                           cell.get("merge"), cell_fields(cell, at), at))
+                           cell.get("merge"), cell_fields(cell, at), at,
+                           cell.get("priority"), cell.get("region")))
     return rules
 
 
@@ -197,7 +228,8 @@ def _from_json(doc, where: str) -> list[Rule]:
         if unknown:
             raise InvalidInputError(f"{at}: unknown key {unknown[0]!r}")
         rules.append(_rule(entry.get("source"), entry.get("target"), entry.get("number"),
-                           entry.get("merge"), entry_fields(entry, at), at))
+                           entry.get("merge"), entry_fields(entry, at), at,
+                           entry.get("priority"), entry.get("region")))
     return rules
 
 
@@ -211,9 +243,10 @@ def _checked(rules: list[Rule], where: str, text: str, path: Path | None) -> Rel
     for r in rules:
         name = r.target.name
         seen = first.setdefault(name, r)
-        for attr in ("number", *CODE_FIELDS, "color"):
-            a = getattr(r, attr) if attr == "number" else getattr(r.target, attr)
-            b = getattr(seen, attr) if attr == "number" else getattr(seen.target, attr)
+        for attr in ("number", "priority", "region", *CODE_FIELDS, "color"):
+            own = attr in ("number", "priority", "region")  # the rule's, not the label's
+            a = getattr(r, attr) if own else getattr(r.target, attr)
+            b = getattr(seen, attr) if own else getattr(seen.target, attr)
             if a is not None and b is not None and a != b:
                 raise InvalidInputError(f"{r.where}: target {name!r} has another {attr} in "
                                         f"{seen.where}")

@@ -155,6 +155,14 @@ def write_nifti(seg: Segmentation, path: str | Path) -> None:
         vols = seg.layers
         dtype = label_dtype(max((int(layer.max(initial=0)) for layer in vols), default=1))
         descrip = "segbridge labels"
+    write_volumes(vols, grid, path, dtype, descrip)
+
+
+def write_volumes(vols, grid: Grid, path: str | Path, dtype, descrip: str = "") -> None:
+    """[z, y, x] arrays on a regular ``grid`` as one NIfTI-1 file (3-D for one array, else
+    4-D), in ``dtype`` (uint8, int16, uint16, int32, uint32 or float32); gzip for ``.gz``.
+    Used for label volumes and, by :mod:`segbridge.datasets`, for image volumes."""
+    dtype = np.dtype(dtype)
     nz, ny, nx = grid.shape
     shape = (nx, ny, nz) if len(vols) == 1 else (nx, ny, nz, len(vols))
     header = _header(shape, dtype, flip_lps_ras(grid.affine), grid.spacing[::-1], descrip)
