@@ -280,15 +280,7 @@ def convert(
         if pushed is not None and not pushed.ok:
             raise typer.Exit(1)
         return
-    # plain print: the summary needs no styling, and rich costs start-up time on every call
-    print(f"read {', '.join(p.name for p in inputs)}: {len(seg.segments)} segments, "
-          f"grid {seg.grid.describe()}")
-    for n in report.notes:
-        print(f"note: {n}")
-    for w in report.warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    for p in written:
-        print(f"wrote {p} ({_size(p) if p.is_file() else 'folder'})")
+    _print_written(inputs, seg, report, written)
     if pushed is not None:
         _print_push(pushed, push_url)
         if not pushed.ok:
@@ -361,6 +353,19 @@ def relabel_cmd(
     print(f"{len(plan.rows)} segments: {sum(r.status == 'mapped' for r in plan.rows)} mapped, "
           f"{sum(r.status == 'merged' for r in plan.rows)} merged, {len(plan.unmapped)} "
           "unmapped; nothing written (give -o to write)")
+
+
+def _print_written(inputs: list[Path], seg, report, written: list[Path]) -> None:
+    """What a command read and wrote, its notes and warnings (plain print: the summary needs
+    no styling, and rich costs start-up time on every call)."""
+    print(f"read {', '.join(p.name for p in inputs)}: {len(seg.segments)} segments, "
+          f"grid {seg.grid.describe()}")
+    for n in report.notes:
+        print(f"note: {n}")
+    for w in report.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    for p in written:
+        print(f"wrote {p} ({_size(p) if p.is_file() else 'folder'})")
 
 
 def _print_push(result, url: str) -> None:
@@ -957,14 +962,7 @@ def interpolate(
                           "segments": len(result.segments), "notes": report.notes,
                           "warnings": report.warnings}, indent=2))
         return
-    print(f"read {', '.join(p.name for p in inputs)}: {len(seg.segments)} segments, "
-          f"grid {seg.grid.describe()}")
-    for n in report.notes:
-        print(f"note: {n}")
-    for w in report.warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    for p in written:
-        print(f"wrote {p} ({_size(p) if p.is_file() else 'folder'})")
+    _print_written(inputs, seg, report, written)
 
 
 @app.command()

@@ -73,14 +73,9 @@ def import_case(case: dict, outdir: str, web: dict | None = None) -> dict:
                            report=report, protect=[case["source"]])
         messages = [f"warning: {w}" for w in report.warnings]
         if case.get("push"):
-            from ..web.transfer import push
+            from ..web.transfer import push_written
 
-            pushed = push([p for p in written if p.suffix == ".dcm"], case["push"])
-            if not pushed.ok:
-                file, uid, why = pushed.failed[0]
-                raise SegbridgeError(f"push refused {len(pushed.failed)} instance(s): "
-                                     f"{Path(file).name or uid}: {why} (the outputs are kept)")
-            messages.append(f"pushed {len(pushed.stored)} instance(s)")
+            messages.append(push_written(written, case["push"]))
         row.update(status="ok", message="; ".join(messages),
                    outputs=[str(p) for p in written], segments=len(seg.segments))
     except SegbridgeError as exc:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 
-from ..errors import InvalidInputError, RemoteError
+from ..errors import InvalidInputError, RemoteError, SegbridgeError
 from .client import Endpoint, WebOptions, multipart_parts, public, split_series_url, stream_parts
 
 # PS3.18 Table I.2-1 / PS3.4 failure reasons of STOW-RS
@@ -404,3 +404,14 @@ def _reason(code) -> str:
         return "no reason given"
     code = int(code)
     return f"{FAILURE_REASONS.get(code, 'failure')} (0x{code:04X})"
+
+
+def push_written(written: Sequence[Path], url: str) -> str:
+    """Push the DICOM files a case wrote (batch, dataset import); the message for its report
+    row, or SegbridgeError naming the first refused instance (the outputs are kept)."""
+    pushed = push([p for p in written if p.suffix == ".dcm"], url)
+    if not pushed.ok:
+        file, uid, why = pushed.failed[0]
+        raise SegbridgeError(f"push refused {len(pushed.failed)} instance(s): "
+                             f"{Path(file).name or uid}: {why} (the outputs are kept)")
+    return f"pushed {len(pushed.stored)} instance(s)"
