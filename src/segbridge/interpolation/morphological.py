@@ -16,7 +16,7 @@ halves are filled recursively. This follows ITK's ``MorphologicalContourInterpol
   and M-to-N cases), so splits, merges, holes and several islands are handled as ITK does.
 
 Only slices strictly between two annotated slices are written; the caller keeps the annotated
-slices as they are. Everything runs on small crops with numpy / scipy.ndimage.
+slices as they are. Everything runs on small crops with numpy alone (no scipy import).
 """
 
 from __future__ import annotations
@@ -26,12 +26,7 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
-#: 4-connectivity in the plane, nothing across slices (islands are found per slice)
-_CROSS_2D = np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]],
-                      [[0, 1, 0], [1, 1, 1], [0, 1, 0]],
-                      [[0, 0, 0], [0, 0, 0], [0, 0, 0]]], bool)
 _MIN_ALIGN_ITERS = 2 ** 3  # ITK: 2^ImageDimension, 3-D images
 _MAX_ALIGN_ITERS = 6 ** 3  # ITK: 6^ImageDimension
 
@@ -71,18 +66,57 @@ def fill_gaps(vol: np.ndarray, annotated: np.ndarray) -> np.ndarray:
     cols = np.flatnonzero(vol.any(axis=(0, 1)))
     r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
     region = Region(r0, c0, r1 - r0, c1 - c0)
-    crops = vol[annotated, r0:r1, c0:c1]
-    labels, _ = ndimage.label(crops, structure=_CROSS_2D)
-    per_slice = []
-    for k in range(len(annotated)):  # labels run in raster order: make each slice's start at 1
-        lab = labels[k]
-        first = int(lab[lab > 0].min())
-        per_slice.append(np.where(lab > 0, lab - (first - 1), 0))
+    per_slice = label_slices(vol[annotated, r0:r1, c0:c1])
     for k in range(len(annotated) - 1):
         i, j = int(annotated[k]), int(annotated[k + 1])
         if j > i + 1:
             _between_two(out, i, j, per_slice[k], per_slice[k + 1], region)
     return out
+
+
+def label_slices(stack: np.ndarray) -> np.ndarray:
+    """4-connected islands of each slice of a boolean [slice, row, column] stack, numbered
+    from 1 in every slice in raster order (what ``scipy.ndimage.label`` with a cross in the
+    plane numbers, restarted per slice), without importing scipy: the runs of each row,
+    joined with the overlapping runs of the next row by a vectorised union-find."""
+    k, h, w = stack.shape
+    padded = np.zeros((k * h, w + 2), np.int8)
+    padded[:, 1:-1] = stack.reshape(k * h, w)
+    d = np.diff(padded, axis=1)
+    rr, s = np.nonzero(d == 1)  # runs [s, e) of row rr (slice rr // h), in raster order
+    e = np.nonzero(d == -1)[1]
+    n = rr.size
+    flat = np.zeros(k * h * w + 1, np.int32)
+    if n:
+        stride = w + 1  # run keys row * stride + column are ordered like the runs
+        below = (rr + 1) * stride
+        lo = np.searchsorted(rr * stride + e, below + s, side="right")  # first run below
+        hi = np.searchsorted(rr * stride + s, below + e, side="left")  # ending past s / ...
+        hi[rr % h == h - 1] = 0  # ... starting before e; no row below a slice's last
+        cnt = np.maximum(hi - lo, 0)
+        a = np.repeat(np.arange(n), cnt)
+        b = lo[a] + np.arange(a.size) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        root = np.arange(n)  # every run points to a smaller one of its island, or itself
+        while a.size:
+            ra, rb = root[a], root[b]
+            apart = ra != rb
+            if not apart.any():
+                break
+            a, b, ra, rb = a[apart], b[apart], ra[apart], rb[apart]
+            np.minimum.at(root, np.maximum(ra, rb), np.minimum(ra, rb))  # hook roots
+            while True:  # and point every run at its root
+                up = root[root]
+                if np.array_equal(up, root):
+                    break
+                root = up
+        first = root == np.arange(n)  # an island's first run in raster order is its root
+        sl = rr // h
+        before = np.zeros(k, np.int64)
+        before[1:] = np.cumsum(np.bincount(sl[first], minlength=k))[:-1]
+        num = (np.cumsum(first)[root] - before[sl]).astype(np.int32)
+        flat[rr * w + s] += num  # a run's number from its start to its end
+        flat[rr * w + e] -= num
+    return np.cumsum(flat[:-1], dtype=np.int32).reshape(k, h, w)
 
 
 # -- pairing islands (ITK: InterpolateBetweenTwo) -------------------------------------------------
