@@ -67,10 +67,20 @@ def fill_gaps(vol: np.ndarray, annotated: np.ndarray) -> np.ndarray:
     r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
     region = Region(r0, c0, r1 - r0, c1 - c0)
     per_slice = label_slices(vol[annotated, r0:r1, c0:c1])
+    jobs: list[_Median] = []
     for k in range(len(annotated) - 1):
         i, j = int(annotated[k]), int(annotated[k + 1])
         if j > i + 1:
-            _between_two(out, i, j, per_slice[k], per_slice[k + 1], region)
+            _between_two(jobs, i, j, per_slice[k], per_slice[k + 1], region)
+    while jobs:  # the medians of one recursion level, all gaps at once
+        level, jobs = jobs, []
+        for job, med in zip(level, medians([(job.a2, job.b2) for job in level]), strict=True):
+            _write(out[job.mid], med.mask, med.r, med.c)
+            if abs(job.i - job.j) > 2:  # then between each end and the middle
+                if abs(job.i - job.mid) > 1:
+                    _one_to_one(jobs, job.i, job.mid, job.a, med, job.ti)
+                if abs(job.j - job.mid) > 1:
+                    _one_to_one(jobs, job.j, job.mid, job.b, med, job.tj)
     return out
 
 
@@ -120,7 +130,7 @@ def label_slices(stack: np.ndarray) -> np.ndarray:
 
 
 # -- pairing islands (ITK: InterpolateBetweenTwo) -------------------------------------------------
-def _between_two(out: np.ndarray, i: int, j: int, iconn: np.ndarray, jconn: np.ndarray,
+def _between_two(jobs: list[_Median], i: int, j: int, iconn: np.ndarray, jconn: np.ndarray,
                  region: Region) -> None:
     ni, nj = int(iconn.max()), int(jconn.max())
     both = (iconn > 0) & (jconn > 0)
@@ -131,10 +141,10 @@ def _between_two(out: np.ndarray, i: int, j: int, iconn: np.ndarray, jconn: np.n
     # islands that overlap nothing shrink to a point on the other slice
     for a in range(1, ni + 1):
         if a not in matched_i:
-            _extrapolate(out, i, j, iconn, a, region)
+            _extrapolate(jobs, i, j, iconn, a, region)
     for b in range(1, nj + 1):
         if b not in matched_j:
-            _extrapolate(out, j, i, jconn, b, region)
+            _extrapolate(jobs, j, i, jconn, b, region)
     icount: dict[int, int] = {}
     jcount: dict[int, int] = {}
     for a, b in pairs:
@@ -145,7 +155,7 @@ def _between_two(out: np.ndarray, i: int, j: int, iconn: np.ndarray, jconn: np.n
         if icount[a] == 1 and jcount[b] == 1:
             ishape, jshape = _island(iconn, a, region), _island(jconn, b, region)
             t = _align(iconn, a, region, jconn, [b], region)
-            _one_to_one(out, i, j, ishape, jshape, t)
+            _one_to_one(jobs, i, j, ishape, jshape, t)
         else:
             rest.append((a, b))
     pairs = rest
@@ -155,12 +165,12 @@ def _between_two(out: np.ndarray, i: int, j: int, iconn: np.ndarray, jconn: np.n
         if icount[a] == 1:  # M-to-1: several islands of i merge into b
             ids = [x for x, y in pairs if y == b]
             t = _align(jconn, b, region, iconn, ids, region)
-            _one_to_n(out, j, i, jconn, b, iconn, ids, t, region)
+            _one_to_n(jobs, j, i, jconn, b, iconn, ids, t, region)
             gone = [p for p in pairs if p[1] == b]
         elif jcount[b] == 1:  # 1-to-N: island a splits into several
             ids = [y for x, y in pairs if x == a]
             t = _align(iconn, a, region, jconn, ids, region)
-            _one_to_n(out, i, j, iconn, a, jconn, ids, t, region)
+            _one_to_n(jobs, i, j, iconn, a, jconn, ids, t, region)
             # ITK starts erasing the others from the set's second element
             gone = [p for n, p in enumerate(pairs) if p[0] == a and (n > 0 or n == k)]
         else:
@@ -175,7 +185,7 @@ def _between_two(out: np.ndarray, i: int, j: int, iconn: np.ndarray, jconn: np.n
         a = pairs[0][0]
         ids = [y for x, y in pairs if x == a]
         t = _align(iconn, a, region, jconn, ids, region)
-        _one_to_n(out, i, j, iconn, a, jconn, ids, t, region)
+        _one_to_n(jobs, i, j, iconn, a, jconn, ids, t, region)
         pairs = [p for p in pairs if p[0] != a]
 
 
@@ -277,7 +287,7 @@ def _search(score, start: tuple[int, int], iregion: Region, jregion: Region) -> 
 
 
 # -- one island to nothing, to one, to several --------------------------------------------------
-def _extrapolate(out: np.ndarray, i: int, j: int, conn: np.ndarray, a: int,
+def _extrapolate(jobs: list[_Median], i: int, j: int, conn: np.ndarray, a: int,
                  region: Region) -> None:
     """An island of slice i that overlaps nothing on slice j shrinks to a point there: the
     point is its centroid, or the first island pixel the search meets from there."""
@@ -291,10 +301,10 @@ def _extrapolate(out: np.ndarray, i: int, j: int, conn: np.ndarray, a: int,
     ph = Region(cen[0] - 1, cen[1] - 1, 3, 3)
     t = _search(score, (0, 0), region, ph)
     point = Shape(np.ones((1, 1), bool), cen[0] - t[0], cen[1] - t[1])
-    _one_to_one(out, i, j, _crop(m, region.r, region.c), point, (0, 0))
+    _one_to_one(jobs, i, j, _crop(m, region.r, region.c), point, (0, 0))
 
 
-def _one_to_n(out: np.ndarray, i: int, j: int, iconn: np.ndarray, a: int, jconn: np.ndarray,
+def _one_to_n(jobs: list[_Median], i: int, j: int, iconn: np.ndarray, a: int, jconn: np.ndarray,
               ids: list[int], t: tuple[int, int], region: Region) -> None:
     """Split island ``a`` among the islands ``ids`` it overlaps (each grows from its overlap by
     conditional 4-neighbour dilations, the lowest-numbered island winning ties), then
@@ -331,7 +341,7 @@ def _one_to_n(out: np.ndarray, i: int, j: int, iconn: np.ndarray, a: int, jconn:
     for x, b in enumerate(ids):
         part = _crop(belongs == x + 1, region.r, region.c)
         if part.mask.size:
-            _one_to_one(out, i, j, part, _island(jconn, b, region), t)
+            _one_to_one(jobs, i, j, part, _island(jconn, b, region), t)
 
 
 # -- the median shape and the recursion (ITK: Interpolate1to1, FindMedianImageDistances) ---------
@@ -356,82 +366,104 @@ def _halves(t: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int], bool]
     return it, (it[0] - t[0], it[1] - t[1]), carry
 
 
-def _one_to_one(out: np.ndarray, i: int, j: int, a: Shape, b: Shape,
+@dataclass
+class _Median:
+    """A median still to compute: islands a (slice i) and b (slice j), each moved half way
+    (a2, b2), for the slice ``mid``; ti / tj bring a / b onto the middle for the next level."""
+
+    i: int
+    j: int
+    mid: int
+    a: Shape
+    b: Shape
+    ti: tuple[int, int]
+    tj: tuple[int, int]
+    a2: Shape
+    b2: Shape
+
+
+def _one_to_one(jobs: list[_Median], i: int, j: int, a: Shape, b: Shape,
                 t: tuple[int, int]) -> None:
     """Median of island a (slice i) and b (slice j, b ~ a moved by t) on the middle slice,
-    then the same between each end and the middle until no slice is left."""
+    then the same between each end and the middle until no slice is left (queued: fill_gaps
+    computes each level's medians together)."""
     ti, tj, carry = _halves(t)
-    a2, b2 = a.moved(ti), b.moved(tj)
-    mid = (i + j + (1 if carry else 0)) // 2
-    r = min(a2.r, b2.r)
-    c = min(a2.c, b2.c)
-    h = max(a2.r + a2.mask.shape[0], b2.r + b2.mask.shape[0]) - r
-    w = max(a2.c + a2.mask.shape[1], b2.c + b2.mask.shape[1]) - c
-    am = np.zeros((h, w), bool)
-    bm = np.zeros((h, w), bool)
-    am[a2.r - r:a2.r - r + a2.mask.shape[0], a2.c - c:a2.c - c + a2.mask.shape[1]] = a2.mask
-    bm[b2.r - r:b2.r - r + b2.mask.shape[0], b2.c - c:b2.c - c + b2.mask.shape[1]] = b2.mask
-    med = median(am, bm)
-    _write(out[mid], med, r, c)
-    if abs(i - j) > 2:
-        m = Shape(med, r, c)
-        if abs(i - mid) > 1:
-            _one_to_one(out, i, mid, a, m, ti)
-        if abs(j - mid) > 1:
-            _one_to_one(out, j, mid, b, m, tj)
+    jobs.append(_Median(i, j, (i + j + (1 if carry else 0)) // 2, a, b, ti, tj, a.moved(ti),
+                        b.moved(tj)))
 
 
 def median(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """ITK's distance-based median of two aligned masks: their intersection grown by the
     distance (in tenths of a pixel) that best balances the differences to ``a`` and ``b``."""
-    inter = a & b
-    diff = a ^ b
-    if not diff.any() or not inter.any():
-        return inter
-    ys, xs = np.nonzero(diff)
-    d = distance_to(inter, ys, xs)
-    bins = (np.float32(10) * d).astype(np.int64)  # ITK truncates 10 * distance
-    n = int(bins.max()) + 1
-    in_a = a[ys, xs]
-    sa = np.cumsum(np.bincount(bins[in_a], minlength=n))
-    sb = np.cumsum(np.bincount(bins[~in_a], minlength=n))
-    ia = np.abs(sa[-1] - sa + sb)  # |median xor a| when grown to each bin
-    jb = np.abs(sb[-1] - sb + sa)
-    best = int(np.argmin(np.abs(ia - jb)))
-    out = inter.copy()
-    out[ys, xs] = d <= np.float32(best) / np.float32(10)
+    m = medians([(Shape(a, 0, 0), Shape(b, 0, 0))])[0]
+    out = np.zeros(a.shape, bool)
+    _write(out, m.mask, m.r, m.c)
     return out
 
 
-def distance_to(m: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """Euclidean distance (float32, pixels) from the points (ys, xs) to the nearest pixel of
-    the non-empty mask ``m``: the nearest pixel of each column, then the best column (exact,
-    and much cheaper than a whole distance map when the points are few)."""
-    g = _column_gaps(m)
-    reach = int(g[ys, xs].max())  # no column farther than this can hold a nearer pixel
-    cols = np.flatnonzero(m.any(axis=0))
-    if 2 * reach + 1 < cols.size:  # the columns near each point
-        off = np.arange(-reach, reach + 1)
-        x = xs[:, None] + off[None, :]
-        gy = g[ys[:, None], np.clip(x, 0, m.shape[1] - 1)].astype(np.int64)
-        d2 = gy * gy + off * off
-        d2[(x < 0) | (x >= m.shape[1])] = np.iinfo(np.int64).max
-    else:  # every column that holds a pixel
-        gy = g[ys][:, cols].astype(np.int64)
-        dx = xs[:, None] - cols[None, :]
-        d2 = gy * gy + dx * dx
-    return np.sqrt(d2.min(axis=1).astype(np.float32))
+def medians(pairs: list[tuple[Shape, Shape]]) -> list[Shape]:
+    """:func:`median` of many pairs of placed shapes at once (on the union box of each pair,
+    stacked in one zero-padded array): a few numpy calls for all of them instead of a few
+    dozen for each."""
+    boxes = []
+    for a, b in pairs:
+        r, c = min(a.r, b.r), min(a.c, b.c)
+        boxes.append((r, c, max(a.r + a.mask.shape[0], b.r + b.mask.shape[0]) - r,
+                      max(a.c + a.mask.shape[1], b.c + b.mask.shape[1]) - c))
+    hmax = max(h for _, _, h, _ in boxes)
+    wmax = max(w for _, _, _, w in boxes)
+    am = np.zeros((len(pairs), hmax, wmax), bool)
+    bm = np.zeros_like(am)
+    for k, ((a, b), (r, c, _, _)) in enumerate(zip(pairs, boxes, strict=True)):
+        am[k, a.r - r:a.r - r + a.mask.shape[0], a.c - c:a.c - c + a.mask.shape[1]] = a.mask
+        bm[k, b.r - r:b.r - r + b.mask.shape[0], b.c - c:b.c - c + b.mask.shape[1]] = b.mask
+    inter = am & bm
+    diff = am ^ bm
+    grow = diff.any(axis=(1, 2)) & inter.any(axis=(1, 2))  # else the median is inter
+    diff &= grow[:, None, None]
+    ks, ys, xs = np.nonzero(diff)
+    if ks.size:
+        d = _distances(inter, ks, ys, xs)
+        bins = (np.float32(10) * d).astype(np.int64)  # ITK truncates 10 * distance
+        n = int(bins.max()) + 1
+        in_a = am[ks, ys, xs]
+        count = len(pairs) * n
+        sa = np.cumsum(np.bincount(ks[in_a] * n + bins[in_a], minlength=count)
+                       .reshape(-1, n), axis=1)
+        sb = np.cumsum(np.bincount(ks[~in_a] * n + bins[~in_a], minlength=count)
+                       .reshape(-1, n), axis=1)
+        ia = np.abs(sa[:, -1:] - sa + sb)  # |median xor a| when grown to each bin
+        jb = np.abs(sb[:, -1:] - sb + sa)
+        # past a pair's own last bin both sums are flat: argmin keeps its first minimum
+        best = np.argmin(np.abs(ia - jb), axis=1).astype(np.float32) / np.float32(10)
+        inter[ks, ys, xs] = d <= best[ks]
+    return [Shape(inter[k, :h, :w], r, c) for k, (r, c, h, w) in enumerate(boxes)]
 
 
-def _column_gaps(m: np.ndarray) -> np.ndarray:
-    """Per pixel, the number of rows to the nearest pixel of ``m`` in its column (large when
-    the column is empty)."""
-    h, w = m.shape
-    rows = np.arange(h)[:, None]
-    far = 2 * (h + w) + 2
-    above = np.maximum.accumulate(np.where(m, rows, -far), axis=0)
-    below = np.minimum.accumulate(np.where(m, rows, far)[::-1], axis=0)[::-1]
-    return np.minimum(rows - above, below - rows)
+def _distances(m: np.ndarray, ks: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Euclidean distance (float32, pixels) from the points (ks, ys, xs) to the nearest pixel
+    of the slice ``ks`` of the stack ``m`` (every slice with a point holds a pixel): the
+    nearest pixel of each column, then columns farther and farther on both sides while they
+    can still hold a nearer pixel (exact)."""
+    _, h, w = m.shape
+    rows = np.arange(h)[None, :, None]
+    far = 2 * (h + w) + 2  # an empty column: farther than any pixel of the slice
+    above = np.maximum.accumulate(np.where(m, rows, -far), axis=1)
+    below = np.minimum.accumulate(np.where(m, rows, far)[:, ::-1], axis=1)[:, ::-1]
+    gaps = np.minimum(rows - above, below - rows).astype(np.int64)
+    best = gaps[ks, ys, xs] ** 2
+    todo = np.arange(ks.size)
+    dx = 1
+    while dx < w:
+        todo = todo[best[todo] > dx * dx]  # a column dx away can still hold a nearer pixel
+        if todo.size == 0:
+            break
+        for x in (xs[todo] - dx, xs[todo] + dx):
+            inside = (x >= 0) & (x < w)
+            p = todo[inside]
+            best[p] = np.minimum(best[p], gaps[ks[p], ys[p], x[inside]] ** 2 + dx * dx)
+        dx += 1
+    return np.sqrt(best.astype(np.float32))
 
 
 def _write(plane: np.ndarray, m: np.ndarray, r: int, c: int) -> None:
