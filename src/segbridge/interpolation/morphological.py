@@ -29,6 +29,7 @@ import numpy as np
 
 _MIN_ALIGN_ITERS = 2 ** 3  # ITK: 2^ImageDimension, 3-D images
 _MAX_ALIGN_ITERS = 6 ** 3  # ITK: 6^ImageDimension
+_STEP = 4  # columns looked at on each side per round in _distances
 
 
 @dataclass
@@ -443,27 +444,33 @@ def medians(pairs: list[tuple[Shape, Shape]]) -> list[Shape]:
 def _distances(m: np.ndarray, ks: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     """Euclidean distance (float32, pixels) from the points (ks, ys, xs) to the nearest pixel
     of the slice ``ks`` of the stack ``m`` (every slice with a point holds a pixel): the
-    nearest pixel of each column, then columns farther and farther on both sides while they
-    can still hold a nearer pixel (exact)."""
+    nearest pixel of each column, then columns farther and farther on both sides (a few at a
+    time) while they can still hold a nearer pixel (exact)."""
     _, h, w = m.shape
-    rows = np.arange(h)[None, :, None]
+    rows = np.arange(h, dtype=np.int32)[None, :, None]
     far = 2 * (h + w) + 2  # an empty column: farther than any pixel of the slice
     above = np.maximum.accumulate(np.where(m, rows, -far), axis=1)
     below = np.minimum.accumulate(np.where(m, rows, far)[:, ::-1], axis=1)[:, ::-1]
-    gaps = np.minimum(rows - above, below - rows).astype(np.int64)
-    best = gaps[ks, ys, xs] ** 2
-    todo = np.arange(ks.size)
-    dx = 1
-    while dx < w:
-        todo = todo[best[todo] > dx * dx]  # a column dx away can still hold a nearer pixel
-        if todo.size == 0:
-            break
-        for x in (xs[todo] - dx, xs[todo] + dx):
-            inside = (x >= 0) & (x < w)
-            p = todo[inside]
-            best[p] = np.minimum(best[p], gaps[ks[p], ys[p], x[inside]] ** 2 + dx * dx)
-        dx += 1
-    return np.sqrt(best.astype(np.float32))
+    gaps = np.minimum(rows - above, below - rows).astype(np.int64).ravel()
+    gaps *= gaps  # squared rows to the nearest pixel of the column
+    row = (ks.astype(np.int64) * h + ys) * w  # where each point's row starts in the stack
+    x = xs.astype(np.int64)
+    best = gaps[row + x]
+    out = np.empty(ks.size, np.int64)
+    at = np.arange(ks.size)
+    dx = np.arange(1, _STEP + 1)
+    while at.size and dx[0] < w:
+        keep = best > dx[0] * dx[0]  # a column dx away can still hold a nearer pixel
+        if not keep.all():
+            out[at[~keep]] = best[~keep]
+            at, row, x, best = at[keep], row[keep], x[keep], best[keep]
+        xl = np.maximum(x[:, None] - dx, 0)  # past the edge: an edge column seen from
+        xr = np.minimum(x[:, None] + dx, w - 1)  # farther than it is, never nearer
+        near = np.minimum(gaps[row[:, None] + xl], gaps[row[:, None] + xr]) + dx * dx
+        best = np.minimum(best, near.min(axis=1))
+        dx = dx + _STEP
+    out[at] = best
+    return np.sqrt(out.astype(np.float32))
 
 
 def _write(plane: np.ndarray, m: np.ndarray, r: int, c: int) -> None:
