@@ -162,6 +162,41 @@ def test_linear_sdf_uses_pixel_spacing():
 
 
 # -- the command line ---------------------------------------------------------------------------
+def test_islands_numbered_as_scipy_numbers_them():
+    """label_slices (numpy only) gives every slice's 4-connected islands the numbers
+    scipy.ndimage.label gives them, restarted at 1 per slice (raster order)."""
+    from scipy import ndimage
+
+    from segbridge.interpolation.morphological import label_slices
+
+    cross = np.zeros((3, 3, 3), bool)
+    cross[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
+    rng = np.random.default_rng(16)
+    stacks = [rng.random((int(rng.integers(1, 4)), int(rng.integers(1, 25)),
+                          int(rng.integers(1, 25)))) < rng.uniform(0.2, 0.8)
+              for _ in range(300)]
+    stacks += [m[m.any(axis=(1, 2))] for segs in CASES.values() for m in segs.values()]
+    for stack in stacks:
+        ref, _ = ndimage.label(stack, structure=cross)
+        for k in range(stack.shape[0]):  # scipy numbers across slices: restart at 1
+            if ref[k].any():
+                ref[k] = np.where(ref[k] > 0, ref[k] - (ref[k][ref[k] > 0].min() - 1), 0)
+        assert np.array_equal(label_slices(stack), ref)
+
+
+def test_morphological_path_does_not_import_scipy():
+    """scipy's import (about 0.35 s) is left to linear-sdf."""
+    code = ("import sys, numpy as np, segbridge as sb\n"
+            "m = np.zeros((5, 8, 8), np.uint8); m[0, 2:6, 2:6] = m[4, 3:6, 2:5] = 1\n"
+            "g = sb.Grid(m.shape, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), np.eye(3))\n"
+            "out = sb.interpolate(sb.Segmentation.from_labelmap(g, m))\n"
+            "assert out.mask(1)[1:4].any()\n"
+            "print(sorted(k for k in sys.modules if k.split('.')[0] == 'scipy'))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
 def run(*args):
     return subprocess.run([SEGBRIDGE, *map(str, args)], capture_output=True, text=True)
 

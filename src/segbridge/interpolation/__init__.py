@@ -66,13 +66,15 @@ def choose_axis(mask: np.ndarray) -> int:
 def interpolate_mask(mask: np.ndarray, axis: int, method: str = "morphological",
                      spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> np.ndarray:
     """One segment's boolean [z, y, x] mask with its gaps along ``axis`` filled."""
-    from . import morphological, sdf
-
     vol = np.moveaxis(mask, axis, 0)
     slices = annotated_slices(mask, axis)
     if method == "morphological":
+        from . import morphological  # numpy only: no scipy import on this path
+
         out = morphological.fill_gaps(vol, slices)
     elif method == "linear-sdf":
+        from . import sdf
+
         plane = tuple(float(s) for k, s in enumerate(spacing) if k != axis)
         out = sdf.fill_gaps(vol, slices, plane)  # type: ignore[arg-type]
     else:

@@ -16,7 +16,7 @@ halves are filled recursively. This follows ITK's ``MorphologicalContourInterpol
   and M-to-N cases), so splits, merges, holes and several islands are handled as ITK does.
 
 Only slices strictly between two annotated slices are written; the caller keeps the annotated
-slices as they are. Everything runs on small crops with numpy / scipy.ndimage.
+slices as they are. Everything runs on small crops with numpy alone (no scipy import).
 """
 
 from __future__ import annotations
@@ -26,14 +26,10 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
-#: 4-connectivity in the plane, nothing across slices (islands are found per slice)
-_CROSS_2D = np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]],
-                      [[0, 1, 0], [1, 1, 1], [0, 1, 0]],
-                      [[0, 0, 0], [0, 0, 0], [0, 0, 0]]], bool)
 _MIN_ALIGN_ITERS = 2 ** 3  # ITK: 2^ImageDimension, 3-D images
 _MAX_ALIGN_ITERS = 6 ** 3  # ITK: 6^ImageDimension
+_STEP = 4  # columns looked at on each side per round in _distances
 
 
 @dataclass
@@ -71,22 +67,71 @@ def fill_gaps(vol: np.ndarray, annotated: np.ndarray) -> np.ndarray:
     cols = np.flatnonzero(vol.any(axis=(0, 1)))
     r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
     region = Region(r0, c0, r1 - r0, c1 - c0)
-    crops = vol[annotated, r0:r1, c0:c1]
-    labels, _ = ndimage.label(crops, structure=_CROSS_2D)
-    per_slice = []
-    for k in range(len(annotated)):  # labels run in raster order: make each slice's start at 1
-        lab = labels[k]
-        first = int(lab[lab > 0].min())
-        per_slice.append(np.where(lab > 0, lab - (first - 1), 0))
+    per_slice = label_slices(vol[annotated, r0:r1, c0:c1])
+    jobs: list[_Median] = []
     for k in range(len(annotated) - 1):
         i, j = int(annotated[k]), int(annotated[k + 1])
         if j > i + 1:
-            _between_two(out, i, j, per_slice[k], per_slice[k + 1], region)
+            _between_two(jobs, i, j, per_slice[k], per_slice[k + 1], region)
+    while jobs:  # the medians of one recursion level, all gaps at once
+        level, jobs = jobs, []
+        for job, med in zip(level, medians([(job.a2, job.b2) for job in level]), strict=True):
+            _write(out[job.mid], med.mask, med.r, med.c)
+            if abs(job.i - job.j) > 2:  # then between each end and the middle
+                if abs(job.i - job.mid) > 1:
+                    _one_to_one(jobs, job.i, job.mid, job.a, med, job.ti)
+                if abs(job.j - job.mid) > 1:
+                    _one_to_one(jobs, job.j, job.mid, job.b, med, job.tj)
     return out
 
 
+def label_slices(stack: np.ndarray) -> np.ndarray:
+    """4-connected islands of each slice of a boolean [slice, row, column] stack, numbered
+    from 1 in every slice in raster order (what ``scipy.ndimage.label`` with a cross in the
+    plane numbers, restarted per slice), without importing scipy: the runs of each row,
+    joined with the overlapping runs of the next row by a vectorised union-find."""
+    k, h, w = stack.shape
+    padded = np.zeros((k * h, w + 2), np.int8)
+    padded[:, 1:-1] = stack.reshape(k * h, w)
+    d = np.diff(padded, axis=1)
+    rr, s = np.nonzero(d == 1)  # runs [s, e) of row rr (slice rr // h), in raster order
+    e = np.nonzero(d == -1)[1]
+    n = rr.size
+    flat = np.zeros(k * h * w + 1, np.int32)
+    if n:
+        stride = w + 1  # run keys row * stride + column are ordered like the runs
+        below = (rr + 1) * stride
+        lo = np.searchsorted(rr * stride + e, below + s, side="right")  # first run below
+        hi = np.searchsorted(rr * stride + s, below + e, side="left")  # ending past s / ...
+        hi[rr % h == h - 1] = 0  # ... starting before e; no row below a slice's last
+        cnt = np.maximum(hi - lo, 0)
+        a = np.repeat(np.arange(n), cnt)
+        b = lo[a] + np.arange(a.size) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        root = np.arange(n)  # every run points to a smaller one of its island, or itself
+        while a.size:
+            ra, rb = root[a], root[b]
+            apart = ra != rb
+            if not apart.any():
+                break
+            a, b, ra, rb = a[apart], b[apart], ra[apart], rb[apart]
+            np.minimum.at(root, np.maximum(ra, rb), np.minimum(ra, rb))  # hook roots
+            while True:  # and point every run at its root
+                up = root[root]
+                if np.array_equal(up, root):
+                    break
+                root = up
+        first = root == np.arange(n)  # an island's first run in raster order is its root
+        sl = rr // h
+        before = np.zeros(k, np.int64)
+        before[1:] = np.cumsum(np.bincount(sl[first], minlength=k))[:-1]
+        num = (np.cumsum(first)[root] - before[sl]).astype(np.int32)
+        flat[rr * w + s] += num  # a run's number from its start to its end
+        flat[rr * w + e] -= num
+    return np.cumsum(flat[:-1], dtype=np.int32).reshape(k, h, w)
+
+
 # -- pairing islands (ITK: InterpolateBetweenTwo) -------------------------------------------------
-def _between_two(out: np.ndarray, i: int, j: int, iconn: np.ndarray, jconn: np.ndarray,
+def _between_two(jobs: list[_Median], i: int, j: int, iconn: np.ndarray, jconn: np.ndarray,
                  region: Region) -> None:
     ni, nj = int(iconn.max()), int(jconn.max())
     both = (iconn > 0) & (jconn > 0)
@@ -97,10 +142,10 @@ def _between_two(out: np.ndarray, i: int, j: int, iconn: np.ndarray, jconn: np.n
     # islands that overlap nothing shrink to a point on the other slice
     for a in range(1, ni + 1):
         if a not in matched_i:
-            _extrapolate(out, i, j, iconn, a, region)
+            _extrapolate(jobs, i, j, iconn, a, region)
     for b in range(1, nj + 1):
         if b not in matched_j:
-            _extrapolate(out, j, i, jconn, b, region)
+            _extrapolate(jobs, j, i, jconn, b, region)
     icount: dict[int, int] = {}
     jcount: dict[int, int] = {}
     for a, b in pairs:
@@ -111,7 +156,7 @@ def _between_two(out: np.ndarray, i: int, j: int, iconn: np.ndarray, jconn: np.n
         if icount[a] == 1 and jcount[b] == 1:
             ishape, jshape = _island(iconn, a, region), _island(jconn, b, region)
             t = _align(iconn, a, region, jconn, [b], region)
-            _one_to_one(out, i, j, ishape, jshape, t)
+            _one_to_one(jobs, i, j, ishape, jshape, t)
         else:
             rest.append((a, b))
     pairs = rest
@@ -121,12 +166,12 @@ def _between_two(out: np.ndarray, i: int, j: int, iconn: np.ndarray, jconn: np.n
         if icount[a] == 1:  # M-to-1: several islands of i merge into b
             ids = [x for x, y in pairs if y == b]
             t = _align(jconn, b, region, iconn, ids, region)
-            _one_to_n(out, j, i, jconn, b, iconn, ids, t, region)
+            _one_to_n(jobs, j, i, jconn, b, iconn, ids, t, region)
             gone = [p for p in pairs if p[1] == b]
         elif jcount[b] == 1:  # 1-to-N: island a splits into several
             ids = [y for x, y in pairs if x == a]
             t = _align(iconn, a, region, jconn, ids, region)
-            _one_to_n(out, i, j, iconn, a, jconn, ids, t, region)
+            _one_to_n(jobs, i, j, iconn, a, jconn, ids, t, region)
             # ITK starts erasing the others from the set's second element
             gone = [p for n, p in enumerate(pairs) if p[0] == a and (n > 0 or n == k)]
         else:
@@ -141,7 +186,7 @@ def _between_two(out: np.ndarray, i: int, j: int, iconn: np.ndarray, jconn: np.n
         a = pairs[0][0]
         ids = [y for x, y in pairs if x == a]
         t = _align(iconn, a, region, jconn, ids, region)
-        _one_to_n(out, i, j, iconn, a, jconn, ids, t, region)
+        _one_to_n(jobs, i, j, iconn, a, jconn, ids, t, region)
         pairs = [p for p in pairs if p[0] != a]
 
 
@@ -243,7 +288,7 @@ def _search(score, start: tuple[int, int], iregion: Region, jregion: Region) -> 
 
 
 # -- one island to nothing, to one, to several --------------------------------------------------
-def _extrapolate(out: np.ndarray, i: int, j: int, conn: np.ndarray, a: int,
+def _extrapolate(jobs: list[_Median], i: int, j: int, conn: np.ndarray, a: int,
                  region: Region) -> None:
     """An island of slice i that overlaps nothing on slice j shrinks to a point there: the
     point is its centroid, or the first island pixel the search meets from there."""
@@ -257,10 +302,10 @@ def _extrapolate(out: np.ndarray, i: int, j: int, conn: np.ndarray, a: int,
     ph = Region(cen[0] - 1, cen[1] - 1, 3, 3)
     t = _search(score, (0, 0), region, ph)
     point = Shape(np.ones((1, 1), bool), cen[0] - t[0], cen[1] - t[1])
-    _one_to_one(out, i, j, _crop(m, region.r, region.c), point, (0, 0))
+    _one_to_one(jobs, i, j, _crop(m, region.r, region.c), point, (0, 0))
 
 
-def _one_to_n(out: np.ndarray, i: int, j: int, iconn: np.ndarray, a: int, jconn: np.ndarray,
+def _one_to_n(jobs: list[_Median], i: int, j: int, iconn: np.ndarray, a: int, jconn: np.ndarray,
               ids: list[int], t: tuple[int, int], region: Region) -> None:
     """Split island ``a`` among the islands ``ids`` it overlaps (each grows from its overlap by
     conditional 4-neighbour dilations, the lowest-numbered island winning ties), then
@@ -297,7 +342,7 @@ def _one_to_n(out: np.ndarray, i: int, j: int, iconn: np.ndarray, a: int, jconn:
     for x, b in enumerate(ids):
         part = _crop(belongs == x + 1, region.r, region.c)
         if part.mask.size:
-            _one_to_one(out, i, j, part, _island(jconn, b, region), t)
+            _one_to_one(jobs, i, j, part, _island(jconn, b, region), t)
 
 
 # -- the median shape and the recursion (ITK: Interpolate1to1, FindMedianImageDistances) ---------
@@ -322,82 +367,110 @@ def _halves(t: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int], bool]
     return it, (it[0] - t[0], it[1] - t[1]), carry
 
 
-def _one_to_one(out: np.ndarray, i: int, j: int, a: Shape, b: Shape,
+@dataclass
+class _Median:
+    """A median still to compute: islands a (slice i) and b (slice j), each moved half way
+    (a2, b2), for the slice ``mid``; ti / tj bring a / b onto the middle for the next level."""
+
+    i: int
+    j: int
+    mid: int
+    a: Shape
+    b: Shape
+    ti: tuple[int, int]
+    tj: tuple[int, int]
+    a2: Shape
+    b2: Shape
+
+
+def _one_to_one(jobs: list[_Median], i: int, j: int, a: Shape, b: Shape,
                 t: tuple[int, int]) -> None:
     """Median of island a (slice i) and b (slice j, b ~ a moved by t) on the middle slice,
-    then the same between each end and the middle until no slice is left."""
+    then the same between each end and the middle until no slice is left (queued: fill_gaps
+    computes each level's medians together)."""
     ti, tj, carry = _halves(t)
-    a2, b2 = a.moved(ti), b.moved(tj)
-    mid = (i + j + (1 if carry else 0)) // 2
-    r = min(a2.r, b2.r)
-    c = min(a2.c, b2.c)
-    h = max(a2.r + a2.mask.shape[0], b2.r + b2.mask.shape[0]) - r
-    w = max(a2.c + a2.mask.shape[1], b2.c + b2.mask.shape[1]) - c
-    am = np.zeros((h, w), bool)
-    bm = np.zeros((h, w), bool)
-    am[a2.r - r:a2.r - r + a2.mask.shape[0], a2.c - c:a2.c - c + a2.mask.shape[1]] = a2.mask
-    bm[b2.r - r:b2.r - r + b2.mask.shape[0], b2.c - c:b2.c - c + b2.mask.shape[1]] = b2.mask
-    med = median(am, bm)
-    _write(out[mid], med, r, c)
-    if abs(i - j) > 2:
-        m = Shape(med, r, c)
-        if abs(i - mid) > 1:
-            _one_to_one(out, i, mid, a, m, ti)
-        if abs(j - mid) > 1:
-            _one_to_one(out, j, mid, b, m, tj)
+    jobs.append(_Median(i, j, (i + j + (1 if carry else 0)) // 2, a, b, ti, tj, a.moved(ti),
+                        b.moved(tj)))
 
 
 def median(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """ITK's distance-based median of two aligned masks: their intersection grown by the
     distance (in tenths of a pixel) that best balances the differences to ``a`` and ``b``."""
-    inter = a & b
-    diff = a ^ b
-    if not diff.any() or not inter.any():
-        return inter
-    ys, xs = np.nonzero(diff)
-    d = distance_to(inter, ys, xs)
-    bins = (np.float32(10) * d).astype(np.int64)  # ITK truncates 10 * distance
-    n = int(bins.max()) + 1
-    in_a = a[ys, xs]
-    sa = np.cumsum(np.bincount(bins[in_a], minlength=n))
-    sb = np.cumsum(np.bincount(bins[~in_a], minlength=n))
-    ia = np.abs(sa[-1] - sa + sb)  # |median xor a| when grown to each bin
-    jb = np.abs(sb[-1] - sb + sa)
-    best = int(np.argmin(np.abs(ia - jb)))
-    out = inter.copy()
-    out[ys, xs] = d <= np.float32(best) / np.float32(10)
+    m = medians([(Shape(a, 0, 0), Shape(b, 0, 0))])[0]
+    out = np.zeros(a.shape, bool)
+    _write(out, m.mask, m.r, m.c)
     return out
 
 
-def distance_to(m: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """Euclidean distance (float32, pixels) from the points (ys, xs) to the nearest pixel of
-    the non-empty mask ``m``: the nearest pixel of each column, then the best column (exact,
-    and much cheaper than a whole distance map when the points are few)."""
-    g = _column_gaps(m)
-    reach = int(g[ys, xs].max())  # no column farther than this can hold a nearer pixel
-    cols = np.flatnonzero(m.any(axis=0))
-    if 2 * reach + 1 < cols.size:  # the columns near each point
-        off = np.arange(-reach, reach + 1)
-        x = xs[:, None] + off[None, :]
-        gy = g[ys[:, None], np.clip(x, 0, m.shape[1] - 1)].astype(np.int64)
-        d2 = gy * gy + off * off
-        d2[(x < 0) | (x >= m.shape[1])] = np.iinfo(np.int64).max
-    else:  # every column that holds a pixel
-        gy = g[ys][:, cols].astype(np.int64)
-        dx = xs[:, None] - cols[None, :]
-        d2 = gy * gy + dx * dx
-    return np.sqrt(d2.min(axis=1).astype(np.float32))
+def medians(pairs: list[tuple[Shape, Shape]]) -> list[Shape]:
+    """:func:`median` of many pairs of placed shapes at once (on the union box of each pair,
+    stacked in one zero-padded array): a few numpy calls for all of them instead of a few
+    dozen for each."""
+    boxes = []
+    for a, b in pairs:
+        r, c = min(a.r, b.r), min(a.c, b.c)
+        boxes.append((r, c, max(a.r + a.mask.shape[0], b.r + b.mask.shape[0]) - r,
+                      max(a.c + a.mask.shape[1], b.c + b.mask.shape[1]) - c))
+    hmax = max(h for _, _, h, _ in boxes)
+    wmax = max(w for _, _, _, w in boxes)
+    am = np.zeros((len(pairs), hmax, wmax), bool)
+    bm = np.zeros_like(am)
+    for k, ((a, b), (r, c, _, _)) in enumerate(zip(pairs, boxes, strict=True)):
+        am[k, a.r - r:a.r - r + a.mask.shape[0], a.c - c:a.c - c + a.mask.shape[1]] = a.mask
+        bm[k, b.r - r:b.r - r + b.mask.shape[0], b.c - c:b.c - c + b.mask.shape[1]] = b.mask
+    inter = am & bm
+    diff = am ^ bm
+    grow = diff.any(axis=(1, 2)) & inter.any(axis=(1, 2))  # else the median is inter
+    diff &= grow[:, None, None]
+    ks, ys, xs = np.nonzero(diff)
+    if ks.size:
+        d = _distances(inter, ks, ys, xs)
+        bins = (np.float32(10) * d).astype(np.int64)  # ITK truncates 10 * distance
+        n = int(bins.max()) + 1
+        in_a = am[ks, ys, xs]
+        count = len(pairs) * n
+        sa = np.cumsum(np.bincount(ks[in_a] * n + bins[in_a], minlength=count)
+                       .reshape(-1, n), axis=1)
+        sb = np.cumsum(np.bincount(ks[~in_a] * n + bins[~in_a], minlength=count)
+                       .reshape(-1, n), axis=1)
+        ia = np.abs(sa[:, -1:] - sa + sb)  # |median xor a| when grown to each bin
+        jb = np.abs(sb[:, -1:] - sb + sa)
+        # past a pair's own last bin both sums are flat: argmin keeps its first minimum
+        best = np.argmin(np.abs(ia - jb), axis=1).astype(np.float32) / np.float32(10)
+        inter[ks, ys, xs] = d <= best[ks]
+    return [Shape(inter[k, :h, :w], r, c) for k, (r, c, h, w) in enumerate(boxes)]
 
 
-def _column_gaps(m: np.ndarray) -> np.ndarray:
-    """Per pixel, the number of rows to the nearest pixel of ``m`` in its column (large when
-    the column is empty)."""
-    h, w = m.shape
-    rows = np.arange(h)[:, None]
-    far = 2 * (h + w) + 2
-    above = np.maximum.accumulate(np.where(m, rows, -far), axis=0)
-    below = np.minimum.accumulate(np.where(m, rows, far)[::-1], axis=0)[::-1]
-    return np.minimum(rows - above, below - rows)
+def _distances(m: np.ndarray, ks: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Euclidean distance (float32, pixels) from the points (ks, ys, xs) to the nearest pixel
+    of the slice ``ks`` of the stack ``m`` (every slice with a point holds a pixel): the
+    nearest pixel of each column, then columns farther and farther on both sides (a few at a
+    time) while they can still hold a nearer pixel (exact)."""
+    _, h, w = m.shape
+    rows = np.arange(h, dtype=np.int32)[None, :, None]
+    far = 2 * (h + w) + 2  # an empty column: farther than any pixel of the slice
+    above = np.maximum.accumulate(np.where(m, rows, -far), axis=1)
+    below = np.minimum.accumulate(np.where(m, rows, far)[:, ::-1], axis=1)[:, ::-1]
+    gaps = np.minimum(rows - above, below - rows).astype(np.int64).ravel()
+    gaps *= gaps  # squared rows to the nearest pixel of the column
+    row = (ks.astype(np.int64) * h + ys) * w  # where each point's row starts in the stack
+    x = xs.astype(np.int64)
+    best = gaps[row + x]
+    out = np.empty(ks.size, np.int64)
+    at = np.arange(ks.size)
+    dx = np.arange(1, _STEP + 1)
+    while at.size and dx[0] < w:
+        keep = best > dx[0] * dx[0]  # a column dx away can still hold a nearer pixel
+        if not keep.all():
+            out[at[~keep]] = best[~keep]
+            at, row, x, best = at[keep], row[keep], x[keep], best[keep]
+        xl = np.maximum(x[:, None] - dx, 0)  # past the edge: an edge column seen from
+        xr = np.minimum(x[:, None] + dx, w - 1)  # farther than it is, never nearer
+        near = np.minimum(gaps[row[:, None] + xl], gaps[row[:, None] + xr]) + dx * dx
+        best = np.minimum(best, near.min(axis=1))
+        dx = dx + _STEP
+    out[at] = best
+    return np.sqrt(out.astype(np.float32))
 
 
 def _write(plane: np.ndarray, m: np.ndarray, r: int, c: int) -> None:
