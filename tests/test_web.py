@@ -520,3 +520,28 @@ def test_a_server_without_series_retrieval_is_pulled_instance_by_instance(pacs, 
     for path in got.fetched:
         ds2 = pydicom.dcmread(path)
         assert content(ds2) == content(local[str(ds2.SOPInstanceUID)])
+
+
+def test_dataset_import_pushes_each_case_to_the_pacs(pacs, tmp_path):
+    """`dataset import --push`: the SEG made from each prediction is stored in the study of
+    its reference on a real Orthanc; without credentials every case fails and says why."""
+    from datasets_common import SYNTH_MAP, synthetic_studies, write_map
+
+    from segbridge.datasets.export import export_dataset
+
+    studies = synthetic_studies(tmp_path / "studies", n=2)
+    mp = write_map(tmp_path, SYNTH_MAP)
+    ds = export_dataset(studies, tmp_path / "Dataset777_Push", labels=mp).folder
+    r = cli("dataset", "import", ds / "labelsTr", "-o", tmp_path / "out", "--reference-root",
+            studies, "--labels", mp, "--cases", ds / "segbridge_cases.json", "--push",
+            pacs.url, env_extra=auth_env(pacs))
+    assert r.returncode == 0, r.stderr
+    for case in ("case_000", "case_001"):
+        seg = pydicom.dcmread(tmp_path / "out" / f"{case}.dcm")
+        stored = {s["MainDicomTags"]["SeriesInstanceUID"]
+                  for s in pacs.series_of(str(seg.StudyInstanceUID))}
+        assert seg.SeriesInstanceUID in stored
+    r = cli("dataset", "import", ds / "labelsTr", "-o", tmp_path / "out2", "--reference-root",
+            studies, "--labels", mp, "--cases", ds / "segbridge_cases.json", "--push",
+            pacs.url)
+    assert r.returncode == 1 and r.stderr.count("401 Unauthorized") == 2, r.stderr
