@@ -120,6 +120,18 @@ class ReferenceImage:
             self._pixels, self._stored = out, None  # values_at reads the float volume now
         return self._pixels
 
+    def stored_slices(self):
+        """(slice index, stored plane, rescale slope, rescale intercept) for every slice in
+        order, one file decoded at a time: for passes that must not hold the whole volume
+        (statistics of a 1,500-slice CT). Slope and intercept are float32, as
+        :meth:`values_at` applies them."""
+        decoded, arr = None, None  # one file's pixels at a time
+        for k, (frame, ds) in enumerate(zip(self.frames, _datasets(self.paths), strict=True)):
+            if ds is not decoded:
+                decoded, arr = ds, ds.pixel_array
+            s, i = _rescale(ds, frame)
+            yield k, (arr[frame - 1] if frame else arr), np.float32(s), np.float32(i)
+
     def stored_pixels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The stored values [z, y, x] in their own type (half the memory of float32 for CT),
         with each slice's rescale slope and intercept (float32)."""
@@ -127,19 +139,13 @@ class ReferenceImage:
             planes: np.ndarray | None = None
             slope = np.ones(self.grid.shape[0], np.float32)
             inter = np.zeros(self.grid.shape[0], np.float32)
-            decoded, arr = None, None  # one file's pixels at a time
-            for k, (frame, ds) in enumerate(zip(self.frames, _datasets(self.paths),
-                                                strict=True)):
-                if ds is not decoded:
-                    decoded, arr = ds, ds.pixel_array
-                plane = arr[frame - 1] if frame else arr
+            for k, plane, s, i in self.stored_slices():
                 if planes is None:
                     planes = np.empty(self.grid.shape, plane.dtype)
                 elif not np.can_cast(plane.dtype, planes.dtype, "safe"):
                     planes = planes.astype(np.result_type(planes.dtype, plane.dtype))
                 planes[k] = plane
-                s, i = _rescale(ds, frame)
-                slope[k], inter[k] = np.float32(s), np.float32(i)
+                slope[k], inter[k] = s, i
             self._stored = (planes, slope, inter)
         return self._stored
 

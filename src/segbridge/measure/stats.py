@@ -261,6 +261,37 @@ def segment_voxels(seg: Segmentation, numbers: list[int],
     return np.argwhere(mask) + np.array(lo)
 
 
+def streamed_values(seg: Segmentation, image: ReferenceImage,
+                    numbers: list[int]) -> dict[int, np.ndarray]:
+    """Image values (float32, exactly as :meth:`ReferenceImage.values_at` gives them) at every
+    voxel of each segment in ``numbers``, in C order (as :func:`segment_voxels` lists the
+    voxels), from one pass over the image's slices: the image is never held whole (a 600-slice
+    CT is 315 MB stored). The segmentation must be labelled and on the image's own grid.
+    """
+    by_layer: dict[int, dict[int, int]] = {}
+    for n in numbers:
+        layer, value = seg.bindings[n]
+        by_layer.setdefault(layer, {})[value] = n
+    chunks: dict[int, list[np.ndarray]] = {n: [] for n in numbers}
+    for k, plane, slope, inter in image.stored_slices():
+        pixels = plane.reshape(-1)
+        for li, values in by_layer.items():
+            labels = seg.layers[li][k].reshape(-1)
+            at = np.flatnonzero(labels)  # labelled voxels only: usually a small part
+            if not at.size:
+                continue
+            v = labels[at]
+            order = np.argsort(v, kind="stable")  # radix sort; keeps C order per value
+            vals = pixels[at[order]].astype(np.float32) * slope + inter
+            counts = np.bincount(v)
+            ends = np.cumsum(counts)
+            for u in np.flatnonzero(counts):
+                n = values.get(int(u))
+                if n is not None:
+                    chunks[n].append(vals[ends[u] - counts[u]:ends[u]])
+    return {n: np.concatenate(c) if c else np.zeros(0, np.float32) for n, c in chunks.items()}
+
+
 def compute_stats(seg: Segmentation, image: ReferenceImage | None = None, *,
                   numbers: list[int] | None = None, mode: str = "individual",
                   report: Report | None = None) -> list[SegmentStats]:
@@ -280,6 +311,11 @@ def compute_stats(seg: Segmentation, image: ReferenceImage | None = None, *,
                                   what=f"image series {image.source.series_instance_uid}")
         # the float volume only for the SUV peak; otherwise values come from the stored ones
         pixels = image.pixels() if unit is SUV_BW else None
+    # one pass over the image slices instead of holding the image (the SUV peak needs the
+    # whole float volume; other grids and unions look values up)
+    streamed = streamed_values(seg, image, numbers) if (
+        lookup is not None and lookup.same and mode == "individual" and unit is not SUV_BW
+        and not seg.is_fractional) else None
     boxes = seg.bounding_boxes()
     groups = [[n] for n in numbers] if mode == "individual" else [numbers]
     vox = _voxel_volume(seg.grid)
@@ -302,7 +338,8 @@ def compute_stats(seg: Segmentation, image: ReferenceImage | None = None, *,
                             f"{len(zyx)} voxels lie outside the image; intensity statistics "
                             "use the others")
             idx = idx[inside]
-            values = image.values_at(idx).astype(np.float64) * factor
+            values = (streamed.pop(group[0]) if streamed is not None else
+                      image.values_at(idx)).astype(np.float64) * factor
             _describe(st, values, zyx[inside], seg.grid)
             if unit is SUV_BW and len(values):
                 st.peak, at = _peak(values, idx, pixels, image.grid, factor)
