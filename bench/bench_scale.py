@@ -351,6 +351,8 @@ def markdown(rows, summary, meta) -> str:
         "is nothing "
         "independent to compare (segbridge's own RTSTRUCT is checked by the way back).",
         "",
+        *([f"Rerun with `--merge`: the rows of {meta['kept']} are kept from the previous "
+           "run (same data, same machine).", ""] if meta.get("kept") else []),
         "| slices | task | tool | wall (s) | peak RSS (MB) | output (MB) | correct | note |",
         "|---:|---|---|---:|---:|---:|---|---|",
     ]
@@ -408,6 +410,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     rt_sizes = {int(s) for s in args.rt_peer_sizes.split(",") if s}
     rows = []
+    kept: list = []
     load = os.getloadavg()
     for n in sizes:
         rows += run_size(n, args, n in peer_sizes, n in rt_sizes)
@@ -416,14 +419,18 @@ def main() -> None:
         def key(r: dict) -> tuple:
             return r["slices"], r["task"], r["tool"]
         new = {key(r): r for r in rows}
+        now = set(new)
         old = json.loads(last.read_text())["rows"]
         merged = [new.pop(key(r), r) for r in old]  # in the last run's order
+        kept = sorted({(r["slices"], r["tool"]) for r in merged if key(r) not in now})
         rows = sorted(merged + list(new.values()), key=lambda r: r["slices"])
         sizes = sorted({r["slices"] for r in rows})
     summary = summarise(rows, sizes)
     meta = {"machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "python": platform.python_version(), "sizes": sizes, "labels": args.labels,
             "reps": args.reps, "load": " / ".join(f"{v:.2f}" for v in load)}
+    if kept:
+        meta["kept"] = ", ".join(f"{tool} at {n}" for n, tool in kept)
     publish(args.out / "results_scale.json", {"meta": meta, "rows": rows, "summary": summary},
             markdown(rows, summary, meta), args.markdown, "scale",
             sidecar="performance-scale.json")
