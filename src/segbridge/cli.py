@@ -780,6 +780,7 @@ def stats(
 
     report = Report()
     loaded = job.load(inputs, image, series_uid=series, assign_uids=assign_uids, report=report)
+    job.require_patient_space(loaded, "statistics (volumes in mm3)")
     _guard(loaded, output, sr)
     numbers = parse_segment_list(segments, loaded.seg, _names(inputs))
     result = compute_stats(loaded.seg, loaded.image, numbers=numbers, mode=mode.value,
@@ -837,6 +838,7 @@ def measure(
 
     report = Report()
     loaded = job.load(inputs, image, series_uid=series, assign_uids=assign_uids, report=report)
+    job.require_patient_space(loaded, "bidirectional measurements (mm)")
     _guard(loaded, output, sr)
     numbers = parse_segment_list(segments, loaded.seg, _names(inputs))
     axes = measure_all(loaded.seg, numbers, report=report)

@@ -49,7 +49,8 @@ def read_seg(path: str | Path, reference: ReferenceImage | None = None, *,
     segments = _read_segments(f, kind, report)
     if reference is not None:
         _check_series(f, reference)
-    if reference is not None and not _same_plane_lattice(f, reference.grid):
+    if reference is not None and reference.source.has_geometry and \
+            not _same_plane_lattice(f, reference.grid):
         own = read_seg(path, None, strict=strict, report=Report(strict=strict))
         report.note(f"{f.path.name}: frame plane differs from the reference series; mapped "
                     "through patient coordinates")
@@ -208,24 +209,27 @@ def _place(f: SegFile, reference: ReferenceImage | None,
     seg_for = _text(f.ds, "FrameOfReferenceUID")
     placements: list[_Placement] = []
     lattice = _Positions(grid)
+    # frame space (2-D / cine reference): frames are placed by their source references only;
+    # a position a SEG carries has no space on the reference to be compared in
+    space = src.has_geometry
     by_position = unresolved = disagree = 0
     first_bad: str | None = None
     for i, fi in enumerate(f.frames):
         k_uid = src.index_of(fi.sop_instance_uid, fi.frame_number) if fi.sop_instance_uid \
             else None
         k_pos, off = (None, None)
-        if fi.position is not None:
+        if fi.position is not None and space:
             k_pos, off = lattice.match(fi.position)
         if k_uid is not None:
-            if fi.position is not None and k_pos != k_uid:
+            if fi.position is not None and space and k_pos != k_uid:
                 disagree += 1
                 if disagree == 1:
                     where = f"slice {k_pos + 1}" if k_pos is not None else "no slice"
                     report.warn(f"{f.path.name}: frame {i + 1} references slice {k_uid + 1} "
                                 f"({fi.sop_instance_uid}) but its position lies on {where}; "
                                 "placed by the reference")
-                off = lattice.offset(k_uid, fi.position) if fi.position is not None \
-                    else None
+                off = lattice.offset(k_uid, fi.position) if fi.position is not None and \
+                    space else None
             placements.append(_Placement(k_uid, *(off or (0, 0))))
             continue
         if k_pos is not None and off is not None:
