@@ -237,6 +237,16 @@ def _invented_geometry(ds):
         fg.PlanePositionSequence = pydicom.Sequence([item])
 
 
+def _as_frame_space(ds):
+    """The CT SEG stripped of its patient geometry, as a SEG of 2-D images would be."""
+    del ds.FrameOfReferenceUID
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    del shared.PlaneOrientationSequence
+    for fg in ds.PerFrameFunctionalGroupsSequence:
+        del fg.PlanePositionSequence
+    ds.PatientOrientation = ""
+
+
 def _pixel(change):
     def apply(ds):
         change(ds)
@@ -381,6 +391,7 @@ CASES = [
      lambda ds: setattr(ds.StructureSetROISequence[0], "ROIName", "x" * 65)),
     ("RT-CONTOUR-DATA", "rt", "standard", None, ("file", _contour_not_numbers)),
     ("RT-READER", "rt", "standard", "rtu", _rt_elsewhere),
+    ("OHIF-FRAME-SPACE", "binary", "ohif", None, _as_frame_space),
     ("SEG-FRAME-NUMBER", "us", "standard", "us", _frame_beyond_the_cine),
     ("SEG-FRAME-SPACE-GEOMETRY", "us", "standard", "us", _invented_geometry),
     ("SEG-FRAME-SPACE-PIXEL-MEASURES", "dx", "standard", "dx",
@@ -449,7 +460,7 @@ def test_everything_we_write_validates_clean(profile, refs, tmp_path):
 
 def test_known_bad_files(refs):
     mg = validate(DATA / "dcmjs/examples/data/seg-test-SEG.dcm", profile="ohif")
-    assert {"SEG-PATIENT-ORIENTATION", "SEG-PIXEL-MEASURES", "OHIF-ORIENTATION"} <= \
+    assert {"SEG-PATIENT-ORIENTATION", "SEG-PIXEL-MEASURES", "OHIF-FRAME-SPACE"} <= \
         mg.rule_ids()
     bad = validate(RTU / "invalid_reference_rt.dcm", reference=refs["rtu"])
     assert "RT-REFERENCES" in bad.rule_ids() and not bad.ok
