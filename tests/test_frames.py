@@ -287,6 +287,32 @@ def test_info_and_measurements(us, two_d, tmp_path):
         assert len(r.stderr.strip().splitlines()) == 1
 
 
+def test_render_draws_frames_without_patient_letters_or_mm(us, two_d, tmp_path):
+    out = sb.write(sb.from_array(cine_labels(), us), tmp_path / "s.dcm", type="labelmap",
+                   reference=us)[0]
+    png = tmp_path / "p.png"
+    r = _cli("render", out, "-i", two_d["us"], "-o", png)
+    assert r.returncode == 0 and png.stat().st_size > 1000, r.stderr
+    from segbridge.measure.render import _views
+
+    views = _views(sb.read(out, reference=us), [0, 0, 0])
+    assert [v.name for v in views] == ["frame index", "frames x columns", "frames x rows"]
+    assert all(v.letters == ("", "", "", "") for v in views)
+
+
+def test_mask_folder_on_a_cine_is_placed_by_index(us, tmp_path):
+    want = cine_labels()
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    for n, name in ((1, "heart"), (2, "valve")):
+        nib.save(nib.Nifti1Image((want == n).astype(np.uint8).transpose(2, 1, 0).copy(),
+                                 np.diag([5.0, 5, 5, 1])), folder / f"{name}.nii.gz")
+    seg = sb.read(folder, reference=us)
+    assert seg.frame_space and [s.label for s in seg.segments] == ["heart", "valve"]
+    np.testing.assert_array_equal(seg.mask(1), want == 1)
+    np.testing.assert_array_equal(seg.mask(2), want == 2)
+
+
 # -- the dcmjs mammography SEG ------------------------------------------------------------------
 def test_dcmjs_mammography_seg_is_read_with_findings(tmp_path):
     r = sb.Report()

@@ -893,7 +893,7 @@ def render(
     numbers = parse_segment_list(segments, seg, _names(inputs))
     if slice_ != "auto" and not slice_.lstrip("-").isdigit():
         raise InvalidInputError(f"--slice must be auto or a slice number, got {slice_!r}")
-    axes = measure_all(seg, numbers)
+    axes = [] if seg.frame_space else measure_all(seg, numbers)  # no mm without geometry
     title = f"{', '.join(p.name for p in inputs)} on {loaded.image.modality or 'image'}"
     out = do_render(seg, loaded.image, output, numbers=numbers, focus=focus,
                     slice_index=None if slice_ == "auto" else int(slice_), axes=axes,

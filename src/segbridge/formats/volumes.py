@@ -100,7 +100,7 @@ def assemble(volumes: list[LabelVolume], *, meta: dict | None = None,
     arrays: list[np.ndarray] = []
     index = 0
     for i, vol in enumerate(volumes):
-        data = _on_target(vol, target, source, resample, report)
+        data = on_target(vol, target, source, resample, report)
         arrays.append(data)
         values = present_values(data)
         described: dict[int, Segment] = {}
@@ -197,7 +197,7 @@ def _stem(name: str) -> str:
     return name
 
 
-def _on_target(vol: LabelVolume, target: Grid, source, resample: bool,
+def on_target(vol: LabelVolume, target: Grid, source, resample: bool,
                report: Report) -> np.ndarray:
     """``vol``'s voxels on the target grid. On a frame-space reference (2-D / cine images,
     ``SourceRef.has_geometry`` False) there is no patient space to match through: the array is
@@ -224,7 +224,7 @@ def _assemble_fractional(volumes, attrs, target, resample, report, source, extra
     for i, vol in enumerate(volumes):
         if not vol.fractional:
             raise InvalidInputError(f"{vol.name}: cannot mix fractional and label inputs")
-        data = _on_target(vol, target, source, resample, report)
+        data = on_target(vol, target, source, resample, report)
         n = i + 1
         entry = attrs[i][0] if attrs is not None and attrs[i] else None
         if entry is not None:

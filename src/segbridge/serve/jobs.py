@@ -410,7 +410,7 @@ def stored_job(work: str, pacs: str, study: str, series: str, what: str, query: 
                     "warnings": report.warnings}
         from ..measure.render import render
 
-        axes = measure_all(seg, numbers)
+        axes = [] if seg.frame_space else measure_all(seg, numbers)
         out = render(seg, loaded.image, Path(work) / "preview.png", numbers=numbers,
                      focus=query.get("focus"), slice_index=query.get("slice"), axes=axes,
                      title=f"{name} on {loaded.image.modality or 'image'}", report=report,
