@@ -780,6 +780,7 @@ def stats(
 
     report = Report()
     loaded = job.load(inputs, image, series_uid=series, assign_uids=assign_uids, report=report)
+    job.require_patient_space(loaded, "statistics (volumes in mm3)")
     _guard(loaded, output, sr)
     numbers = parse_segment_list(segments, loaded.seg, _names(inputs))
     result = compute_stats(loaded.seg, loaded.image, numbers=numbers, mode=mode.value,
@@ -837,6 +838,7 @@ def measure(
 
     report = Report()
     loaded = job.load(inputs, image, series_uid=series, assign_uids=assign_uids, report=report)
+    job.require_patient_space(loaded, "bidirectional measurements (mm)")
     _guard(loaded, output, sr)
     numbers = parse_segment_list(segments, loaded.seg, _names(inputs))
     axes = measure_all(loaded.seg, numbers, report=report)
@@ -891,7 +893,7 @@ def render(
     numbers = parse_segment_list(segments, seg, _names(inputs))
     if slice_ != "auto" and not slice_.lstrip("-").isdigit():
         raise InvalidInputError(f"--slice must be auto or a slice number, got {slice_!r}")
-    axes = measure_all(seg, numbers)
+    axes = [] if seg.frame_space else measure_all(seg, numbers)  # no mm without geometry
     title = f"{', '.join(p.name for p in inputs)} on {loaded.image.modality or 'image'}"
     out = do_render(seg, loaded.image, output, numbers=numbers, focus=focus,
                     slice_index=None if slice_ == "auto" else int(slice_), axes=axes,

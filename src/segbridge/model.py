@@ -88,7 +88,18 @@ class SourceRef:
     slice_thickness: str | None = None
     modality: str | None = None
     lossy: bool = False
+    #: False for *frame space*: 2-D / cine images without patient geometry (US, XA, XC, CR,
+    #: DX, MG). The grid is then nominal (origin 0, identity direction, slice k = referenced
+    #: frame k, pixel spacing as known or 1): ``instances`` is the only link to the images, and
+    #: no writer may derive positions, orientation or a frame of reference from the grid.
     has_geometry: bool = True
+    #: frame space: the source's PatientOrientation (PS3.3 C.7.6.1.1.1), copied into SEGs
+    patient_orientation: list[str] | None = None
+
+    @property
+    def frame_space(self) -> bool:
+        """True when slices are referenced frames of 2-D images, not planes in patient space."""
+        return not self.has_geometry
 
     def index_of(self, sop_instance_uid: str, frame_number: int | None = None) -> int | None:
         """Grid slice index of a referenced instance (and frame), or None."""
@@ -195,6 +206,11 @@ class Segmentation:
     @property
     def is_fractional(self) -> bool:
         return self.fractional is not None
+
+    @property
+    def frame_space(self) -> bool:
+        """True when the grid is frame space (2-D / cine source, no patient geometry)."""
+        return self.source is not None and not self.source.has_geometry
 
     @property
     def numbers(self) -> list[int]:
