@@ -1,0 +1,95 @@
+"""Tile sources: any region of a 2-D pixel matrix on demand (in memory, memmap, TIFF, SEG).
+
+The protocol is deliberately small: ``shape``, ``dtype`` and ``read(r0, r1, c0, c1)``. Writers
+walk a source tile by tile or strip by strip (:func:`iter_strips`), so memory stays bounded
+by a strip, not by the slide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import InvalidInputError
+
+
+@runtime_checkable
+class TileSource(Protocol):
+    """A 2-D pixel matrix read region by region."""
+
+    shape: tuple[int, int]
+    dtype: np.dtype
+
+    def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        """Pixels [r0:r1, c0:c1] as a new or view array of ``dtype``."""
+        ...
+
+
+class ArrayTiles:
+    """A NumPy array (or ``np.memmap``) as a tile source."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        if array.ndim != 2:
+            raise InvalidInputError(f"a slide label image must be 2-D, got shape {array.shape}")
+        self.array = array
+        self.shape = (int(array.shape[0]), int(array.shape[1]))
+        self.dtype = array.dtype
+
+    def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        return np.asarray(self.array[r0:r1, c0:c1])
+
+
+class FunctionTiles:
+    """A tile source computed from another: ``fn(region) -> region`` (e.g. a down-sampling)."""
+
+    def __init__(self, shape: tuple[int, int], dtype, fn) -> None:
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.dtype = np.dtype(dtype)
+        self._fn = fn
+
+    def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        return self._fn(r0, r1, c0, c1)
+
+
+def iter_strips(src: TileSource, strip_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(r0, pixels[r0:r0 + strip_rows, :]) over the whole matrix, top to bottom."""
+    rows, cols = src.shape
+    for r0 in range(0, rows, strip_rows):
+        yield r0, src.read(r0, min(r0 + strip_rows, rows), 0, cols)
+
+
+def read_all(src: TileSource) -> np.ndarray:
+    """The whole matrix (small slides, tests)."""
+    return src.read(0, src.shape[0], 0, src.shape[1])
+
+
+def padded_tile(region: np.ndarray, tile_rows: int, tile_columns: int) -> np.ndarray:
+    """A tile padded with zeros to the full tile size (edge tiles; PS3.3 C.8.12.4.1.5)."""
+    if region.shape == (tile_rows, tile_columns):
+        return region
+    out = np.zeros((tile_rows, tile_columns), region.dtype)
+    out[:region.shape[0], :region.shape[1]] = region
+    return out
+
+
+class DownsampledTiles:
+    """Nearest down-sampling by ``factor``: the top left pixel of every f x f block.
+
+    The rule highdicom's ``create_segmentation_pyramid`` uses for label maps and binary
+    masks (PIL NEAREST with integer factors picks the block's top left... see docs): output
+    pixel (r, c) = input pixel (r * f, c * f).
+    """
+
+    def __init__(self, src: TileSource, factor: int) -> None:
+        self.src = src
+        self.factor = int(factor)
+        self.shape = (-(-src.shape[0] // self.factor), -(-src.shape[1] // self.factor))
+        self.dtype = src.dtype
+
+    def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        f = self.factor
+        block = self.src.read(r0 * f, min((r1 - 1) * f + 1, self.src.shape[0]),
+                              c0 * f, min((c1 - 1) * f + 1, self.src.shape[1]))
+        return np.ascontiguousarray(block[::f, ::f])
