@@ -141,13 +141,17 @@ class SlideGrid:
         r, c = self.tile_position(i, j)
         return self.slide_xyz(r - 1, c - 1)
 
-    def downsampled(self, factor: int) -> SlideGrid:
-        """The level ``factor`` times coarser: ceil(size / factor), spacing x factor, same origin."""
-        f = int(factor)
-        if f < 1:
-            raise InvalidInputError(f"downsampling factor must be a positive integer, got {factor}")
-        return replace(self, rows=-(-self.rows // f), columns=-(-self.columns // f),
-                       pixel_spacing=(self.pixel_spacing[0] * f, self.pixel_spacing[1] * f))
+    def downsampled(self, factor: float) -> SlideGrid:
+        """The level ``factor`` times coarser, as highdicom's pyramids make it: size
+        int(n / factor), spacing x (n / size) per axis, same origin and tile size."""
+        from .tiles import pyramid_size
+
+        if not factor > 1:
+            raise InvalidInputError(f"downsampling factors must be above 1, got {factor}")
+        rows, cols = pyramid_size(self.rows, factor), pyramid_size(self.columns, factor)
+        return replace(self, rows=rows, columns=cols,
+                       pixel_spacing=(self.pixel_spacing[0] * self.rows / rows,
+                                      self.pixel_spacing[1] * self.columns / cols))
 
     def same_slide(self, other: SlideGrid) -> bool:
         """Same total pixel matrix size and frame of reference (what a SEG must match)."""

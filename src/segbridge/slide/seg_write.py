@@ -394,7 +394,7 @@ def write_slide_seg(sseg: SlideSegmentation, path: str | os.PathLike, *, tiled: 
         if not rename:
             return tmp
         os.replace(tmp, out)
-    finally:
-        if rename and tmp.exists():
-            tmp.unlink()
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return out
