@@ -51,6 +51,7 @@ SLIDE_TAGS: dict[str, tuple[int, str]] = {
     "BluePaletteColorLookupTableData": (0x00281203, "OW"),
     "ICCProfile": (0x00282000, "OB"),
     "DimensionOrganizationType": (0x00209311, "CS"),
+    "PatientOrientation": (0x00200020, "CS"),
 }
 TILED = ("sparse", "full")
 
@@ -224,6 +225,7 @@ def _header(sseg: SlideSegmentation, frames, tiled: str, bits: int, palette: boo
         ds.set("PositionReferenceIndicator", "")
     ds.update(Manufacturer="segbridge", ManufacturerModelName="segbridge",
               DeviceSerialNumber="1", SoftwareVersions=__version__)
+    _put(ds, "PatientOrientation", "")  # Type 2C: no patient geometry (PS3.3 C.7.6.1.1.1)
     photometric = "PALETTE COLOR" if palette else "MONOCHROME2"
     ds.update(ImageType=["DERIVED", "PRIMARY"],
               ContentLabel=_content_label(sseg.content_label, report),
