@@ -422,3 +422,82 @@ def _npy(folder, arr):
     p = folder / "a.npy"
     np.save(p, arr)
     return p
+
+
+# ---------------------------------------------------------------------------------------------
+# validate: the tiled rules, each with a file that breaks it
+# ---------------------------------------------------------------------------------------------
+def _good(tmp_path, slides, tiled, kind="labelmap"):
+    out = tmp_path / f"good_{tiled}_{kind}.dcm"
+    convert_slide_labels(labels_for(300, 500, seed=4), slides[(300, 500, 128)], out, kind, tiled)
+    return out
+
+
+def _ids(path, severity="error"):
+    from segbridge.validate import validate
+
+    return {f.rule for f in validate(path).findings if f.severity == severity}
+
+
+def test_validate_clean(tmp_path, slides):
+    for tiled in ("sparse", "full"):
+        for kind in ("labelmap", "binary"):
+            from segbridge.validate import validate
+
+            res = validate(_good(tmp_path, slides, tiled, kind))
+            assert res.ok and not res.warnings, [f.line() for f in res.findings]
+    for name in ("seg_image_sm_control_labelmap.dcm", "seg_image_sm_dots_tiled_full.dcm",
+                 "seg_image_sm_control_labelmap_palette_color.dcm"):
+        assert not {r for r in _ids(HD / name) | _ids(HD / name, "warning")
+                    if r.startswith("SLIDE-")}
+
+
+def _broken(tmp_path, src, change):
+    ds = pydicom.dcmread(src)
+    change(ds)
+    out = tmp_path / "broken.dcm"
+    ds.save_as(out)
+    return out
+
+
+def _pos(ds, k):
+    return ds.PerFrameFunctionalGroupsSequence[k].PlanePositionSlideSequence[0]
+
+
+BREAKING = [
+    ("SLIDE-TILE-POSITIONS", "error", "sparse",
+     lambda ds: setattr(_pos(ds, 0), "RowPositionInTotalImagePixelMatrix", 2)),
+    ("SLIDE-TILE-POSITIONS", "error", "sparse",
+     lambda ds: setattr(_pos(ds, 0), "ColumnPositionInTotalImagePixelMatrix", 513)),
+    ("SLIDE-TILE-POSITIONS", "error", "sparse", lambda ds: (
+        setattr(_pos(ds, 1), "RowPositionInTotalImagePixelMatrix",
+                _pos(ds, 0).RowPositionInTotalImagePixelMatrix),
+        setattr(_pos(ds, 1), "ColumnPositionInTotalImagePixelMatrix",
+                _pos(ds, 0).ColumnPositionInTotalImagePixelMatrix))),
+    ("SLIDE-COORDINATES", "warning", "sparse", lambda ds: setattr(
+        _pos(ds, 0), "XOffsetInSlideCoordinateSystem",
+        float(_pos(ds, 0).XOffsetInSlideCoordinateSystem) + 0.5)),
+    ("SLIDE-TILE-GRID", "error", "sparse",
+     lambda ds: setattr(ds, "DimensionOrganizationType", "3D")),
+    ("SLIDE-TILE-GRID", "error", "full", lambda ds: delattr(ds, "ImageOrientationSlide")),
+    ("SLIDE-TILE-GRID", "error", "full",
+     lambda ds: delattr(ds, "TotalPixelMatrixOriginSequence")),
+    ("SLIDE-TILED-FULL-FRAMES", "error", "full", lambda ds: (
+        setattr(ds, "NumberOfFrames", int(ds.NumberOfFrames) - 1),
+        setattr(ds, "PixelData", ds.PixelData[:-128 * 128]))),
+]
+#: the slide rules these fixtures break (test_validate checks every rule has a case)
+SLIDE_RULES_TESTED = sorted({c[0] for c in BREAKING})
+
+
+@pytest.mark.parametrize("rule,severity,tiled,change", BREAKING,
+                         ids=lambda v: v if isinstance(v, str) else "")
+def test_validate_breaking_fixtures(tmp_path, slides, rule, severity, tiled, change):
+    from segbridge.validate import validate
+
+    good = _good(tmp_path, slides, tiled)
+    assert rule not in _ids(good, severity)
+    broken = _broken(tmp_path, good, change)
+    hits = [f for f in validate(broken).findings if f.rule == rule]
+    assert hits and all(h.severity == severity and h.hint and h.source and h.message
+                        for h in hits)

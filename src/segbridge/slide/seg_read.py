@@ -38,6 +38,19 @@ class TiledSegFile(SegFile):
 
     allow_tiled = True
 
+    @property
+    def tiled_full(self) -> bool:
+        e = self.ds.elements
+        return _DIM_ORG_TYPE in e and _text(e[_DIM_ORG_TYPE]) == "TILED_FULL"
+
+    def check_counts(self) -> None:
+        """TILED_FULL has no per-frame groups: its count is checked against the tile grid
+        (:func:`_frame_tiles`)."""
+        if self._pixel is None:
+            raise InvalidInputError(f"{self.path}: no pixel data")
+        if not self.tiled_full:
+            super().check_counts()
+
 
 def _text(v) -> str:
     return bytes(v[1]).decode("ascii", "replace").strip(" \x00")
@@ -56,6 +69,30 @@ def _floats(v) -> list[float]:
         return [float(x) for x in _text(v).split("\\") if x.strip()]
     except ValueError:
         raise InvalidInputError(f"{_text(v)[:40]!r} is not a list of decimal numbers") from None
+
+
+def _origin(value, little: bool = True) -> tuple[float, float] | None:
+    """X / Y offsets of TotalPixelMatrixOriginSequence: a walked sequence, or (implicit VR
+    files, where segbridge's tag table does not know the sequence) its undecoded bytes."""
+    if isinstance(value, list):
+        if value and _X_OFFSET in value[0] and _Y_OFFSET in value[0]:
+            return _floats(value[0][_X_OFFSET])[0], _floats(value[0][_Y_OFFSET])[0]
+        return None
+    if not isinstance(value, tuple):
+        return None
+    data, found, pos = bytes(value[1]), {}, 8  # after the first item's tag and length
+    order = "<" if little else ">"
+    while pos + 8 <= len(data):
+        group, elem, length = struct.unpack(order + "HHL", data[pos:pos + 8])
+        if (group, elem) in ((0xFFFE, 0xE00D), (0xFFFE, 0xE000)):
+            break
+        found[(group << 16) | elem] = data[pos + 8:pos + 8 + length]
+        pos += 8 + length
+    try:
+        return (float(found[_X_OFFSET].decode("ascii").strip(" \x00")),
+                float(found[_Y_OFFSET].decode("ascii").strip(" \x00")))
+    except (KeyError, ValueError, UnicodeDecodeError):
+        return None
 
 
 class SegTiles:
@@ -98,11 +135,7 @@ def _grid(sf: TiledSegFile) -> SlideGrid:
             sp = pm.PixelSpacing
             spacing = sf._spacing(sp if isinstance(sp, list) else [sp], "shared groups")
         thickness = sf._finite(pm, "SliceThickness")
-    origin = (0.0, 0.0)
-    if isinstance(e.get(_TPM_ORIGIN), list) and e[_TPM_ORIGIN]:
-        item = e[_TPM_ORIGIN][0]
-        if _X_OFFSET in item and _Y_OFFSET in item:
-            origin = (_floats(item[_X_OFFSET])[0], _floats(item[_Y_OFFSET])[0])
+    origin = _origin(e.get(_TPM_ORIGIN), sf.little) or (0.0, 0.0)
     orientation = (0.0, -1.0, 0.0, -1.0, 0.0, 0.0)
     if _ORIENTATION_SLIDE in e:
         orientation = tuple(_floats(e[_ORIENTATION_SLIDE]))
@@ -209,3 +242,14 @@ def read_slide_seg(path: str | os.PathLike, report: Report | None = None) -> Sli
                                          or "PROBABILITY"),
                      max_fractional_value=int(sf.ds.get("MaximumFractionalValue", 255) or 255))
     return SlideSegmentation(grid, segments, kind, masks=masks, **extra)
+
+
+def read_every_tile(path: str | os.PathLike) -> SlideSegmentation:
+    """Open a slide SEG and decode every frame it holds (what validate's SEG-READER runs)."""
+    sseg = read_slide_seg(path)
+    sources = [sseg.labels] if sseg.labels is not None else list(sseg.masks.values())
+    g = sseg.grid
+    for src in sources:
+        for i in range(g.tiles_down):
+            src.read(i * g.tile_rows, min((i + 1) * g.tile_rows, g.rows), 0, g.columns)
+    return sseg
