@@ -18,6 +18,7 @@ import numpy as np
 from ..dicom.segfile import SegFile
 from ..errors import InvalidInputError, Report, UnsupportedError
 from .model import SlideGrid, SlideSegmentation, SlideSource
+from .tiles import RELEASE_BYTES
 
 _TPM_COLUMNS = 0x00480006
 _TPM_ROWS = 0x00480007
@@ -98,8 +99,11 @@ def _origin(value, little: bool = True) -> tuple[float, float] | None:
 class SegTiles:
     """One plane of a tiled SEG (a segment, or the label map) as a lazy TileSource."""
 
-    def __init__(self, frames, index: dict[tuple[int, int], int], grid: SlideGrid, dtype) -> None:
+    def __init__(self, frames, index: dict[tuple[int, int], int], grid: SlideGrid, dtype,
+                 release=None) -> None:
         self._frames = frames
+        self._release = release
+        self._decoded = 0
         self._index = index
         self._grid = grid
         self.shape = grid.shape
@@ -114,6 +118,10 @@ class SegTiles:
                 if k is None:
                     continue
                 tile = self._frames.frame(k)
+                self._decoded += tile.nbytes
+                if self._release is not None and self._decoded > RELEASE_BYTES:
+                    self._decoded = 0
+                    self._release()  # the file's mapped pages go back (peak RSS bound)
                 tr0, tc0 = i * g.tile_rows, j * g.tile_columns
                 a, b = max(r0, tr0), min(r1, tr0 + g.tile_rows, g.rows)
                 c, d = max(c0, tc0), min(c1, tc0 + g.tile_columns, g.columns)
@@ -233,9 +241,10 @@ def read_slide_seg(path: str | os.PathLike, report: Report | None = None) -> Sli
     bits = sf.bits_allocated
     if kind == "LABELMAP":
         dtype = np.uint16 if bits == 16 else np.uint8
-        return SlideSegmentation(grid, segments, kind,
-                                 labels=SegTiles(frames, tiles[None], grid, dtype))
-    masks = {n: SegTiles(frames, tiles[n], grid, np.uint8) for n in numbers}
+        return SlideSegmentation(grid, segments, kind, labels=SegTiles(
+            frames, tiles[None], grid, dtype, sf.parsed.release_pages))
+    masks = {n: SegTiles(frames, tiles[n], grid, np.uint8, sf.parsed.release_pages)
+             for n in numbers}
     extra = {}
     if kind == "FRACTIONAL":
         extra = dict(fractional_type=str(sf.ds.get("SegmentationFractionalType", "PROBABILITY")

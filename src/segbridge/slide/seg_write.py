@@ -67,23 +67,23 @@ def _put(ds, keyword: str, value) -> None:
 # ---------------------------------------------------------------------------------------------
 # frames: which tiles, in which order
 # ---------------------------------------------------------------------------------------------
-def _tile_presence(sseg: SlideSegmentation) -> dict[int | None, np.ndarray]:
-    """Per segment (None: any label), a (tiles_down, tiles_across) table of non-empty tiles.
+def _tile_presence(sseg: SlideSegmentation) -> dict[int | None, list[tuple[int, int]]]:
+    """Per segment (None: any label), its non-empty tiles in row-major order.
 
-    One pass over the source, a strip of tile rows at a time.
+    One pass over the source, a strip of tile rows at a time; kept sparse (lists of tiles,
+    not per-segment tables), so 100,000 segments on 40,000 tiles cost what they occupy.
     """
     g = sseg.grid
-    shape = (g.tiles_down, g.tiles_across)
-    out: dict[int | None, np.ndarray] = {}
+    out: dict[int | None, list[tuple[int, int]]] = {}
     numbers = sseg.numbers
     if sseg.labels is not None:
-        anyt = np.zeros(shape, bool)
-        per = {n: np.zeros(shape, bool) for n in numbers} if sseg.seg_type != "LABELMAP" else {}
-        lut = None
-        if per:
-            top = max(numbers) + 1
-            lut = np.zeros(top, bool)
-            lut[numbers] = True
+        anyt: list[tuple[int, int]] = []
+        per: dict[int, list[tuple[int, int]]] | None = None
+        wanted = None
+        if sseg.seg_type != "LABELMAP":
+            per = {n: [] for n in numbers}
+            wanted = np.zeros(max(numbers) + 1, bool)
+            wanted[numbers] = True
         for i in range(g.tiles_down):
             r0, r1 = i * g.tile_rows, min((i + 1) * g.tile_rows, g.rows)
             strip = sseg.labels.read(r0, r1, 0, g.columns)
@@ -91,23 +91,25 @@ def _tile_presence(sseg: SlideSegmentation) -> dict[int | None, np.ndarray]:
                 block = strip[:, j * g.tile_columns:(j + 1) * g.tile_columns]
                 if not block.any():
                     continue
-                anyt[i, j] = True
-                if per:
+                anyt.append((i, j))
+                if per is not None:
                     vals = np.unique(block[block != 0])
-                    for v in vals[vals < len(lut)]:
-                        if lut[v]:
-                            per[int(v)][i, j] = True
+                    for v in vals[vals < len(wanted)]:
+                        if wanted[v]:
+                            per[int(v)].append((i, j))
         out[None] = anyt
-        out.update(per)
+        if per is not None:
+            out.update(per)
         return out
     for n, src in sseg.masks.items():
-        t = np.zeros(shape, bool)
+        tiles = []
         for i in range(g.tiles_down):
             r0, r1 = i * g.tile_rows, min((i + 1) * g.tile_rows, g.rows)
             strip = src.read(r0, r1, 0, g.columns)
             for j in range(g.tiles_across):
-                t[i, j] = bool(strip[:, j * g.tile_columns:(j + 1) * g.tile_columns].any())
-        out[n] = t
+                if strip[:, j * g.tile_columns:(j + 1) * g.tile_columns].any():
+                    tiles.append((i, j))
+        out[n] = tiles
     return out
 
 
@@ -127,14 +129,13 @@ def plan_frames(sseg: SlideSegmentation, tiled: str,
         return [(n, i, j) for n in sseg.numbers for i, j in tiles]
     presence = _tile_presence(sseg)
     if label:
-        frames = [(None, i, j) for i, j in tiles if presence[None][i, j]]
+        frames = [(None, i, j) for i, j in presence[None]]
     else:
         frames = []
         for n in sseg.numbers:
-            has = presence[n]
-            if not has.any():
+            if not presence[n]:
                 report.warn(f"segment {n} ({sseg.segment(n).label}) is empty")
-            frames += [(n, i, j) for i, j in tiles if has[i, j]]
+            frames += [(n, i, j) for i, j in presence[n]]
     if not frames:
         report.note("the segmentation is empty; one empty frame written")
         frames = [(None if label else sseg.numbers[0], 0, 0)]
@@ -145,13 +146,20 @@ def _pixels(sseg: SlideSegmentation, frames, dtype) -> Iterator[np.ndarray]:
     """Frame pixels, full tiles (edges padded with 0), one strip of tiles read at a time."""
     g = sseg.grid
     cache: tuple | None = None
+    # tile-major frames (label maps) read a strip of tiles at a time; segment-major frames
+    # of a sparse segment read just their tiles
+    by_strip = sseg.seg_type == "LABELMAP" or len(frames) >= g.n_tiles * len(sseg.numbers)
     for n, i, j in frames:
-        key = (n if sseg.masks is not None else None, i)
-        if cache is None or cache[0] != key:
-            r0, r1 = i * g.tile_rows, min((i + 1) * g.tile_rows, g.rows)
-            src = sseg.masks[n] if sseg.masks is not None else sseg.labels
-            cache = (key, src.read(r0, r1, 0, g.columns))
-        block = cache[1][:, j * g.tile_columns:(j + 1) * g.tile_columns]
+        src = sseg.masks[n] if sseg.masks is not None else sseg.labels
+        if by_strip:
+            key = (n if sseg.masks is not None else None, i)
+            if cache is None or cache[0] != key:
+                r0, r1 = i * g.tile_rows, min((i + 1) * g.tile_rows, g.rows)
+                cache = (key, src.read(r0, r1, 0, g.columns))
+            block = cache[1][:, j * g.tile_columns:(j + 1) * g.tile_columns]
+        else:
+            r0, r1, c0, c1 = g.tile_box(i, j)
+            block = src.read(r0, r1, c0, c1)
         if sseg.masks is None and n is not None:
             block = block == n
         tile = np.zeros((g.tile_rows, g.tile_columns), dtype)

@@ -149,16 +149,21 @@ def write_tiff(path: str | os.PathLike, planes: list[TileSource], tile: int = 25
 
 
 def write_npy(path: str | os.PathLike, planes: list[TileSource], strip: int = 1024) -> None:
-    """``.npy`` (2-D, or a stack of planes), filled strip by strip through a memmap."""
+    """``.npy`` (2-D, or a stack of planes) written strip by strip.
+
+    ``np.lib.format.open_memmap`` lays out the file (header, size); the strips are then
+    written through a file handle, not the map, so written pages never pile up in the
+    process (a 50,000 x 50,000 output would otherwise be resident as it is filled).
+    """
     rows, cols = planes[0].shape
+    dtype = planes[0].dtype
     shape = (rows, cols) if len(planes) == 1 else (len(planes), rows, cols)
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=planes[0].dtype, shape=shape)
-    try:
-        for k, src in enumerate(planes):
-            target = out if len(planes) == 1 else out[k]
+    layout = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    offset = layout.offset
+    del layout
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        for src in planes:
             for r0 in range(0, rows, strip):
-                r1 = min(r0 + strip, rows)
-                target[r0:r1] = src.read(r0, r1, 0, cols)
-        out.flush()
-    finally:
-        del out
+                block = src.read(r0, min(r0 + strip, rows), 0, cols)
+                fh.write(np.ascontiguousarray(block, dtype).tobytes())

@@ -27,8 +27,17 @@ class TileSource(Protocol):
         ...
 
 
+#: mapped bytes a reader may leave resident before giving the pages back (peak RSS bound)
+RELEASE_BYTES = 256 << 20
+
+
 class ArrayTiles:
-    """A NumPy array (or ``np.memmap``) as a tile source."""
+    """A NumPy array (or ``np.memmap``) as a tile source.
+
+    A memory-mapped array's pages are given back every :data:`RELEASE_BYTES` read
+    (``madvise(MADV_DONTNEED)``; the page cache keeps them), so streaming a 5 GB ``.npy``
+    does not hold it resident.
+    """
 
     def __init__(self, array: np.ndarray) -> None:
         if array.ndim != 2:
@@ -36,9 +45,29 @@ class ArrayTiles:
         self.array = array
         self.shape = (int(array.shape[0]), int(array.shape[1]))
         self.dtype = array.dtype
+        self._mmap = getattr(array, "_mmap", None)
+        self._touched = 0
 
     def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
-        return np.asarray(self.array[r0:r1, c0:c1])
+        if self._mmap is None:
+            return np.asarray(self.array[r0:r1, c0:c1])
+        out = np.array(self.array[r0:r1, c0:c1])
+        self._touched += (r1 - r0) * max(4096, (c1 - c0) * self.dtype.itemsize)
+        if self._touched > RELEASE_BYTES:
+            self._touched = 0
+            release(self._mmap)
+        return out
+
+
+def release(mapping) -> None:
+    """Give a read-only mapping's resident pages back (no-op where madvise is missing)."""
+    import mmap
+
+    if hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            mapping.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError, AttributeError):
+            pass
 
 
 class FunctionTiles:
