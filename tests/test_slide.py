@@ -501,3 +501,28 @@ def test_validate_breaking_fixtures(tmp_path, slides, rule, severity, tiled, cha
     hits = [f for f in validate(broken).findings if f.rule == rule]
     assert hits and all(h.severity == severity and h.hint and h.source and h.message
                         for h in hits)
+
+
+def test_png_preview_over_the_slide(tmp_path):
+    """The preview samples the slide image and the labels by the pyramid rule; inside a
+    segment the colour is blended at half opacity, outside the image shows unchanged."""
+    ref = sm_image(tmp_path / "sm.dcm", 300, 500, 128, color=True, seed=3)
+    lab = np.zeros((300, 500), np.uint8)
+    lab[100:200, 150:350] = 1
+    np.save(tmp_path / "l.npy", lab)
+    convert_slide([tmp_path / "l.npy"], tmp_path / "s.dcm", ref)
+    res = run("convert", tmp_path / "s.dcm", "-r", ref, "-o", tmp_path / "p.png")
+    assert res.returncode == 0, res.stderr
+    png = np.asarray(Image.open(tmp_path / "p.png"))
+    assert png.shape == (300, 500, 3)
+    image = pydicom.dcmread(ref).pixel_array  # (frames, 128, 128, 3), TILED_FULL row-major
+    full = np.zeros((384, 512, 3), np.uint8)
+    for k in range(image.shape[0]):
+        i, j = divmod(k, 4)
+        full[i * 128:(i + 1) * 128, j * 128:(j + 1) * 128] = image[k]
+    full = full[:300, :500]
+    assert np.array_equal(png[10:90, 10:140], full[10:90, 10:140])
+    color = np.array(read_slide_seg(tmp_path / "s.dcm").segments[0].color, float)
+    inner = 0.5 * full[120:180, 170:330].astype(float) + 0.5 * color
+    assert np.abs(png[120:180, 170:330] - inner).max() <= 1
+    assert np.abs(png[100, 200].astype(float) - color).max() <= 1  # outline

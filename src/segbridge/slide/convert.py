@@ -46,7 +46,10 @@ def is_slide_seg(path: str | os.PathLike) -> bool:
 def is_slide_job(inputs, output) -> bool:
     """Is a conversion about slides: a label image in or out, or a slide SEG in?"""
     paths = [Path(p) for p in inputs]
-    if output is not None and is_slide_path(output):
+    if output is not None and (is_slide_path(output) or (
+            Path(output).suffix.lower() == ".png" and any(
+                Path(p).suffix.lower() == ".dcm" and Path(p).is_file() and is_slide_seg(p)
+                or is_slide_path(p) for p in paths))):
         return True
     return any(is_slide_path(p) or (p.suffix.lower() == ".dcm" and p.is_file()
                                     and is_slide_seg(p)) for p in paths)
@@ -205,8 +208,10 @@ def downsampled(sseg: SlideSegmentation, factor: float) -> SlideSegmentation:
 def write_slide(sseg: SlideSegmentation, output: str | os.PathLike, *, tiled: str = "sparse",
                 compression: str | None = None, palette: bool = False,
                 pyramid: list[float] | None = None, series_description: str | None = None,
-                series_number: int | None = None, report: Report | None = None) -> list[Path]:
-    """Write a slide segmentation: SEG (one per pyramid level, one series), TIFF or NumPy."""
+                series_number: int | None = None, report: Report | None = None,
+                preview_reference: str | os.PathLike | None = None) -> list[Path]:
+    """Write a slide segmentation: SEG (one per pyramid level, one series), TIFF or NumPy, or
+    a PNG preview (over ``preview_reference``, the slide image, when given)."""
     from ..dicom.uids import generate_uid
     from ..outputs import numbered_name, tmp_name
     from .seg_write import write_slide_seg
@@ -217,6 +222,17 @@ def write_slide(sseg: SlideSegmentation, output: str | os.PathLike, *, tiled: st
     if not out.parent.exists():
         raise InvalidInputError(f"{out}: output folder {out.parent} does not exist")
     suffix = out.suffix.lower()
+    if suffix == ".png":
+        from .preview import render_preview
+
+        tmp = tmp_name(out)
+        try:
+            render_preview(sseg, preview_reference, tmp)
+            os.replace(tmp, out)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return [out]
     if suffix in IMAGE_SUFFIXES:
         if pyramid:
             raise InvalidInputError("--pyramid is for DICOM SEG outputs")
@@ -233,8 +249,8 @@ def write_slide(sseg: SlideSegmentation, output: str | os.PathLike, *, tiled: st
                 tmp.unlink()
         return [out]
     if suffix != ".dcm":
-        raise InvalidInputError(f"{out}: a slide segmentation is written as .dcm, .tif, .tiff "
-                                "or .npy")
+        raise InvalidInputError(f"{out}: a slide segmentation is written as .dcm, .tif, .tiff, "
+                                ".npy or a .png preview")
     if sseg.grid.source is None or sseg.grid.header is None:
         raise InvalidInputError(f"{out}: writing a slide SEG needs --reference with the VL "
                                 "Whole Slide Microscopy image")
@@ -287,4 +303,5 @@ def convert_slide(inputs: list[Path], output: Path, reference: Path | None, *,
     return sseg, write_slide(sseg, output, tiled=tiled, compression=compression,
                              palette=palette, pyramid=pyramid,
                              series_description=series_description,
-                             series_number=series_number, report=report)
+                             series_number=series_number, report=report,
+                             preview_reference=reference)
