@@ -57,17 +57,17 @@ def is_slide_job(inputs, output) -> bool:
 
 def _strip_values(src: TileSource, strip: int = 1024) -> np.ndarray:
     """The distinct values of a source, a strip at a time."""
-    seen = np.zeros(0, np.int64)
     rows, cols = src.shape
+    small = np.dtype(src.dtype).itemsize <= 2
+    present = np.zeros(1 << (8 * np.dtype(src.dtype).itemsize) if small else 0, bool)
+    seen = np.zeros(0, np.int64)
     for r0 in range(0, rows, strip):
         block = src.read(r0, min(r0 + strip, rows), 0, cols)
-        if block.dtype.itemsize <= 2:
-            counts = np.bincount(block.ravel(), minlength=1)
-            vals = np.flatnonzero(counts)
+        if small:  # a flag per possible value: 7x np.bincount (which widens to int64)
+            present[block.ravel()] = True
         else:
-            vals = np.unique(block)
-        seen = np.union1d(seen, vals)
-    return seen.astype(np.int64)
+            seen = np.union1d(seen, np.unique(block))
+    return np.flatnonzero(present).astype(np.int64) if small else seen.astype(np.int64)
 
 
 def from_label_image(path: str | os.PathLike, grid: SlideGrid, seg_type: str | None,

@@ -20,8 +20,12 @@ def sm_image(path: str | os.PathLike, rows: int, columns: int, tile: int = 256, 
              spacing_mm: float = 0.0005, color: bool = True, study_uid: str | None = None,
              series_uid: str | None = None, frame_of_reference_uid: str | None = None,
              pyramid_uid: str | None = None, instance_number: int = 1,
-             container_id: str = "SLIDE-1", seed: int = 0) -> Path:
-    """Write one TILED_FULL VL WSI level of ``rows`` x ``columns`` pixels; returns its path."""
+             container_id: str = "SLIDE-1", seed: int = 0, pixels: bool = True) -> Path:
+    """Write one TILED_FULL VL WSI level of ``rows`` x ``columns`` pixels; returns its path.
+
+    ``pixels=False`` leaves PixelData out: a header for benchmarks of slides too large to
+    fill (segbridge and highdicom read only the header of the source image when writing).
+    """
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.sequence import Sequence
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -100,9 +104,10 @@ def sm_image(path: str | os.PathLike, rows: int, columns: int, tile: int = 256, 
     if color:
         ds.PlanarConfiguration = 0
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    rng = np.random.default_rng(seed)
-    shape = (n, tile, tile, 3) if color else (n, tile, tile)
-    ds.PixelData = rng.integers(180, 255, shape, dtype=np.uint8).tobytes()
+    if pixels:
+        rng = np.random.default_rng(seed)
+        shape = (n, tile, tile, 3) if color else (n, tile, tile)
+        ds.PixelData = rng.integers(180, 255, shape, dtype=np.uint8).tobytes()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta.MediaStorageSOPClassUID = SM_SOP_CLASS
