@@ -203,8 +203,17 @@ def convert(
     allow_merge: AllowMergeOpt = False,
     user: UserOpt = None, password: PasswordOpt = None, token: TokenOpt = None,
     ca_bundle: CaOpt = None, timeout: TimeoutOpt = None,
+    tiled: Annotated[str | None, typer.Option(
+        "--tiled", help="Slide SEG frames: sparse (TILED_SPARSE, empty tiles left out, the "
+                        "default) or full (TILED_FULL, every tile).")] = None,
+    pyramid: Annotated[str | None, typer.Option(
+        "--pyramid", help="Slide SEG: also write levels downsampled by these factors, e.g. "
+                          "2,4,8 (NAME-2.dcm, ...; one series).")] = None,
+    palette: Annotated[bool, typer.Option(
+        "--palette", help="Slide LABELMAP SEG in PALETTE COLOR (segment colours).")] = False,
 ) -> None:
-    """Convert segmentations between DICOM SEG, RTSTRUCT, NIfTI, NRRD and Slicer seg.nrrd.
+    """Convert segmentations between DICOM SEG, RTSTRUCT, NIfTI, NRRD and Slicer seg.nrrd,
+    and slide label images (.tif / .tiff / .npy) <-> slide-microscopy SEGs.
 
     A DICOM SEG output is validated against the profile before it is put in place; an
     error-level finding stops the conversion unless --force.
@@ -229,6 +238,9 @@ def convert(
                                     f"ending in .dcm, got {to!r}")
     if output is None:
         raise InvalidInputError("no output: give -o FILE (or --to NAME.dcm for an RTSTRUCT)")
+    if _slide_convert(inputs, output, reference, type.value, tiled, compression, palette,
+                      pyramid, series_description, series_number, strict, as_json):
+        return
     if push_url is not None and io.format_of(output) != "dicom":
         raise InvalidInputError(f"--push stores DICOM; {output} is not a .dcm output")
     report = Report(strict=strict)
@@ -287,6 +299,42 @@ def convert(
             print(f"the local output was kept: {', '.join(str(p) for p in written)}",
                   file=sys.stderr)
             raise typer.Exit(1)
+
+
+def _slide_convert(inputs, output, reference, seg_type, tiled, compression, palette, pyramid,
+                   series_description, series_number, strict, as_json) -> bool:
+    """Run a slide conversion when an input or the output is a slide; False otherwise."""
+    from .slide.convert import is_slide_job
+
+    if not is_slide_job(inputs, output):
+        return False
+    from .errors import InvalidInputError, Report
+    from .slide.convert import convert_slide
+
+    factors = None
+    if pyramid:
+        try:
+            factors = [float(f) for f in pyramid.split(",") if f.strip()]
+        except ValueError:
+            raise InvalidInputError(f"--pyramid takes factors like 2,4,8, got {pyramid!r}") \
+                from None
+    report = Report(strict=strict)
+    sseg, written = convert_slide(
+        list(inputs), output, reference, seg_type=None if seg_type == "auto" else seg_type,
+        tiled=tiled or "sparse", compression=compression.value if compression else None,
+        palette=palette, pyramid=factors, series_description=series_description,
+        series_number=series_number, report=report)
+    if as_json:
+        print(json.dumps({"written": [str(p) for p in written], "segments": len(sseg.segments),
+                          "notes": report.notes, "warnings": report.warnings}, indent=2))
+    else:
+        for line in report.warnings:
+            print(f"warning: {line}", file=sys.stderr)
+        for line in report.notes:
+            print(f"note: {line}", file=sys.stderr)
+        print(f"wrote {', '.join(str(p) for p in written)} ({len(sseg.segments)} segments, "
+              f"{sseg.seg_type})")
+    return True
 
 
 @app.command("relabel")

@@ -591,7 +591,7 @@ def _write_one(seg: Segmentation, kind: str, tmp: Path, prof: Profile,
             report.note(f"archive profile: {attempt} failed ({exc}); wrote RLE instead")
 
 
-def _stream(fp, head: _Header, ts: str, pffg: Iterator[bytes], pixels: Iterator[np.ndarray],
+def _stream(fp, head: _Header, ts: str, pffg: Iterator[bytes] | None, pixels: Iterator[np.ndarray],
             nframes: int, rows: int, columns: int, bits: int) -> None:
     deflate = zlib.compressobj(6, zlib.DEFLATED, -15) if ts == DEFLATED_LE else None
     deflated_length = 0
@@ -607,10 +607,11 @@ def _stream(fp, head: _Header, ts: str, pffg: Iterator[bytes], pixels: Iterator[
 
     fp.write(file_meta(head.sop_class, head.sop_instance, ts, f"SEGBRIDGE_{__version__}"))
     put(head.ds.encode())
-    put(raw.sequence_header_undefined(raw.PER_FRAME_FG))
-    for it in pffg:
-        put(raw.item(it))
-    put(raw.SEQUENCE_DELIMITER)
+    if pffg is not None:  # None: TILED_FULL, no per-frame functional groups (PS3.3 C.7.6.17.3)
+        put(raw.sequence_header_undefined(raw.PER_FRAME_FG))
+        for it in pffg:
+            put(raw.item(it))
+        put(raw.SEQUENCE_DELIMITER)
     if ts in NATIVE:
         length = native_length(nframes, rows, columns, bits)
         padded = length + (length % 2)

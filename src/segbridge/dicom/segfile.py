@@ -61,6 +61,9 @@ class FrameInfo:
 class SegFile:
     """A parsed SEG: header dataset, frame information and decoded frames on demand."""
 
+    #: tiled (slide) SEGs are refused here; segbridge.slide.seg_read subclasses with True
+    allow_tiled = False
+
     def __init__(self, path: str | Path, parsed: ParsedFile | None = None) -> None:
         self.path = Path(path)
         f = parsed if parsed is not None else parse_file(self.path)
@@ -100,8 +103,8 @@ class SegFile:
                                     "a positive number")
         if self.rows <= 0 or self.columns <= 0:
             raise InvalidInputError(f"{self.path}: Rows/Columns missing or zero")
-        if str(ds.get("DimensionOrganizationType", "")) == "TILED_FULL" or \
-                "TotalPixelMatrixRows" in ds:
+        if not self.allow_tiled and (str(ds.get("DimensionOrganizationType", "")) ==
+                                     "TILED_FULL" or "TotalPixelMatrixRows" in ds):
             raise UnsupportedError(f"{self.path}: tiled slide-microscopy segmentations are not "
                                    "supported yet")
         self.frames: list[FrameInfo] = []
@@ -137,7 +140,8 @@ class SegFile:
             v = raw.first(fg, _FRAME_CONTENT, _DIM_INDEX)
             if v is not None:
                 fi.dimension_index = w.ints(v)
-            if "PlanePositionSlideSequence" in ds or raw.first(fg, 0x0048021A) is not None:
+            if not self.allow_tiled and ("PlanePositionSlideSequence" in ds or
+                                         raw.first(fg, 0x0048021A) is not None):
                 raise UnsupportedError(f"{self.path}: slide-microscopy segmentations are not "
                                        "supported yet")
             self.frames.append(fi)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from ..errors import SegbridgeError, UnsupportedError
-from . import hints, rt_rules, seg_rules, viewer_rules  # noqa: F401  (register the rules)
+from . import hints, rt_rules, seg_rules, slide_rules, viewer_rules  # noqa: F401  (rules)
 from .findings import ERROR, INFO, PROFILES, RULES, WARNING, Finding, Rule, ValidationResult
 
 #: writer profiles -> the validation profile their output must pass

@@ -55,9 +55,14 @@ class SegContext:
         self.shared_raw: dict = self.top.get(0x52009229, [{}])[0] if shared else {}
         self.read_error: str | None = None
         self.seg = None
+        #: a SEG on a slide's total pixel matrix (slide_rules.py checks its tiles)
+        self.tiled = "TotalPixelMatrixRows" in self.ds or \
+            str(self.ds.get("DimensionOrganizationType") or "") == "TILED_FULL"
         try:
             from ..dicom.segfile import SegFile
 
+            if self.tiled:
+                from ..slide.seg_read import TiledSegFile as SegFile
             self.seg = SegFile(self.path, parsed)
         except SegbridgeError as exc:
             self.read_error = str(exc)

@@ -326,6 +326,8 @@ def _has(ctx: SegContext, i: int, tag: int) -> bool:
       hint="Add the geometry functional groups from the source images.",
       source="PS3.3 A.51.5 (Table A.51-2) [digest 1.6]")
 def geometry(ctx: SegContext):
+    if ctx.tiled:
+        return  # slide frames are placed by Plane Position (Slide): SLIDE-TILE-POSITIONS
     has_for = not _empty(ctx.ds.get("FrameOfReferenceUID"))
     for i in range(len(ctx.per_frame)):
         derived = _has(ctx, i, 0x00089124)
@@ -419,6 +421,11 @@ def reader(ctx: SegContext):
 
     ctx.pixels_ok  # noqa: B018  (decodes the frames first: SEG-READ reports what fails there)
     try:
+        if ctx.tiled:
+            from ..slide.seg_read import read_every_tile
+
+            read_every_tile(ctx.path)
+            return
         read_seg(ctx.path, ctx.reference, report=Report())
     except SegbridgeError as exc:
         if str(exc) not in (ctx.read_error, ctx.decode_error):
@@ -726,8 +733,8 @@ def palette(ctx: SegContext):
       hint="Empty segments are valid but some viewers mishandle them.",
       source="PS3.3 C.8.20.2 (highdicom #338)")
 def empty_segments(ctx: SegContext):
-    if ctx.type == "LABELMAP":
-        return
+    if ctx.type == "LABELMAP" or (ctx.tiled and not ctx.per_frame):
+        return  # TILED_FULL holds every tile of every segment
     used = {ctx.frame_segment(i) for i in range(len(ctx.per_frame))}
     for n in ctx.segment_numbers:
         if n not in used:

@@ -1,0 +1,307 @@
+"""Slide conversions: TIFF / OME-TIFF / NumPy label images and slide SEGs, in any direction.
+
+What ``segbridge convert`` runs when an input or output is a slide (a ``.tif`` / ``.tiff`` /
+``.npy`` label image, or a SEG with a total pixel matrix). Inputs are opened as tile sources,
+outputs are written under a temporary name and renamed, and no output may replace an input.
+
+Layout of label images: a 2-D image holds non-overlapping segments (pixel value = segment
+number); a stack (3-D ``.npy``, or a multi-page TIFF) holds one plane per segment (segment
+k + 1 = plane k): 0/1 for BINARY, 0..max for FRACTIONAL.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InvalidInputError, Report
+from ..model import Segment
+from .model import SlideGrid, SlideSegmentation
+from .tiles import DownsampledTiles, FunctionTiles, TileSource
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".npy")
+
+
+def is_slide_path(path: str | os.PathLike) -> bool:
+    """A label image suffix (.tif, .tiff, .npy)?"""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def is_slide_seg(path: str | os.PathLike) -> bool:
+    """Does a DICOM file look like a SEG on a total pixel matrix (TotalPixelMatrixRows in the
+    first MiB, then confirmed by parsing)? Cheap enough to run before every SEG read."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(1 << 20)
+    except OSError:
+        return False
+    if b"\x48\x00\x07\x00UL" not in head and b"\x48\x00\x07\x00\x04\x00\x00\x00" not in head:
+        return False
+    return b"1.2.840.10008.5.1.4.1.1.66." in head
+
+
+def is_slide_job(inputs, output) -> bool:
+    """Is a conversion about slides: a label image in or out, or a slide SEG in?"""
+    paths = [Path(p) for p in inputs]
+    if output is not None and (is_slide_path(output) or (
+            Path(output).suffix.lower() == ".png" and any(
+                Path(p).suffix.lower() == ".dcm" and Path(p).is_file() and is_slide_seg(p)
+                or is_slide_path(p) for p in paths))):
+        return True
+    return any(is_slide_path(p) or (p.suffix.lower() == ".dcm" and p.is_file()
+                                    and is_slide_seg(p)) for p in paths)
+
+
+def _strip_values(src: TileSource, strip: int = 1024) -> np.ndarray:
+    """The distinct values of a source, a strip at a time."""
+    rows, cols = src.shape
+    small = np.dtype(src.dtype).itemsize <= 2
+    present = np.zeros(1 << (8 * np.dtype(src.dtype).itemsize) if small else 0, bool)
+    seen = np.zeros(0, np.int64)
+    for r0 in range(0, rows, strip):
+        block = src.read(r0, min(r0 + strip, rows), 0, cols)
+        if small:  # a flag per possible value: 7x np.bincount (which widens to int64)
+            present[block.ravel()] = True
+        else:
+            seen = np.union1d(seen, np.unique(block))
+    return np.flatnonzero(present).astype(np.int64) if small else seen.astype(np.int64)
+
+
+def from_label_image(path: str | os.PathLike, grid: SlideGrid, seg_type: str | None,
+                     report: Report) -> SlideSegmentation:
+    """A TIFF / NumPy label image (or stack) on the reference slide's grid."""
+    from .tiff import open_label_image
+
+    p = Path(path)
+    planes = open_label_image(p)
+    shape = planes[0].shape
+    if shape != grid.shape:
+        raise InvalidInputError(
+            f"{p}: the label image is {shape[0]} x {shape[1]}, the reference slide's total "
+            f"pixel matrix is {grid.rows} x {grid.columns}")
+    kind = (seg_type or "").upper() or None
+    if len(planes) == 1:
+        src = planes[0]
+        values = [int(v) for v in _strip_values(src) if v != 0]
+        if not values:
+            raise InvalidInputError(f"{p}: the label image is empty (no pixel above 0)")
+        if max(values) > 65535:
+            raise InvalidInputError(f"{p}: label value {max(values)} is above 65535")
+        kind = kind or "LABELMAP"
+        if kind == "FRACTIONAL":
+            raise InvalidInputError(f"{p}: a 2-D label image cannot be FRACTIONAL; give a stack "
+                                    "of per-segment planes")
+        if kind == "BINARY" and values != list(range(1, len(values) + 1)):
+            lut = np.zeros(max(values) + 1, np.uint16 if len(values) > 255 else np.uint8)
+            lut[values] = np.arange(1, len(values) + 1)
+            report.note("segments renumbered 1..N for BINARY: " + ", ".join(
+                f"{v}->{k + 1}" for k, v in enumerate(values) if v != k + 1))
+            base = src
+            src = FunctionTiles(shape, lut.dtype,
+                                lambda r0, r1, c0, c1: lut[base.read(r0, r1, c0, c1)])
+            values = list(range(1, len(values) + 1))
+        return SlideSegmentation(grid, [Segment(v) for v in values], kind, labels=src)
+    top = max(int(_strip_values(s).max()) for s in planes)
+    kind = kind or ("BINARY" if top <= 1 else "FRACTIONAL")
+    if kind == "LABELMAP":
+        raise InvalidInputError(f"{p}: a stack of {len(planes)} planes cannot be one LABELMAP; "
+                                "use --type binary or fractional")
+    if kind == "BINARY" and top > 1:
+        raise InvalidInputError(f"{p}: BINARY planes must hold 0 and 1 only (found {top})")
+    if top > 255:
+        raise InvalidInputError(f"{p}: fractional values must fit 8 bits (found {top})")
+    masks = {k + 1: s for k, s in enumerate(planes)}
+    extra = {"max_fractional_value": 255} if kind == "FRACTIONAL" else {}
+    return SlideSegmentation(grid, [Segment(n) for n in masks], kind, masks=masks, **extra)
+
+
+def check_same_slide(path: Path, sseg: SlideSegmentation, reference: SlideGrid) -> None:
+    """A SEG converted against a reference must be on that slide level (PS3.3 C.8.20.2:
+    the source image it references, or at least its frame of reference and matrix)."""
+    s, r = sseg.grid.source, reference.source
+    if s is not None and r is not None and s.sop_instance_uid and \
+            s.sop_instance_uid != r.sop_instance_uid:
+        raise InvalidInputError(f"{path}: references image {s.sop_instance_uid}, not the "
+                                f"reference slide {r.sop_instance_uid}")
+    if not sseg.grid.same_slide(reference):
+        raise InvalidInputError(
+            f"{path}: its total pixel matrix ({sseg.grid.rows} x {sseg.grid.columns}, frame of "
+            f"reference {sseg.grid.frame_of_reference_uid}) is not the reference slide's "
+            f"({reference.rows} x {reference.columns}, {reference.frame_of_reference_uid})")
+
+
+def read_slide(path: str | os.PathLike, reference: SlideGrid | None, seg_type: str | None,
+               report: Report) -> SlideSegmentation:
+    """Any slide input: a slide SEG, or a label image with its reference."""
+    from .seg_read import read_slide_seg
+
+    p = Path(path)
+    if is_slide_path(p):
+        if reference is None:
+            raise InvalidInputError(f"{p}: a slide label image needs --reference with the VL "
+                                    "Whole Slide Microscopy image it was drawn on")
+        return from_label_image(p, reference, seg_type, report)
+    sseg = read_slide_seg(p, report)
+    if reference is not None:
+        check_same_slide(p, sseg, reference)
+        sseg.grid = reference
+    return sseg
+
+
+class _Combined:
+    """Non-overlapping masks as one label source (value = segment number)."""
+
+    def __init__(self, sseg: SlideSegmentation) -> None:
+        self._s = sseg
+        self.shape = sseg.grid.shape
+        self.dtype = np.dtype(np.uint8 if max(sseg.numbers) <= 255 else np.uint16)
+
+    def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        out = np.zeros((r1 - r0, c1 - c0), self.dtype)
+        for n, src in self._s.masks.items():
+            m = src.read(r0, r1, c0, c1) != 0
+            out[m] = n
+        return out
+
+
+def _overlaps(sseg: SlideSegmentation, strip: int = 1024) -> bool:
+    rows, cols = sseg.grid.shape
+    for r0 in range(0, rows, strip):
+        r1 = min(r0 + strip, rows)
+        total = np.zeros((r1 - r0, cols), np.uint16)
+        for src in sseg.masks.values():
+            total += src.read(r0, r1, 0, cols) != 0
+        if total.max(initial=0) > 1:
+            return True
+    return False
+
+
+def output_planes(sseg: SlideSegmentation, report: Report) -> list[TileSource]:
+    """What a label image output holds: one label plane when the segments do not overlap and
+    are not fractional, else one plane per segment (in segment-number order)."""
+    if sseg.labels is not None:
+        return [sseg.labels]
+    if sseg.seg_type == "BINARY" and not _overlaps(sseg):
+        return [_Combined(sseg)]
+    report.note(f"{len(sseg.numbers)} segment planes written as a stack (plane k = segment "
+                f"{sorted(sseg.numbers)[0]} + k)" if sseg.seg_type == "FRACTIONAL" else
+                "overlapping segments written as a stack of planes, one per segment")
+    return [sseg.masks[n] for n in sorted(sseg.numbers)]
+
+
+def downsampled(sseg: SlideSegmentation, factor: float) -> SlideSegmentation:
+    """The segmentation on the level ``factor`` times coarser (highdicom's nearest rule)."""
+    grid = sseg.grid.downsampled(factor)
+    kw = dict(fractional_type=sseg.fractional_type,
+              max_fractional_value=sseg.max_fractional_value)
+    if sseg.labels is not None:
+        return SlideSegmentation(grid, sseg.segments, sseg.seg_type,
+                                 labels=DownsampledTiles(sseg.labels, factor), **kw)
+    return SlideSegmentation(grid, sseg.segments, sseg.seg_type,
+                             masks={n: DownsampledTiles(s, factor)
+                                    for n, s in sseg.masks.items()}, **kw)
+
+
+def write_slide(sseg: SlideSegmentation, output: str | os.PathLike, *, tiled: str = "sparse",
+                compression: str | None = None, palette: bool = False,
+                pyramid: list[float] | None = None, series_description: str | None = None,
+                series_number: int | None = None, report: Report | None = None,
+                preview_reference: str | os.PathLike | None = None) -> list[Path]:
+    """Write a slide segmentation: SEG (one per pyramid level, one series), TIFF or NumPy, or
+    a PNG preview (over ``preview_reference``, the slide image, when given)."""
+    from ..dicom.uids import generate_uid
+    from ..outputs import numbered_name, tmp_name
+    from .seg_write import write_slide_seg
+    from .tiff import write_npy, write_tiff
+
+    report = report if report is not None else Report()
+    out = Path(output)
+    if not out.parent.exists():
+        raise InvalidInputError(f"{out}: output folder {out.parent} does not exist")
+    suffix = out.suffix.lower()
+    if suffix == ".png":
+        from .preview import render_preview
+
+        tmp = tmp_name(out)
+        try:
+            render_preview(sseg, preview_reference, tmp)
+            os.replace(tmp, out)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return [out]
+    if suffix in IMAGE_SUFFIXES:
+        if pyramid:
+            raise InvalidInputError("--pyramid is for DICOM SEG outputs")
+        planes = output_planes(sseg, report)
+        tmp = tmp_name(out)
+        try:
+            if suffix == ".npy":
+                write_npy(tmp, planes)
+            else:
+                write_tiff(tmp, planes, tile=sseg.grid.tile_columns)
+            os.replace(tmp, out)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return [out]
+    if suffix != ".dcm":
+        raise InvalidInputError(f"{out}: a slide segmentation is written as .dcm, .tif, .tiff, "
+                                ".npy or a .png preview")
+    if sseg.grid.source is None or sseg.grid.header is None:
+        raise InvalidInputError(f"{out}: writing a slide SEG needs --reference with the VL "
+                                "Whole Slide Microscopy image")
+    factors = sorted(set(pyramid or []))
+    levels = [(out, sseg)] + [(numbered_name(out, k + 2), downsampled(sseg, f))
+                              for k, f in enumerate(factors)]
+    series_uid = generate_uid()
+    pyramid_uid = generate_uid() if factors else None
+    tmps: list[Path] = []
+    try:
+        for k, (target, level) in enumerate(levels):
+            tmps.append(write_slide_seg(
+                level, target, tiled=tiled, compression=compression or "none",
+                palette=palette, series_uid=series_uid, series_number=series_number or 300,
+                instance_number=k + 1, series_description=series_description,
+                pyramid_uid=pyramid_uid, report=report, rename=False))
+        for tmp, (target, _) in zip(tmps, levels, strict=True):
+            os.replace(tmp, target)
+    finally:
+        for tmp in tmps:
+            if tmp.exists():
+                tmp.unlink()
+    return [t for t, _ in levels]
+
+
+def convert_slide(inputs: list[Path], output: Path, reference: Path | None, *,
+                  seg_type: str | None = None, tiled: str = "sparse",
+                  compression: str | None = None, palette: bool = False,
+                  pyramid: list[float] | None = None, series_description: str | None = None,
+                  series_number: int | None = None,
+                  report: Report | None = None) -> tuple[SlideSegmentation, list[Path]]:
+    """``segbridge convert`` for slides: one input, one output (plus pyramid levels)."""
+    from ..outputs import numbered_name, refuse_overwrite
+    from .reference import read_sm
+
+    report = report if report is not None else Report()
+    if len(inputs) != 1:
+        raise InvalidInputError("a slide conversion takes one input file")
+    src = Path(inputs[0])
+    if not src.is_file():
+        raise InvalidInputError(f"{src}: no such file")
+    protected = [src] + ([reference] if reference is not None else [])
+    outs = [output] + [numbered_name(output, k + 2) for k in range(len(set(pyramid or [])))]
+    refuse_overwrite(outs, protected)
+    ref = read_sm(reference) if reference is not None else None
+    sseg = read_slide(src, ref, seg_type, report)
+    if seg_type and sseg.seg_type != seg_type.upper() and not is_slide_path(src):
+        raise InvalidInputError(f"{src}: is a {sseg.seg_type} SEG; converting it to "
+                                f"{seg_type.upper()} is not supported for slides")
+    return sseg, write_slide(sseg, output, tiled=tiled, compression=compression,
+                             palette=palette, pyramid=pyramid,
+                             series_description=series_description,
+                             series_number=series_number, report=report,
+                             preview_reference=reference)

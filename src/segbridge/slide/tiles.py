@@ -1,0 +1,141 @@
+"""Tile sources: any region of a 2-D pixel matrix on demand (in memory, memmap, TIFF, SEG).
+
+The protocol is deliberately small: ``shape``, ``dtype`` and ``read(r0, r1, c0, c1)``. Writers
+walk a source tile by tile or strip by strip (:func:`iter_strips`), so memory stays bounded
+by a strip, not by the slide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import InvalidInputError
+
+
+@runtime_checkable
+class TileSource(Protocol):
+    """A 2-D pixel matrix read region by region."""
+
+    shape: tuple[int, int]
+    dtype: np.dtype
+
+    def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        """Pixels [r0:r1, c0:c1] as a new or view array of ``dtype``."""
+        ...
+
+
+#: mapped bytes a reader may leave resident before giving the pages back (peak RSS bound)
+RELEASE_BYTES = 256 << 20
+
+
+class ArrayTiles:
+    """A NumPy array (or ``np.memmap``) as a tile source.
+
+    A memory-mapped array's pages are given back every :data:`RELEASE_BYTES` read
+    (``madvise(MADV_DONTNEED)``; the page cache keeps them), so streaming a 5 GB ``.npy``
+    does not hold it resident.
+    """
+
+    def __init__(self, array: np.ndarray) -> None:
+        if array.ndim != 2:
+            raise InvalidInputError(f"a slide label image must be 2-D, got shape {array.shape}")
+        self.array = array
+        self.shape = (int(array.shape[0]), int(array.shape[1]))
+        self.dtype = array.dtype
+        self._mmap = getattr(array, "_mmap", None)
+        self._touched = 0
+
+    def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        if self._mmap is None:
+            return np.asarray(self.array[r0:r1, c0:c1])
+        out = np.array(self.array[r0:r1, c0:c1])
+        self._touched += (r1 - r0) * max(4096, (c1 - c0) * self.dtype.itemsize)
+        if self._touched > RELEASE_BYTES:
+            self._touched = 0
+            release(self._mmap)
+        return out
+
+
+def release(mapping) -> None:
+    """Give a read-only mapping's resident pages back (no-op where madvise is missing)."""
+    import mmap
+
+    if hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            mapping.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
+class FunctionTiles:
+    """A tile source computed from another: ``fn(region) -> region`` (e.g. a down-sampling)."""
+
+    def __init__(self, shape: tuple[int, int], dtype, fn) -> None:
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.dtype = np.dtype(dtype)
+        self._fn = fn
+
+    def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        return self._fn(r0, r1, c0, c1)
+
+
+def iter_strips(src: TileSource, strip_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(r0, pixels[r0:r0 + strip_rows, :]) over the whole matrix, top to bottom."""
+    rows, cols = src.shape
+    for r0 in range(0, rows, strip_rows):
+        yield r0, src.read(r0, min(r0 + strip_rows, rows), 0, cols)
+
+
+def read_all(src: TileSource) -> np.ndarray:
+    """The whole matrix (small slides, tests)."""
+    return src.read(0, src.shape[0], 0, src.shape[1])
+
+
+def padded_tile(region: np.ndarray, tile_rows: int, tile_columns: int) -> np.ndarray:
+    """A tile padded with zeros to the full tile size (edge tiles; PS3.3 C.8.12.4.1.5)."""
+    if region.shape == (tile_rows, tile_columns):
+        return region
+    out = np.zeros((tile_rows, tile_columns), region.dtype)
+    out[:region.shape[0], :region.shape[1]] = region
+    return out
+
+
+def pyramid_size(n: int, factor: float) -> int:
+    """Size of a level ``factor`` times coarser: int(n / factor), as highdicom sizes it."""
+    out = int(n / factor)
+    if out < 1:
+        raise InvalidInputError(f"downsampling {n} pixels by {factor} leaves nothing")
+    return out
+
+
+def nearest_index(n: int, out: int) -> np.ndarray:
+    """Source index of each output pixel: int((x + 0.5) * (n / out)) in double precision.
+
+    The nearest-neighbour rule of Pillow's ``resize(NEAREST)``, which highdicom's
+    ``create_segmentation_pyramid`` uses for label and binary arrays (checked equal to
+    Pillow for every size in tests/test_slide.py). For an integer factor f dividing n this
+    is the centre pixel of each f x f block: x * f + f // 2.
+    """
+    return ((np.arange(out, dtype=np.float64) + 0.5) * (n / out)).astype(np.int64)
+
+
+class DownsampledTiles:
+    """A level ``factor`` times coarser, by :func:`nearest_index` (highdicom's rule)."""
+
+    def __init__(self, src: TileSource, factor: float) -> None:
+        self.src = src
+        self.factor = factor
+        self.shape = (pyramid_size(src.shape[0], factor), pyramid_size(src.shape[1], factor))
+        self.dtype = src.dtype
+        self._ri = nearest_index(src.shape[0], self.shape[0])
+        self._ci = nearest_index(src.shape[1], self.shape[1])
+
+    def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        ri, ci = self._ri[r0:r1], self._ci[c0:c1]
+        if ri.size == 0 or ci.size == 0:
+            return np.zeros((ri.size, ci.size), self.dtype)
+        block = self.src.read(int(ri[0]), int(ri[-1]) + 1, int(ci[0]), int(ci[-1]) + 1)
+        return np.ascontiguousarray(block[np.ix_(ri - ri[0], ci - ci[0])])
