@@ -25,7 +25,6 @@ from segbridge.slide.synthetic import sm_image, sm_pyramid
 from segbridge.web.transfer import pull, push
 
 
-
 def stitched(path: Path) -> np.ndarray:
     """The total pixel matrix of an SM file from pydicom's decoding of every frame."""
     ds = pydicom.dcmread(path)
