@@ -775,6 +775,21 @@ def _guard(loaded, *outputs: Path | None) -> None:
         refuse_overwrite(outs, files_read(loaded.paths, reference=loaded.image))
 
 
+def _is_slide_input(path: Path) -> bool:
+    """A slide SEG or a slide label image (.tif / .tiff / .npy)?"""
+    from .slide.convert import is_slide_job
+
+    return is_slide_job([path], None)
+
+
+def _guard_paths(inputs, output: Path, *others) -> None:
+    """Refuse an output that would replace one of the named local inputs."""
+    from .outputs import refuse_overwrite
+    from .web.client import is_url
+
+    refuse_overwrite([output], [p for p in (*inputs, *others) if p and not is_url(str(p))])
+
+
 def _emit(text: str, output: Path | None) -> None:
     """Print, or write a file through a temporary name (no partial output)."""
     if output is None:
@@ -933,6 +948,13 @@ def render(
     from .measure.stats import parse_segment_list
 
     report = Report()
+    if len(inputs) == 1 and _is_slide_input(inputs[0]):
+        from .slide.preview import preview_file
+
+        _guard_paths(inputs, output, image)
+        print(f"wrote {preview_file(inputs[0], image, output, report=report)}")
+        _print_report(report)
+        return
     loaded = job.load(inputs, image, series_uid=series, assign_uids=assign_uids, report=report)
     _guard(loaded, output)
     seg = loaded.seg

@@ -223,16 +223,11 @@ def write_slide(sseg: SlideSegmentation, output: str | os.PathLike, *, tiled: st
         raise InvalidInputError(f"{out}: output folder {out.parent} does not exist")
     suffix = out.suffix.lower()
     if suffix == ".png":
-        from .preview import render_preview
+        from .image import open_slide
+        from .preview import slide_preview
 
-        tmp = tmp_name(out)
-        try:
-            render_preview(sseg, preview_reference, tmp)
-            os.replace(tmp, out)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        return [out]
+        image = open_slide(preview_reference) if preview_reference is not None else None
+        return [slide_preview(sseg, out, image=image, report=report)]
     if suffix in IMAGE_SUFFIXES:
         if pyramid:
             raise InvalidInputError("--pyramid is for DICOM SEG outputs")
