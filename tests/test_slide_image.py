@@ -236,3 +236,37 @@ def test_render_cli_draws_a_slide_seg_on_its_remote_slide(pacs, remote_slide, tm
                        capture_output=True, text=True)
     assert r.returncode == 1 and "another slide" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "q.png").exists()
+
+
+def test_palette_colour_label_maps_give_their_segments_the_palette_colours(tmp_path):
+    """highdicom's PALETTE COLOR label map has no CIELab per segment: each segment's colour is
+    its entry of the Palette Color LUT (read here from the raw 8-bit tables); a palette SEG
+    segbridge writes gives back the colours it was given."""
+    from segbridge.model import Segment
+    from segbridge.slide.convert import write_slide
+    from segbridge.slide.model import SlideSegmentation
+    from segbridge.slide.reference import read_sm
+    from segbridge.slide.seg_read import read_slide_seg
+    from segbridge.slide.tiles import ArrayTiles
+
+    path = HD / "seg_image_sm_control_labelmap_palette_color.dcm"
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    first = int(ds.RedPaletteColorLookupTableDescriptor[1])
+    tables = [np.frombuffer(ds[f"{c}PaletteColorLookupTableData"].value, np.uint8)
+              for c in ("Red", "Green", "Blue")]
+    sseg = read_slide_seg(path)
+    assert len(sseg.segments) == 20
+    for s in sseg.segments:
+        assert s.color == tuple(int(t[s.number - first]) for t in tables), s.number
+    ref = sm_image(tmp_path / "sm.dcm", 100, 90, 64)
+    grid = read_sm(ref)
+    labels = np.zeros(grid.shape, np.uint8)
+    labels[10:40, 10:40], labels[50:90, 20:80] = 1, 2
+    want = {1: (250, 10, 20), 2: (5, 200, 60)}
+    made = SlideSegmentation(grid, [Segment(n, f"s{n}", color=c) for n, c in want.items()],
+                             labels=ArrayTiles(labels))
+    write_slide(made, tmp_path / "p.dcm", palette=True)
+    back = read_slide_seg(tmp_path / "p.dcm")
+    got = {s.number: s.color for s in back.segments}
+    for n, c in want.items():  # via CIELab when written there, else via the palette
+        assert max(abs(a - b) for a, b in zip(got[n], c, strict=True)) <= 1, (n, got[n])

@@ -111,6 +111,14 @@ def _read_segments(f: SegFile, kind: str, report: Report) -> list[Segment]:
     if kind != "LABELMAP" and sorted(numbers) != list(range(1, len(numbers) + 1)):
         report.warn(f"{f.path.name}: segment numbers {_short(numbers)} are not 1..N as the "
                     "standard requires for BINARY/FRACTIONAL")
+    if kind == "LABELMAP" and any(s.color is None for s in segments) and \
+            str(f.ds.get("PhotometricInterpretation") or "") == "PALETTE COLOR":
+        from .segments import palette_colors
+
+        colors = palette_colors(f.path, numbers)
+        for s in segments:
+            if s.color is None:
+                s.color = colors.get(s.number)
     return segments
 
 

@@ -154,3 +154,47 @@ def item_from_segment(seg: Segment, charset=None, *, with_color: bool = True,
 def _shown(value: str) -> str:
     """A value for a one-line message: repr (control characters escaped), long ones cut."""
     return repr(value if len(value) <= 80 else value[:77] + "...")
+
+
+
+PALETTE_TAGS = ("PhotometricInterpretation", "RedPaletteColorLookupTableDescriptor",
+                "GreenPaletteColorLookupTableDescriptor", "BluePaletteColorLookupTableDescriptor",
+                "RedPaletteColorLookupTableData", "GreenPaletteColorLookupTableData",
+                "BluePaletteColorLookupTableData")
+
+
+def palette_colors(path, numbers) -> dict[int, tuple[int, int, int]]:
+    """RGB (8-bit) of the pixel values ``numbers`` in a PALETTE COLOR label map's Palette
+    Color Lookup Table (PS3.3 C.7.9, C.7.6.3.1.5-6; Sup 243: a LABELMAP may carry its colours
+    there instead of RecommendedDisplayCIELabValue). Descriptor: entries (0 = 65536), first
+    mapped value, bits per entry; 8-bit entries one byte each (padded to an even length) or
+    one per 16-bit word, 16-bit entries scaled to 8 bits. Values below the first entry take
+    the first colour, above the last the last (C.7.6.3.1.5). Empty when the file has no
+    (non-segmented) palette: a broken one is validate's business (SEG-PALETTE)."""
+    import numpy as np
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, specific_tags=list(PALETTE_TAGS))
+        if str(ds.get("PhotometricInterpretation", "")) != "PALETTE COLOR":
+            return {}
+        tables = []
+        for c in ("Red", "Green", "Blue"):
+            n, first, bits = (int(v) for v in ds[f"{c}PaletteColorLookupTableDescriptor"].value)
+            n = n or 65536
+            data = bytes(ds[f"{c}PaletteColorLookupTableData"].value)
+            if bits == 8 and len(data) in (n, n + 1):
+                t = np.frombuffer(data, np.uint8, n)
+            elif len(data) >= 2 * n:
+                t = np.frombuffer(data, "<u2", n)
+                t = t >> 8 if bits == 16 or t.max(initial=0) > 255 else t
+            else:
+                return {}
+            tables.append((first, t.astype(np.uint8)))
+    except Exception:
+        return {}
+    out = {}
+    for v in numbers:
+        out[int(v)] = tuple(int(t[min(max(int(v) - first, 0), len(t) - 1)])
+                            for first, t in tables)
+    return out

@@ -236,6 +236,13 @@ def read_slide_seg(path: str | os.PathLike, report: Report | None = None) -> Sli
     if not segments:
         raise InvalidInputError(f"{p}: no segments described")
     numbers = [s.number for s in segments]
+    if kind == "LABELMAP" and any(s.color is None for s in segments):
+        from ..dicom.segments import palette_colors
+
+        colors = palette_colors(p, numbers)
+        for s in segments:
+            if s.color is None:
+                s.color = colors.get(s.number)
     tiles = _frame_tiles(sf, grid, kind, numbers)
     frames = sf.frame_source()
     bits = sf.bits_allocated
