@@ -270,3 +270,35 @@ def test_palette_colour_label_maps_give_their_segments_the_palette_colours(tmp_p
     got = {s.number: s.color for s in back.segments}
     for n, c in want.items():  # via CIELab when written there, else via the palette
         assert max(abs(a - b) for a, b in zip(got[n], c, strict=True)) <= 1, (n, got[n])
+
+
+def test_convert_places_a_label_image_on_the_level_of_a_remote_slide(pacs, remote_slide,  # noqa: F811
+                                                                     tmp_path):
+    """--reference a DICOMweb slide series: the label image's size picks the level (metadata
+    only); the SEG references that level's instance and highdicom reads the same pixels."""
+    import os
+
+    import highdicom as hd
+
+    url, files = remote_slide
+    labels = np.zeros((350, 260), np.uint8)
+    labels[30:200, 40:100] = 1
+    labels[250:340, 150:255] = 3
+    np.save(tmp_path / "l.npy", labels)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SEGBRIDGE_")},
+           **auth_env(pacs)}
+    r = subprocess.run([sys.executable, "-m", "segbridge", "convert", tmp_path / "l.npy",
+                        "--reference", url, "-o", tmp_path / "s.dcm"], capture_output=True,
+                       text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    level = pydicom.dcmread(files[1], stop_before_pixels=True)
+    seg = hd.seg.segread(tmp_path / "s.dcm")
+    assert seg.SourceImageSequence[0].ReferencedSOPInstanceUID == level.SOPInstanceUID
+    got = seg.get_total_pixel_matrix(combine_segments=True)
+    np.testing.assert_array_equal(got, labels)
+    np.save(tmp_path / "bad.npy", np.ones((100, 100), np.uint8))
+    r = subprocess.run([sys.executable, "-m", "segbridge", "convert", tmp_path / "bad.npy",
+                        "--reference", url, "-o", tmp_path / "t.dcm"], capture_output=True,
+                       text=True, env=env)
+    assert r.returncode == 1 and "size of no level" in r.stderr and "700 x 520" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "t.dcm").exists()

@@ -279,7 +279,8 @@ def convert_slide(inputs: list[Path], output: Path, reference: Path | None, *,
                   report: Report | None = None) -> tuple[SlideSegmentation, list[Path]]:
     """``segbridge convert`` for slides: one input, one output (plus pyramid levels)."""
     from ..outputs import numbered_name, refuse_overwrite
-    from .reference import read_sm
+    from ..web.client import is_url
+    from .reference import slide_reference
 
     report = report if report is not None else Report()
     if len(inputs) != 1:
@@ -287,10 +288,11 @@ def convert_slide(inputs: list[Path], output: Path, reference: Path | None, *,
     src = Path(inputs[0])
     if not src.is_file():
         raise InvalidInputError(f"{src}: no such file")
-    protected = [src] + ([reference] if reference is not None else [])
+    local_ref = reference is not None and not is_url(str(reference))
+    protected = [src] + ([Path(reference)] if local_ref else [])
     outs = [output] + [numbered_name(output, k + 2) for k in range(len(set(pyramid or [])))]
     refuse_overwrite(outs, protected)
-    ref = read_sm(reference) if reference is not None else None
+    ref = slide_reference(reference, src) if reference is not None else None
     sseg = read_slide(src, ref, seg_type, report)
     if seg_type and sseg.seg_type != seg_type.upper() and not is_slide_path(src):
         raise InvalidInputError(f"{src}: is a {sseg.seg_type} SEG; converting it to "

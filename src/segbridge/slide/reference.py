@@ -85,3 +85,39 @@ def grid_of(ds, dataset_cls=None) -> SlideGrid:
         source=SlideSource(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID),
                            str(ds.SOPInstanceUID), str(ds.SOPClassUID)),
         header=header, slice_thickness=thickness)
+
+
+def slide_reference(reference, src: str | os.PathLike | None = None, *,
+                    options=None) -> SlideGrid:
+    """The slide level a conversion is placed on: one SM file as given, or, in a folder of
+    levels or a DICOMweb series (``.../studies/<uid>/series/<uid>``), the level whose total
+    pixel matrix has the size of ``src`` (a label image or a slide SEG; the largest level
+    when there is no ``src``). Only metadata is read, never a tile."""
+    from ..web.client import is_url
+    from .image import open_slide
+
+    if not is_url(str(reference)) and Path(reference).is_file():
+        return read_sm(reference)
+    slide = open_slide(reference, options=options)
+    if src is None:
+        return slide.levels[0].grid
+    shape = _shape_of(Path(src))
+    for level in slide.levels:
+        if level.grid.shape == shape:
+            return level.grid
+    sizes = ", ".join(f"{lv.grid.rows} x {lv.grid.columns}" for lv in slide.levels)
+    raise InvalidInputError(f"{src}: {shape[0]} x {shape[1]} is the size of no level of "
+                            f"{slide.where} ({sizes})")
+
+
+def _shape_of(path: Path) -> tuple[int, int]:
+    """Rows x columns of a slide label image or slide SEG, from its header."""
+    from .convert import is_slide_path
+
+    if is_slide_path(path):
+        from .tiff import open_label_image
+
+        return tuple(open_label_image(path)[0].shape)  # type: ignore[return-value]
+    from .seg_read import read_slide_seg
+
+    return read_slide_seg(path).grid.shape
