@@ -201,3 +201,43 @@ def test_csv_and_json_outputs(tmp_path):
     write_text(out, text)
     assert out.read_text() == text
     assert [p.name for p in tmp_path.iterdir()] == ["objects.csv"]
+
+
+def test_centroids_equal_highdicom_image_to_reference():
+    """Fractional centroids through highdicom's ImageToReferenceTransformer, whose (0, 0) is
+    the top left corner of the first pixel (so a pixel centre is at index + 0.5)."""
+    import highdicom as hd
+
+    img = random_labels(6, (70, 90))
+    orientation = (0.6, 0.8, 0.0, -0.8, 0.6, 0.0)
+    geo = SlideGeometry(spacing=(0.0004, 0.0003), origin=(5.0, 7.5), orientation=orientation)
+    _, objs = measure_slide_labels(img, geo, strip_rows=11)
+    t = hd.spatial.ImageToReferenceTransformer(
+        image_position=(5.0, 7.5, 0.0), image_orientation=orientation,
+        pixel_spacing=(0.0004, 0.0003))
+    want = t(np.stack([objs.centroid_col + 0.5, objs.centroid_row + 0.5], axis=1))
+    np.testing.assert_allclose(objs.x_mm, want[:, 0], atol=1e-12)
+    np.testing.assert_allclose(objs.y_mm, want[:, 1], atol=1e-12)
+
+
+def test_bench_slide_tiff_read_tilewise_and_measured(tmp_path):
+    """The benchmark's synthetic slide: tiles read region by region equal tifffile's whole
+    read, and every generated cell is one object of its class."""
+    import sys
+
+    import tifffile
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "bench"))
+    import bench_slide
+
+    path = tmp_path / "s.tif"
+    truth = bench_slide.make_slide(path, 1500, 400, seed=3)
+    src = bench_slide.TiffTiles(path)
+    whole = tifffile.imread(path)
+    assert src.shape == whole.shape == (1500, 1500)
+    for r0, r1, c0, c1 in ((0, 1500, 0, 1500), (100, 700, 37, 1499), (255, 257, 0, 3)):
+        np.testing.assert_array_equal(src.read(r0, r1, c0, c1), whole[r0:r1, c0:c1])
+    summary, objs = measure_slide_labels(src, strip_rows=256)
+    assert {str(s["segment"]): {"objects": s["objects"], "area_px": s["area_px"]}
+            for s in summary} == truth
+    check_same(whole, 8, 300)

@@ -7,11 +7,14 @@ The image is read through any object with ``shape`` (rows, cols), ``dtype`` and
 ``read(r0, r1, c0, c1)`` (:class:`TileSource`): a strip of ``strip_rows`` rows x the full width at
 a time, never the whole image. Connected components are streamed:
 
-- each strip is labelled per segment value with ``scipy.ndimage.label`` (``connectivity`` 8:
-  a pixel touches its 8 neighbours, skimage's default for 2-D and what cell segmentations
-  mean by an object; 4: edge neighbours only, scipy's default);
+- each strip's foreground (any non-zero value) is labelled once with ``scipy.ndimage.label``
+  (``connectivity`` 8: a pixel touches its 8 neighbours, skimage's default for 2-D and what
+  cell segmentations mean by an object; 4: edge neighbours only, scipy's default); the rare
+  components holding several values (objects of different classes touching) are labelled
+  again per value on their bounding box, so every object has one value;
 - per strip component: pixel count, sums of rows and of columns (``bincount``, exact integers
-  in float64 below 2**53), bounding box (``find_objects``) and its first pixel in raster order;
+  in float64 below 2**53), bounding box and value range (``ufunc.at`` over the foreground
+  pixels only) and its first pixel in raster order;
 - components of the last row of the previous strip and the first row of this one that touch
   (same value, below or diagonally below for 8-connectivity) are pairs of a union-find, solved
   at the end as the connected components of that graph (``scipy.sparse.csgraph``), and the
@@ -44,8 +47,8 @@ from ..errors import InvalidInputError
 
 #: connectivities :func:`measure_slide_labels` knows
 CONNECTIVITIES = (4, 8)
-#: pixels per strip when the strip height is not given (~64 MB of uint8, 256 MB of labels)
-STRIP_PIXELS = 1 << 26
+#: pixels per strip when the strip height is not given (~32 MB of uint8, 128 MB of labels)
+STRIP_PIXELS = 1 << 25
 #: foreground pixels accumulated at a time inside a strip (bounds the index arrays)
 CHUNK_PIXELS = 1 << 22
 
@@ -163,67 +166,104 @@ def _structure(connectivity: int) -> np.ndarray:
         np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
 
 
-def _values(strip: np.ndarray) -> np.ndarray:
-    """Non-zero values present in a strip."""
-    if strip.dtype in (np.uint8, np.uint16, np.bool_):
-        counts = np.bincount(strip.ravel().view(np.uint8) if strip.dtype == np.bool_
-                             else strip.ravel())
-        v = np.flatnonzero(counts)
-    else:
-        v = np.unique(strip)
-    return v[v != 0]
+def _pixels(lab: np.ndarray, rr: np.ndarray, cc: np.ndarray, vals: np.ndarray, n: int,
+            acc: dict) -> None:
+    """Add foreground pixels (labels ``lab`` in raster order, rows, columns, values) to the
+    per-label accumulators ``acc`` (arrays of n + 1)."""
+    acc["count"] += np.bincount(lab, minlength=n + 1)
+    acc["sum_r"] += np.bincount(lab, weights=rr, minlength=n + 1)
+    acc["sum_c"] += np.bincount(lab, weights=cc, minlength=n + 1)
+    np.maximum.at(acc["r1"], lab, rr)
+    np.minimum.at(acc["c0"], lab, cc)
+    np.maximum.at(acc["c1"], lab, cc)
+    np.minimum.at(acc["vmin"], lab, vals)
+    np.maximum.at(acc["vmax"], lab, vals)
+    # labels appear in raster order of their first pixel (ndimage.label's numbering)
+    seen = acc["seen"]
+    run = np.maximum(np.maximum.accumulate(lab), seen)
+    new = np.flatnonzero(np.r_[run[0] > seen, run[1:] > run[:-1]])
+    acc["r0"][lab[new]] = rr[new]
+    acc["first_c"][lab[new]] = cc[new]
+    acc["seen"] = int(run[-1])
 
 
-def _label_strip(strip: np.ndarray, value, structure, row0: int, ids: np.ndarray,
-                 next_id: int, parts: _Parts) -> int:
-    """Label one value of a strip, store its components' accumulators, write their global ids
-    into ``ids`` (only the boundary rows are kept by the caller). Returns the next free id."""
+def _accumulators(n: int) -> dict:
+    big = np.iinfo(np.int64).max
+    return {"count": np.zeros(n + 1, np.int64), "sum_r": np.zeros(n + 1, np.float64),
+            "sum_c": np.zeros(n + 1, np.float64), "r0": np.full(n + 1, -1, np.int64),
+            "first_c": np.full(n + 1, -1, np.int64), "r1": np.full(n + 1, -1, np.int64),
+            "c0": np.full(n + 1, big, np.int64), "c1": np.full(n + 1, -1, np.int64),
+            "vmin": np.full(n + 1, big, np.int64), "vmax": np.full(n + 1, -1, np.int64),
+            "seen": 0}
+
+
+def _label_strip(strip: np.ndarray, structure, row0: int, ids: dict, next_id: int,
+                 parts: _Parts) -> int:
+    """Components of one strip, per value: their accumulators go to ``parts``, their global ids
+    into the boundary rows of ``ids``. Returns the next free id.
+
+    The foreground (any non-zero value) is labelled once; the rare components holding several
+    values (objects of different classes touching) are labelled again per value on their
+    bounding box alone.
+    """
     from scipy import ndimage
 
-    lab, n = ndimage.label(strip == value, structure=structure, output=np.int32)
+    fg = strip != 0
+    lab, n = ndimage.label(fg, structure=structure, output=np.int32)
     if n == 0:
         return next_id
     h, w = lab.shape
-    count = np.zeros(n + 1, np.int64)
-    sum_r = np.zeros(n + 1, np.float64)
-    sum_c = np.zeros(n + 1, np.float64)
-    first = np.full(n + 1, -1, np.int64)
-    seen = 0  # labels appear in raster order of their first pixel (ndimage.label's numbering)
+    acc = _accumulators(n)
     step = max(1, CHUNK_PIXELS // max(w, 1))
     for a in range(0, h, step):
-        flat = lab[a:a + step].ravel()
-        idx = np.flatnonzero(flat)
-        if idx.size == 0:
-            continue
-        lv = flat[idx]
-        rr = idx // w + a
-        cc = idx % w
-        count += np.bincount(lv, minlength=n + 1)
-        sum_r += np.bincount(lv, weights=rr, minlength=n + 1)
-        sum_c += np.bincount(lv, weights=cc, minlength=n + 1)
-        run = np.maximum(np.maximum.accumulate(lv), seen)
-        new = np.flatnonzero(np.r_[run[0] > seen, run[1:] > run[:-1]])
-        first[lv[new]] = idx[new] + a * w  # strip-local raster index of the first pixel
-        seen = int(run[-1])
-    boxes = ndimage.find_objects(lab)
-    bb = np.array([(s[0].start, s[0].stop, s[1].start, s[1].stop) for s in boxes], np.int64)
-    gid = np.arange(next_id, next_id + n, dtype=np.int64)
-    mask = lab[[0, -1]] if h > 1 else lab[[0]]
-    rows = [0, h - 1] if h > 1 else [0]
-    for i, r in enumerate(rows):
-        hit = mask[i] > 0
-        ids[r][hit] = gid[mask[i][hit] - 1]
-    parts.value.append(np.full(n, value, np.int64))
-    parts.count.append(count[1:])
-    parts.sum_r.append(sum_r[1:] + row0 * count[1:])
-    parts.sum_c.append(sum_c[1:])
-    parts.r0.append(bb[:, 0] + row0)
-    parts.r1.append(bb[:, 1] + row0)
-    parts.c0.append(bb[:, 2])
-    parts.c1.append(bb[:, 3])
-    fr, fc = first[1:] // w, first[1:] % w
-    parts.first.append((fr + row0) * w + fc)
-    return next_id + n
+        idx = np.flatnonzero(fg[a:a + step])
+        if idx.size:
+            _pixels(lab[a:a + step].ravel()[idx], idx // w + a, idx % w,
+                    strip[a:a + step].ravel()[idx].astype(np.int64), n, acc)
+    del fg
+    keep = acc["vmin"] == acc["vmax"]
+    keep[0] = False
+    good = np.flatnonzero(keep)
+    gmap = np.zeros(n + 1, np.int64)
+    gmap[good] = np.arange(next_id, next_id + len(good))
+    next_id += len(good)
+    for r, row in ids.items():
+        row[:] = gmap[lab[r]]
+    _store(parts, {k: v[good] for k, v in acc.items() if k != "seen"}, acc["vmin"][good],
+           row0, w)
+    for k in np.flatnonzero(~keep[1:]) + 1:  # mixed components: split per value
+        a, b = int(acc["r0"][k]), int(acc["r1"][k]) + 1
+        c, d = int(acc["c0"][k]), int(acc["c1"][k]) + 1
+        inside = lab[a:b, c:d] == k
+        crop = strip[a:b, c:d]
+        for v in np.unique(crop[inside]):
+            sub, m = ndimage.label(inside & (crop == v), structure=structure, output=np.int32)
+            sacc = _accumulators(m)
+            rr, cc = np.nonzero(sub)  # raster order within the box = strip raster order
+            _pixels(sub[rr, cc], rr + a, cc + c, np.full(len(rr), v, np.int64), m, sacc)
+            _store(parts, {k2: v2[1:] for k2, v2 in sacc.items() if k2 != "seen"},
+                   np.full(m, v, np.int64), row0, w)
+            sgid = np.r_[0, np.arange(next_id, next_id + m)]
+            for r, row in ids.items():
+                if a <= r < b:
+                    hit = sub[r - a] > 0
+                    row[c:d][hit] = sgid[sub[r - a][hit]]
+            next_id += m
+    return next_id
+
+
+def _store(parts: _Parts, acc: dict, value: np.ndarray, row0: int, w: int) -> None:
+    """Strip components' accumulators (strip rows) -> ``parts`` (image rows)."""
+    count = acc["count"]
+    parts.value.append(value.astype(np.int64))
+    parts.count.append(count)
+    parts.sum_r.append(acc["sum_r"] + row0 * count)
+    parts.sum_c.append(acc["sum_c"])
+    parts.r0.append(acc["r0"] + row0)
+    parts.r1.append(acc["r1"] + 1 + row0)
+    parts.c0.append(acc["c0"])
+    parts.c1.append(acc["c1"] + 1)
+    parts.first.append((acc["r0"] + row0) * w + acc["first_c"])
 
 
 def _touching(prev_ids: np.ndarray, prev_val: np.ndarray, cur_ids: np.ndarray,
@@ -249,7 +289,7 @@ def measure_slide_labels(source, geometry: SlideGeometry | None = None, *,
 
     ``source``: a :class:`TileSource` (or a 2-D NumPy array); ``geometry``: pixel spacing,
     origin and orientation (default 1 mm pixels at the origin, the usual slide orientation);
-    ``strip_rows``: rows read at a time (default: ~64 M pixels a strip); ``name`` names the
+    ``strip_rows``: rows read at a time (default: ~32 M pixels a strip); ``name`` names the
     input in error messages. Returns (summary rows per segment value, objects).
     """
     from scipy.sparse import coo_matrix
@@ -279,8 +319,7 @@ def measure_slide_labels(source, geometry: SlideGeometry | None = None, *,
         if dtype.kind == "i" and strip.min(initial=0) < 0:
             raise InvalidInputError(f"{name}: negative label values in rows {r0}-{r1}")
         ids = {0: np.zeros(ncols, np.int64), r1 - r0 - 1: np.zeros(ncols, np.int64)}
-        for v in _values(strip):
-            next_id = _label_strip(strip, v, structure, r0, ids, next_id, parts)
+        next_id = _label_strip(strip, structure, r0, ids, next_id, parts)
         if prev_ids is not None:
             pairs.append(_touching(prev_ids, prev_val, ids[0], strip[0], connectivity))
         prev_ids, prev_val = ids[r1 - r0 - 1], strip[-1].copy()

@@ -1,0 +1,382 @@
+"""Slide microscopy benchmark (issue 15): a synthetic slide label map, segbridge vs highdicom.
+
+A label map of ``--size`` x ``--size`` pixels with ``--objects`` cells (small ellipses of three
+classes on a jittered grid, never touching, so the truth is known: every cell is one object) is
+generated strip by strip and written as a tiled TIFF (tifffile, 256 x 256 tiles, deflate), so
+the generator never holds the image.
+
+Steps (each tool in its own process; wall time and peak RSS of that process, bench/common.py):
+
+- ``measure``: per class area and object count, per object area / centroid (pixels and slide
+  mm) / bounding box, written as CSV.
+  * segbridge: ``segbridge.slide.measure.measure_slide_labels`` reading the TIFF one strip of
+    tiles at a time (the image is never held whole).
+  * highdicom: highdicom has no measurement; the peer baseline is what a highdicom user does:
+    read the label image into memory, ``scipy.ndimage.label`` per class, regionprops-style
+    statistics per object from ``find_objects`` crops, slide coordinates with
+    ``hd.spatial.ImageToReferenceTransformer``.
+  Both results are checked against the generator's truth (object count and pixel area per
+  class) and against each other (every object's area, centroid and box).
+- ``write`` / ``pyramid`` / ``read``: hooks (``STEPS`` below), not implemented yet: the segbridge
+  side needs the slide SEG writer/reader (branch ``slide``); the highdicom side is
+  ``hd.seg.Segmentation(..., tile_pixel_array=True, dimension_organization_type=TILED_SPARSE)``
+  and ``hd.seg.create_segmentation_pyramid`` on a synthetic VL Whole Slide source dataset.
+
+usage: python bench/bench_slide.py [--size 50000] [--objects 100000] [--work DIR]
+       [--markdown docs/performance.md] [--peer-mem-gb 14] [--keep]
+Small run (seconds): python bench/bench_slide.py --size 8000 --objects 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import PY, ROOT, publish, timed, write_json  # noqa: E402
+
+TILE = 256
+CLASSES = {1: "tumor cell", 2: "lymphocyte", 3: "stromal cell"}
+#: slide geometry of the synthetic label map: 0.25 um pixels, the usual slide orientation
+SPACING = (0.00025, 0.00025)
+ORIGIN = (20.0, 40.0)
+ORIENTATION = (0.0, -1.0, 0.0, -1.0, 0.0, 0.0)
+CONNECTIVITY = 8
+
+
+# ------------------------------------------------------------------ synthetic slide
+
+
+def cells(size: int, n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """``n`` ellipses on a jittered grid: centres, semi-axes, angle, class; none touch."""
+    rng = np.random.default_rng(seed)
+    g = math.ceil(math.sqrt(n))
+    pitch = size / g
+    if pitch < 12:
+        raise SystemExit(f"{n} objects do not fit on {size} x {size} pixels (pitch {pitch:.1f})")
+    slots = rng.choice(g * g, n, replace=False)
+    gr, gc = slots // g, slots % g
+    jit = 0.12 * pitch
+    cy = (gr + 0.5) * pitch + rng.uniform(-jit, jit, n)
+    cx = (gc + 0.5) * pitch + rng.uniform(-jit, jit, n)
+    a = rng.uniform(0.12, 0.3, n) * pitch  # semi-axes; + jitter < pitch / 2 - 1
+    b = a * rng.uniform(0.5, 1.0, n)
+    t = rng.uniform(0, np.pi, n)
+    cls = rng.choice([1, 2, 3], n, p=[0.5, 0.3, 0.2])
+    ext = a + 1  # a bounding radius
+    return {"cy": cy, "cx": cx, "a": a, "b": b, "t": t, "cls": cls,
+            "r0": np.floor(cy - ext).astype(np.int64), "r1": np.ceil(cy + ext).astype(np.int64)}
+
+
+def draw_strip(c: dict, r0: int, r1: int, width: int, truth: np.ndarray) -> np.ndarray:
+    """Rows [r0, r1) of the label map; pixel areas per class added to ``truth``."""
+    out = np.zeros((r1 - r0, width), np.uint8)
+    sel = np.flatnonzero((c["r0"] < r1) & (c["r1"] > r0))
+    for i in sel:
+        ext = c["a"][i] + 1
+        a0, a1 = max(r0, int(c["cy"][i] - ext)), min(r1, int(c["cy"][i] + ext) + 1)
+        b0, b1 = max(0, int(c["cx"][i] - ext)), min(width, int(c["cx"][i] + ext) + 1)
+        if a0 >= a1 or b0 >= b1:
+            continue
+        yy, xx = np.ogrid[a0:a1, b0:b1]
+        dy, dx = yy - c["cy"][i], xx - c["cx"][i]
+        ct, st = math.cos(c["t"][i]), math.sin(c["t"][i])
+        u, v = dx * ct + dy * st, -dx * st + dy * ct
+        m = (u / c["a"][i]) ** 2 + (v / c["b"][i]) ** 2 <= 1
+        out[a0 - r0:a1 - r0, b0:b1][m] = c["cls"][i]
+        truth[c["cls"][i]] += int(m.sum())
+    return out
+
+
+def make_slide(path: Path, size: int, n: int, seed: int = 0) -> dict:
+    """Write the label map as a tiled TIFF, one band of tile rows at a time; the truth."""
+    import tifffile
+
+    c = cells(size, n, seed)
+    area = np.zeros(4, np.int64)
+
+    def tiles():
+        for r0 in range(0, size, TILE):
+            band = draw_strip(c, r0, min(size, r0 + TILE), size, area)
+            if band.shape[0] < TILE:
+                band = np.pad(band, ((0, TILE - band.shape[0]), (0, 0)))
+            for c0 in range(0, size, TILE):
+                t = band[:, c0:c0 + TILE]
+                yield t if t.shape[1] == TILE else np.pad(t, ((0, 0), (0, TILE - t.shape[1])))
+
+    tifffile.imwrite(path, tiles(), shape=(size, size), dtype=np.uint8, tile=(TILE, TILE),
+                     compression="zlib", compressionargs={"level": 1})
+    counts = np.bincount(c["cls"], minlength=4)
+    return {str(k): {"objects": int(counts[k]), "area_px": int(area[k])} for k in CLASSES}
+
+
+class TiffTiles:
+    """A tiled TIFF's first page as a tile source: only the tiles a region meets are decoded."""
+
+    def __init__(self, path: Path) -> None:
+        import tifffile
+
+        self.tf = tifffile.TiffFile(path)
+        self.page = self.tf.pages[0]
+        if not self.page.is_tiled:
+            raise SystemExit(f"{path}: not a tiled TIFF")
+        self.shape = (int(self.page.imagelength), int(self.page.imagewidth))
+        self.dtype = np.dtype(self.page.dtype)
+        self.th, self.tw = int(self.page.tilelength), int(self.page.tilewidth)
+        self.across = -(-self.shape[1] // self.tw)
+
+    def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        out = np.empty((r1 - r0, c1 - c0), self.dtype)
+        fh = self.tf.filehandle
+        for tr in range(r0 // self.th, (r1 - 1) // self.th + 1):
+            for tc in range(c0 // self.tw, (c1 - 1) // self.tw + 1):
+                i = tr * self.across + tc
+                fh.seek(self.page.dataoffsets[i])
+                tile = self.page.decode(fh.read(self.page.databytecounts[i]), i)[0][0, :, :, 0]
+                y0, x0 = tr * self.th, tc * self.tw
+                a, b = max(r0, y0), min(r1, y0 + self.th)
+                c, d = max(c0, x0), min(c1, x0 + self.tw)
+                out[a - r0:b - r0, c - c0:d - c0] = tile[a - y0:b - y0, c - x0:d - x0]
+        return out
+
+
+# ------------------------------------------------------------------ the steps (children)
+
+COLUMNS = ("segment", "object", "area_px", "centroid_row", "centroid_col", "x_mm", "y_mm",
+           "row_min", "row_max", "col_min", "col_max")
+
+
+def measure_segbridge(tiff: Path, out: Path) -> dict:
+    """segbridge: streaming measurement over strips of tile rows."""
+    from segbridge.slide.measure import (
+        STRIP_PIXELS,
+        SlideGeometry,
+        measure_slide_labels,
+        objects_csv,
+        write_text,
+    )
+
+    src = TiffTiles(tiff)
+    strip = max(src.th, STRIP_PIXELS // src.shape[1] // src.th * src.th)  # whole tile rows
+    geo = SlideGeometry(SPACING, ORIGIN, ORIENTATION)
+    summary, objs = measure_slide_labels(src, geo, connectivity=CONNECTIVITY, strip_rows=strip,
+                                         name=str(tiff))
+    write_text(out, objects_csv(objs, labels=CLASSES))
+    return {str(s["segment"]): {"objects": s["objects"], "area_px": s["area_px"]}
+            for s in summary}
+
+
+def measure_highdicom(tiff: Path, out: Path) -> dict:
+    """The peer: the whole label image in memory, scipy label, regionprops-style crops."""
+    import highdicom as hd
+    import tifffile
+    from scipy import ndimage
+
+    img = tifffile.imread(tiff)
+    t = hd.spatial.ImageToReferenceTransformer(
+        image_position=(*ORIGIN, 0.0), image_orientation=ORIENTATION, pixel_spacing=SPACING)
+    rows, summary = [], {}
+    for v in (int(x) for x in np.flatnonzero(np.bincount(img.ravel()))):
+        if v == 0:
+            continue
+        lab, n = ndimage.label(img == v, structure=np.ones((3, 3)))
+        total = 0
+        stats = []
+        for i, sl in enumerate(ndimage.find_objects(lab), 1):
+            rr, cc = np.nonzero(lab[sl] == i)
+            cnt = len(rr)
+            total += cnt
+            stats.append((v, i, cnt, rr.mean() + sl[0].start, cc.mean() + sl[1].start,
+                          sl[0].start, sl[0].stop, sl[1].start, sl[1].stop))
+        del lab
+        s = np.array(stats, float)
+        xyz = t(np.stack([s[:, 4] + 0.5, s[:, 3] + 0.5], axis=1))
+        for k, row in enumerate(stats):
+            rows.append((*row[:5], xyz[k, 0], xyz[k, 1], *row[5:]))
+        summary[str(v)] = {"objects": n, "area_px": total}
+    with open(out, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(COLUMNS)
+        w.writerows(rows)
+    return summary
+
+
+#: step -> (segbridge, highdicom); None: not implemented yet (hooks for the slide SEG work)
+STEPS = {
+    "measure": (measure_segbridge, measure_highdicom),
+    "write": (None, None),       # single-level tiled SEG (TILED_SPARSE / TILED_FULL)
+    "pyramid": (None, None),     # hd.seg.create_segmentation_pyramid vs segbridge's pyramid
+    "read": (None, None),        # read the SEG back into labels
+}
+
+
+def child(step: str, tool: str, tiff: Path, out: Path, result: Path, mem_gb: float) -> None:
+    if mem_gb > 0:
+        import resource
+
+        limit = int(mem_gb * (1 << 30))
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    fn = STEPS[step][0 if tool == "segbridge" else 1]
+    t0 = time.perf_counter()
+    try:
+        summary = fn(tiff, out)
+    except MemoryError:
+        print(f"out of memory (address space limited to {mem_gb:g} GB)", file=sys.stderr)
+        raise SystemExit(1) from None
+    write_json(result, {"summary": summary, "seconds": time.perf_counter() - t0})
+
+
+# ------------------------------------------------------------------ checks and the table
+
+
+def load_objects(path: Path) -> dict[str, np.ndarray]:
+    with open(path, newline="") as f:
+        r = csv.DictReader(f)
+        data = {k: [] for k in COLUMNS}
+        for row in r:
+            for k in COLUMNS:
+                data[k].append(float(row[k]))
+    return {k: np.array(v) for k, v in data.items()}
+
+
+def same_objects(a: Path, b: Path) -> str:
+    """'' when both CSVs hold the same objects (areas, boxes exactly; centroids to 1e-9)."""
+    x, y = load_objects(a), load_objects(b)
+    if len(x["segment"]) != len(y["segment"]):
+        return f"{len(x['segment'])} vs {len(y['segment'])} objects"
+    ox = np.lexsort((x["object"], x["segment"]))
+    oy = np.lexsort((y["object"], y["segment"]))
+    for k in COLUMNS:
+        tol = 1e-9 * max(1.0, float(np.abs(x[k]).max(initial=0))) if k in (
+            "centroid_row", "centroid_col", "x_mm", "y_mm") else 0
+        if not np.allclose(x[k][ox], y[k][oy], rtol=0, atol=tol):
+            return f"column {k} differs"
+    return ""
+
+
+def run(args) -> list[dict]:
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench_slide_"))
+    work.mkdir(parents=True, exist_ok=True)
+    tiff = work / f"labels_{args.size}.tif"
+    t0 = time.perf_counter()
+    truth = make_slide(tiff, args.size, args.objects, args.seed)
+    gen = time.perf_counter() - t0
+    print(f"synthetic slide {args.size} x {args.size}, {args.objects} objects: "
+          f"{gen:.1f} s, {tiff.stat().st_size / 1e6:.1f} MB TIFF")
+    rows = [{"step": "generate (tiled TIFF)", "tool": "-", "wall_s": round(gen, 2),
+             "peak_mb": None, "size_mb": round(tiff.stat().st_size / 1e6, 1), "ok": True,
+             "note": "strip by strip; truth: " + ", ".join(
+                 f"{CLASSES[int(k)]} {v['objects']}" for k, v in truth.items())}]
+    env_src = str(ROOT / "src")
+    for step, fns in STEPS.items():
+        outs = {}
+        for tool, fn in zip(("segbridge", "highdicom"), fns, strict=True):
+            if tool not in args.tools:
+                continue
+            if fn is None:
+                rows.append({"step": step, "tool": tool, "wall_s": None, "peak_mb": None,
+                             "size_mb": None, "ok": None, "note": "not implemented yet"})
+                continue
+            out = work / f"{step}_{tool}.csv"
+            result = work / f"{step}_{tool}.json"
+            mem = args.peer_mem_gb if tool == "highdicom" else 0
+            cmd = [PY, __file__, "--child", step, tool, str(tiff), str(out), str(result),
+                   str(mem)]
+            r = timed(cmd, env={"PYTHONPATH": env_src}, timeout=args.timeout)
+            note = ""
+            ok = r.ok
+            if ok:
+                got = json.loads(result.read_text())["summary"]
+                if got != truth:
+                    ok, note = False, f"summary differs from the truth: {got}"
+                outs[tool] = out
+            else:
+                note = r.error.strip().splitlines()[-1] if r.error.strip() else "failed"
+            rows.append({"step": step, "tool": tool, "wall_s": round(r.wall, 2),
+                         "peak_mb": round(r.peak_mb, 1),
+                         "size_mb": round(out.stat().st_size / 1e6, 1) if out.exists() else None,
+                         "ok": ok, "note": note})
+        if len(outs) == 2:
+            diff = same_objects(outs["segbridge"], outs["highdicom"])
+            rows[-1]["note"] = (rows[-1]["note"] + "; " if rows[-1]["note"] else "") + (
+                "objects equal to segbridge's" if not diff else f"objects differ: {diff}")
+            if diff:
+                rows[-1]["ok"] = False
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def ratios(rows: list[dict]) -> None:
+    for step in STEPS:
+        sb = next((r for r in rows if r["step"] == step and r["tool"] == "segbridge"), None)
+        hd = next((r for r in rows if r["step"] == step and r["tool"] == "highdicom"), None)
+        if sb and hd and sb["ok"] and hd["ok"] and hd["wall_s"]:
+            sb["time_ratio"] = round(sb["wall_s"] / hd["wall_s"], 2)
+            sb["rss_ratio"] = round(sb["peak_mb"] / hd["peak_mb"], 2)
+
+
+def markdown(rows: list[dict], args) -> str:
+    def f(v):
+        if v is None or isinstance(v, bool):
+            return {None: "-", True: "yes", False: "NO"}[v]
+        return f"{v:,}" if isinstance(v, (int, float)) else str(v)
+
+    lines = [f"### Slide label map {args.size:,} x {args.size:,}, {args.objects:,} objects "
+             f"(bench/bench_slide.py)", "",
+             f"{platform.node()}, {os.cpu_count()} cores; connectivity {CONNECTIVITY}; "
+             "time = wall time of the whole process, peak = its maximum RSS. The highdicom "
+             "side of `measure` is a highdicom user's workflow (highdicom has no measurement): "
+             "the label image read whole, scipy.ndimage.label per class, regionprops-style "
+             "crops, `hd.spatial.ImageToReferenceTransformer`.", "",
+             "| step | tool | time s | peak MB | output MB | time ratio | RSS ratio | ok | note |",
+             "|---|---|---:|---:|---:|---:|---:|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['step']} | {r['tool']} | {f(r['wall_s'])} | {f(r['peak_mb'])} | "
+                     f"{f(r['size_mb'])} | {f(r.get('time_ratio'))} | {f(r.get('rss_ratio'))} "
+                     f"| {f(r['ok'])} | {r['note']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--child"]:
+        step, tool, tiff, out, result, mem = sys.argv[2:8]
+        child(step, tool, Path(tiff), Path(out), Path(result), float(mem))
+        return
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=50_000)
+    p.add_argument("--objects", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work", help="folder for the TIFF and outputs (default: a temporary one)")
+    p.add_argument("--keep", action="store_true", help="keep the work folder")
+    p.add_argument("--tools", default="segbridge,highdicom")
+    p.add_argument("--peer-mem-gb", type=float, default=14.0,
+                   help="address-space limit of the peer process (0: none)")
+    p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument("--results", type=Path, default=None, help="results JSON")
+    p.add_argument("--markdown", type=Path, default=None, help="docs/performance.md to update")
+    args = p.parse_args()
+    args.tools = set(args.tools.split(","))
+    rows = run(args)
+    ratios(rows)
+    md = markdown(rows, args)
+    payload = {"size": args.size, "objects": args.objects, "rows": rows}
+    results = args.results or Path(tempfile.gettempdir()) / f"bench_slide_{args.size}.json"
+    publish(results, payload, md, args.markdown, f"slide-{args.size}")
+    if any(r["ok"] is False for r in rows):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
