@@ -17,10 +17,12 @@ Steps (each tool in its own process; wall time and peak RSS of that process, ben
     ``hd.spatial.ImageToReferenceTransformer``.
   Both results are checked against the generator's truth (object count and pixel area per
   class) and against each other (every object's area, centroid and box).
-- ``write`` / ``pyramid`` / ``read``: hooks (``STEPS`` below), not implemented yet: the segbridge
-  side needs the slide SEG writer/reader (branch ``slide``); the highdicom side is
+- ``write`` / ``pyramid`` / ``read`` (``STEPS`` below): highdicom's side is implemented:
   ``hd.seg.Segmentation(..., tile_pixel_array=True, dimension_organization_type=TILED_SPARSE)``
-  and ``hd.seg.create_segmentation_pyramid`` on a synthetic VL Whole Slide source dataset.
+  (LABELMAP, RLE Lossless, empty tiles omitted), ``hd.seg.create_segmentation_pyramid``
+  (levels 1, 4, 16) on a header-only VL Whole Slide source (:func:`sm_source`), and
+  ``segread`` + ``get_total_pixel_matrix`` compared with the TIFF. segbridge's side are hooks
+  (None) until the slide SEG writer / reader (branch ``slide``) is merged.
 
 usage: python bench/bench_slide.py [--size 50000] [--objects 100000] [--work DIR]
        [--markdown docs/performance.md] [--peer-mem-gb 14] [--keep]
@@ -187,9 +189,12 @@ def measure_highdicom(tiff: Path, out: Path) -> dict:
     t = hd.spatial.ImageToReferenceTransformer(
         image_position=(*ORIGIN, 0.0), image_orientation=ORIENTATION, pixel_spacing=SPACING)
     rows, summary = [], {}
-    for v in (int(x) for x in np.flatnonzero(np.bincount(img.ravel()))):
-        if v == 0:
-            continue
+    # the values present, counted a band of rows at a time (a bincount of the whole image
+    # would convert it to 8-byte integers first: not the peer's fault)
+    present = np.zeros(256, np.int64)
+    for r in range(0, img.shape[0], 1024):
+        present += np.bincount(img[r:r + 1024].ravel(), minlength=256)
+    for v in (int(x) for x in np.flatnonzero(present[1:]) + 1):
         lab, n = ndimage.label(img == v, structure=np.ones((3, 3)))
         total = 0
         stats = []
@@ -212,13 +217,112 @@ def measure_highdicom(tiff: Path, out: Path) -> dict:
     return summary
 
 
-#: step -> (segbridge, highdicom); None: not implemented yet (hooks for the slide SEG work)
+#: the highdicom test file used as the template of the synthetic VL Whole Slide source
+SM_TEMPLATE = Path(os.environ.get("SEGBRIDGE_SHARED", ROOT.parent / "shared")) / \
+    "data/highdicom/data/test_files/sm_image.dcm"
+#: pyramid levels written by the pyramid step (downsampling factors of the full resolution)
+PYRAMID = (1, 4, 16)
+#: transfer syntax of the SEGs the highdicom steps write (RLE Lossless)
+HD_SYNTAX = "1.2.840.10008.1.2.5"
+
+
+def sm_source(size: int):
+    """A header-only VL Whole Slide Microscopy image of ``size`` x ``size`` pixels (TILED_FULL,
+    256 x 256 tiles) with the benchmark's geometry, made from highdicom's test SM image: what
+    highdicom reads from a source (study, patient, specimen, frame of reference, total pixel
+    matrix size and origin, ImageOrientationSlide, PixelSpacing, tile size)."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    ds = pydicom.dcmread(SM_TEMPLATE, stop_before_pixels=True)
+    ds.Rows = ds.Columns = TILE
+    ds.TotalPixelMatrixRows = ds.TotalPixelMatrixColumns = size
+    ds.NumberOfFrames = (-(-size // TILE)) ** 2
+    ds.ImageOrientationSlide = list(ORIENTATION)
+    origin = ds.TotalPixelMatrixOriginSequence[0]
+    origin.XOffsetInSlideCoordinateSystem, origin.YOffsetInSlideCoordinateSystem = ORIGIN
+    ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing = list(SPACING)
+    ds.SOPInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    return ds
+
+
+def _hd_segments():
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    return [hd.seg.SegmentDescription(
+        segment_number=k, segment_label=name,
+        segmented_property_category=codes.SCT.Tissue, segmented_property_type=codes.SCT.Cell,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL) for k, name in CLASSES.items()]
+
+
+def _hd_common() -> dict:
+    return {"segmentation_type": "LABELMAP", "segment_descriptions": _hd_segments(),
+            "series_number": 300, "manufacturer": "bench", "manufacturer_model_name": "bench",
+            "software_versions": "1", "device_serial_number": "1",
+            "transfer_syntax_uid": HD_SYNTAX}
+
+
+def write_highdicom(tiff: Path, out: Path) -> dict:
+    """highdicom: one tiled LABELMAP SEG (TILED_SPARSE, empty tiles omitted) from the whole
+    label image in memory (highdicom takes the total pixel matrix as one array)."""
+    import highdicom as hd
+    import tifffile
+    from pydicom.uid import generate_uid
+
+    img = tifffile.imread(tiff)
+    seg = hd.seg.Segmentation(
+        source_images=[sm_source(img.shape[0])], pixel_array=img,
+        series_instance_uid=generate_uid(), sop_instance_uid=generate_uid(), instance_number=1,
+        tile_pixel_array=True, dimension_organization_type="TILED_SPARSE",
+        omit_empty_frames=True, **_hd_common())
+    seg.save_as(out)
+    return {"frames": int(seg.NumberOfFrames)}
+
+
+def pyramid_highdicom(tiff: Path, out: Path) -> dict:
+    """highdicom: hd.seg.create_segmentation_pyramid, one file per level (in ``out``'s folder:
+    ``out`` gets the sum of their sizes as a listing)."""
+    import highdicom as hd
+    import tifffile
+
+    img = tifffile.imread(tiff)
+    segs = hd.seg.create_segmentation_pyramid(
+        source_images=[sm_source(img.shape[0])], pixel_arrays=[img], series_instance_uid=None,
+        downsample_factors=list(PYRAMID[1:]), **_hd_common())
+    del img
+    names = []
+    for i, seg in enumerate(segs):
+        name = out.with_name(f"{out.stem}_level{i}.dcm")
+        seg.save_as(name)
+        names.append(name)
+    out.write_text("\n".join(f"{n.name} {n.stat().st_size}" for n in names))
+    return {"levels": len(segs), "bytes": sum(n.stat().st_size for n in names)}
+
+
+def read_highdicom(tiff: Path, out: Path) -> dict:
+    """highdicom: the single-level SEG of the write step read back as one label image, compared
+    with the TIFF pixel for pixel (``out`` is the write step's file)."""
+    import highdicom as hd
+    import tifffile
+
+    seg = hd.seg.segread(out)
+    labels = seg.get_total_pixel_matrix(combine_segments=True, dtype=np.uint8)
+    equal = bool(np.array_equal(labels, tifffile.imread(tiff)))
+    return {"equal": equal}
+
+
+#: step -> (segbridge, highdicom); None: not implemented yet. The segbridge hooks wait for the
+#: slide SEG writer / reader (branch ``slide``): a function ``(tiff, out) -> summary`` each.
 STEPS = {
     "measure": (measure_segbridge, measure_highdicom),
-    "write": (None, None),       # single-level tiled SEG (TILED_SPARSE / TILED_FULL)
-    "pyramid": (None, None),     # hd.seg.create_segmentation_pyramid vs segbridge's pyramid
-    "read": (None, None),        # read the SEG back into labels
+    "write": (None, write_highdicom),      # single-level tiled SEG (TILED_SPARSE)
+    "pyramid": (None, pyramid_highdicom),  # levels 1, 4, 16
+    "read": (None, read_highdicom),        # the write step's SEG -> labels, compared
 }
+#: the steps whose output file another step reads: (step, tool) -> output name
+OUTPUT_NAMES = {"measure": "csv", "write": "dcm", "pyramid": "txt", "read": "dcm"}
 
 
 def child(step: str, tool: str, tiff: Path, out: Path, result: Path, mem_gb: float) -> None:
@@ -280,6 +384,8 @@ def run(args) -> list[dict]:
                  f"{CLASSES[int(k)]} {v['objects']}" for k, v in truth.items())}]
     env_src = str(ROOT / "src")
     for step, fns in STEPS.items():
+        if step not in args.steps:
+            continue
         outs = {}
         for tool, fn in zip(("segbridge", "highdicom"), fns, strict=True):
             if tool not in args.tools:
@@ -288,7 +394,13 @@ def run(args) -> list[dict]:
                 rows.append({"step": step, "tool": tool, "wall_s": None, "peak_mb": None,
                              "size_mb": None, "ok": None, "note": "not implemented yet"})
                 continue
-            out = work / f"{step}_{tool}.csv"
+            out = work / f"{step}_{tool}.{OUTPUT_NAMES[step]}"
+            if step == "read":  # reads what the write step wrote
+                out = work / f"write_{tool}.dcm"
+                if not out.exists():
+                    rows.append({"step": step, "tool": tool, "wall_s": None, "peak_mb": None,
+                                 "size_mb": None, "ok": None, "note": "no write output"})
+                    continue
             result = work / f"{step}_{tool}.json"
             mem = args.peer_mem_gb if tool == "highdicom" else 0
             cmd = [PY, __file__, "--child", step, tool, str(tiff), str(out), str(result),
@@ -298,14 +410,19 @@ def run(args) -> list[dict]:
             ok = r.ok
             if ok:
                 got = json.loads(result.read_text())["summary"]
-                if got != truth:
+                if step == "measure" and got != truth:
                     ok, note = False, f"summary differs from the truth: {got}"
-                outs[tool] = out
+                elif step == "read" and not got["equal"]:
+                    ok, note = False, "labels read back differ from the TIFF"
+                elif step != "measure":
+                    note = ", ".join(f"{k} {v}" for k, v in got.items())
+                if step == "measure":
+                    outs[tool] = out
             else:
                 note = r.error.strip().splitlines()[-1] if r.error.strip() else "failed"
             rows.append({"step": step, "tool": tool, "wall_s": round(r.wall, 2),
                          "peak_mb": round(r.peak_mb, 1),
-                         "size_mb": round(out.stat().st_size / 1e6, 1) if out.exists() else None,
+                         "size_mb": _size_mb(step, out),
                          "ok": ok, "note": note})
         if len(outs) == 2:
             diff = same_objects(outs["segbridge"], outs["highdicom"])
@@ -316,6 +433,14 @@ def run(args) -> list[dict]:
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return rows
+
+
+def _size_mb(step: str, out: Path) -> float | None:
+    if step == "read" or not out.exists():
+        return None
+    if step == "pyramid":
+        return round(sum(int(x.split()[-1]) for x in out.read_text().splitlines()) / 1e6, 1)
+    return round(out.stat().st_size / 1e6, 1)
 
 
 def ratios(rows: list[dict]) -> None:
@@ -361,6 +486,7 @@ def main() -> None:
     p.add_argument("--work", help="folder for the TIFF and outputs (default: a temporary one)")
     p.add_argument("--keep", action="store_true", help="keep the work folder")
     p.add_argument("--tools", default="segbridge,highdicom")
+    p.add_argument("--steps", default=",".join(STEPS), help="steps to run (comma-separated)")
     p.add_argument("--peer-mem-gb", type=float, default=14.0,
                    help="address-space limit of the peer process (0: none)")
     p.add_argument("--timeout", type=float, default=3600)
@@ -368,6 +494,7 @@ def main() -> None:
     p.add_argument("--markdown", type=Path, default=None, help="docs/performance.md to update")
     args = p.parse_args()
     args.tools = set(args.tools.split(","))
+    args.steps = set(args.steps.split(","))
     rows = run(args)
     ratios(rows)
     md = markdown(rows, args)
