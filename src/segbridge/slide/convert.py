@@ -22,11 +22,35 @@ from .model import SlideGrid, SlideSegmentation
 from .tiles import DownsampledTiles, FunctionTiles, TileSource
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".npy")
+#: QuPath's polygons (slide/geojson.py reads them, slide/polygons.py writes them)
+POLYGON_SUFFIXES = (".geojson",)
 
 
 def is_slide_path(path: str | os.PathLike) -> bool:
-    """A label image suffix (.tif, .tiff, .npy)?"""
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+    """A label image (.tif, .tiff, .npy) or polygons (.geojson)?"""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES + POLYGON_SUFFIXES
+
+
+def is_polygons(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in POLYGON_SUFFIXES
+
+
+def from_geojson(path: Path, grid: SlideGrid, seg_type: str | None,
+                 report: Report) -> SlideSegmentation:
+    """QuPath GeoJSON polygons on the reference level: one segment per classification, a
+    LABELMAP (later features win where they overlap) or BINARY (one mask per class, overlaps
+    kept)."""
+    from .geojson import read_geojson
+
+    kind = (seg_type or "LABELMAP").upper()
+    if kind == "FRACTIONAL":
+        raise InvalidInputError(f"{path}: polygons cannot be FRACTIONAL; use BINARY or LABELMAP")
+    gl = read_geojson(path, grid.shape, report)
+    segments = [Segment(s.value, s.name, color=s.color) for s in gl.segments]
+    if kind == "LABELMAP":
+        return SlideSegmentation(grid, segments, kind, labels=gl.tiles())
+    return SlideSegmentation(grid, segments, kind,
+                             masks={s.value: gl.mask(s.value) for s in gl.segments})
 
 
 def is_slide_seg(path: str | os.PathLike) -> bool:
@@ -139,6 +163,11 @@ def read_slide(path: str | os.PathLike, reference: SlideGrid | None, seg_type: s
     from .seg_read import read_slide_seg
 
     p = Path(path)
+    if is_polygons(p):
+        if reference is None:
+            raise InvalidInputError(f"{p}: GeoJSON polygons need --reference with the VL Whole "
+                                    "Slide Microscopy image they were drawn on")
+        return from_geojson(p, reference, seg_type, report)
     if is_slide_path(p):
         if reference is None:
             raise InvalidInputError(f"{p}: a slide label image needs --reference with the VL "
@@ -228,6 +257,13 @@ def write_slide(sseg: SlideSegmentation, output: str | os.PathLike, *, tiled: st
 
         image = open_slide(preview_reference) if preview_reference is not None else None
         return [slide_preview(sseg, out, image=image, report=report)]
+    if suffix in POLYGON_SUFFIXES:
+        from .polygons import write_geojson
+
+        if pyramid:
+            raise InvalidInputError("--pyramid is for DICOM SEG outputs")
+        report.note(f"{write_geojson(sseg, out)} polygons written")
+        return [out]
     if suffix in IMAGE_SUFFIXES:
         if pyramid:
             raise InvalidInputError("--pyramid is for DICOM SEG outputs")
@@ -245,7 +281,7 @@ def write_slide(sseg: SlideSegmentation, output: str | os.PathLike, *, tiled: st
         return [out]
     if suffix != ".dcm":
         raise InvalidInputError(f"{out}: a slide segmentation is written as .dcm, .tif, .tiff, "
-                                ".npy or a .png preview")
+                                ".npy, .geojson or a .png preview")
     if sseg.grid.source is None or sseg.grid.header is None:
         raise InvalidInputError(f"{out}: writing a slide SEG needs --reference with the VL "
                                 "Whole Slide Microscopy image")

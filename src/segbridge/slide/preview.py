@@ -140,14 +140,16 @@ def preview_file(path: str | os.PathLike, image, output: str | os.PathLike, *,
                  max_side: int = 1024, options=None, report: Report | None = None) -> Path:
     """``segbridge render`` for slides: a slide SEG (or a label image, placed on the level of
     ``image`` that has its size) drawn over ``image`` (local files or a DICOMweb series URL)."""
-    from .convert import is_slide_path, read_slide
+    from .convert import is_polygons, is_slide_path, read_slide
     from .image import open_slide
 
     report = report if report is not None else Report()
     slide = open_slide(image, options=options)
     p = Path(path)
     level = None
-    if is_slide_path(p):
+    if is_polygons(p):
+        level = slide.levels[0]
+    elif is_slide_path(p):
         from .tiff import open_label_image
 
         shape = tuple(open_label_image(p)[0].shape)

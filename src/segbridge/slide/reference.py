@@ -102,6 +102,8 @@ def slide_reference(reference, src: str | os.PathLike | None = None, *,
     if src is None:
         return slide.levels[0].grid
     shape = _shape_of(Path(src))
+    if shape is None:  # polygons carry no size: they are in the base level's pixels
+        return slide.levels[0].grid
     for level in slide.levels:
         if level.grid.shape == shape:
             return level.grid
@@ -110,10 +112,12 @@ def slide_reference(reference, src: str | os.PathLike | None = None, *,
                             f"{slide.where} ({sizes})")
 
 
-def _shape_of(path: Path) -> tuple[int, int]:
-    """Rows x columns of a slide label image or slide SEG, from its header."""
-    from .convert import is_slide_path
+def _shape_of(path: Path) -> tuple[int, int] | None:
+    """Rows x columns of a slide label image or slide SEG, from its header (None: GeoJSON)."""
+    from .convert import is_polygons, is_slide_path
 
+    if is_polygons(path):
+        return None
     if is_slide_path(path):
         from .tiff import open_label_image
 
