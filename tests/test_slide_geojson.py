@@ -270,3 +270,21 @@ def test_fill_region_equals_rasterize_cut_to_the_region(seed):
             if a >= b or c >= d:
                 continue
             np.testing.assert_array_equal(fill_region([[p]], a, b, c, d), full[a:b, c:d])
+
+
+def test_fill_region_inside_outside_and_beside_a_long_contour():
+    """Regions wholly inside, outside, left and right of a many-vertex polygon (the edges that
+    cannot change a region are dropped before filling)."""
+    from segbridge.rt.contours import fill_region, rasterize
+
+    t = np.linspace(0, 2 * np.pi, 2000, endpoint=False)
+    p = np.stack([100 + 80 * np.cos(t) + 3 * np.sin(17 * t),
+                  90 + 70 * np.sin(t) + 2 * np.cos(23 * t)], axis=1)
+    square = np.array([[10.0, 10.0], [190.0, 10.0], [190.0, 170.0], [10.0, 170.0]])
+    for poly in (p, square, np.round(p)):
+        full = rasterize([(0, poly)], (1, 180, 200))[0]
+        for a, b, c, d in ((80, 100, 90, 110), (0, 5, 0, 200), (85, 95, 0, 30),
+                           (85, 95, 170, 200), (175, 180, 0, 200), (0, 180, 0, 200),
+                           (20, 21, 5, 195), (60, 120, 15, 16)):
+            np.testing.assert_array_equal(fill_region([[poly]], a, b, c, d), full[a:b, c:d])
+    assert fill_region([[square]], 80, 100, 90, 110).all()

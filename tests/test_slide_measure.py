@@ -241,3 +241,22 @@ def test_bench_slide_tiff_read_tilewise_and_measured(tmp_path):
     assert {str(s["segment"]): {"objects": s["objects"], "area_px": s["area_px"]}
             for s in summary} == truth
     check_same(whole, 8, 300)
+
+
+def test_write_measurements_atomic_and_never_over_an_input(tmp_path):
+    from segbridge.slide.measure import write_measurements
+
+    img = random_labels(8, (30, 30))
+    geo = SlideGeometry(spacing=(0.001, 0.002))
+    summary, objs = measure_slide_labels(img, geo)
+    label_file = tmp_path / "labels.tif"
+    label_file.write_bytes(b"input")
+    write_measurements(summary, objs, geo, connectivity=8, csv_path=tmp_path / "o.csv",
+                       json_path=tmp_path / "o.json", inputs=[label_file])
+    assert json.loads((tmp_path / "o.json").read_text())["segments"] == summary
+    assert (tmp_path / "o.csv").read_text() == objects_csv(objs)
+    with pytest.raises(InvalidInputError, match="input of this command"):
+        write_measurements(summary, objs, geo, connectivity=8, csv_path=tmp_path / "x.csv",
+                           json_path=label_file, inputs=[label_file])
+    assert label_file.read_bytes() == b"input" and not (tmp_path / "x.csv").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.tif", "o.csv", "o.json"]

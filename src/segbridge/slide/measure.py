@@ -414,6 +414,22 @@ def write_text(path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def write_measurements(summary: list[dict], objects: SlideObjects, geometry: SlideGeometry, *,
+                       connectivity: int, csv_path=None, json_path=None,
+                       labels: dict[int, str] | None = None, inputs=()) -> None:
+    """Write the objects CSV and / or the JSON document, each under a temporary name renamed
+    into place; an output that is one of ``inputs`` is refused before anything is written."""
+    from ..outputs import refuse_overwrite
+
+    targets = [p for p in (csv_path, json_path) if p is not None]
+    refuse_overwrite(targets, inputs)
+    if csv_path is not None:
+        write_text(csv_path, objects_csv(objects, labels))
+    if json_path is not None:
+        write_text(json_path, measurements_json(summary, objects, geometry,
+                                                connectivity=connectivity, labels=labels))
+
+
 def parse_geometry(spacing: Sequence[float], origin: Sequence[float] = (0.0, 0.0),
                    orientation: Sequence[float] = (0.0, -1.0, 0.0, -1.0, 0.0, 0.0)
                    ) -> SlideGeometry:
