@@ -123,3 +123,59 @@ def test_geojson_needs_a_reference_and_says_so(tmp_path):
     r = run("convert", gj, "-o", tmp_path / "s.dcm")
     assert r.returncode == 1 and "--reference" in r.stderr and "Traceback" not in r.stderr
     assert not Path(tmp_path / "s.dcm").exists()
+
+
+def test_measure_a_slide_seg_and_its_polygons(tmp_path):
+    """segbridge measure on a slide SEG (and on GeoJSON with --image): per segment object
+    counts and areas, per object centroids, equal to scipy's labelling of the label image and
+    to highdicom's pixel -> slide transform."""
+    import csv
+
+    from scipy import ndimage
+
+    from segbridge.slide.reference import read_sm
+
+    ref = sm_image(tmp_path / "sm.dcm", 300, 257, 64)
+    rng = np.random.default_rng(9)
+    labels = np.zeros((300, 257), np.uint8)
+    for _ in range(40):
+        r, c = rng.integers(0, 290), rng.integers(0, 247)
+        labels[r:r + rng.integers(2, 12), c:c + rng.integers(2, 12)] = rng.integers(1, 3)
+    np.save(tmp_path / "l.npy", labels)
+    assert run("convert", tmp_path / "l.npy", "-r", ref, "-o", tmp_path / "s.dcm").returncode == 0
+    r = run("measure", tmp_path / "s.dcm", "--csv", tmp_path / "o.csv", "-o", tmp_path / "m.json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "m.json").read_text())
+    rows = list(csv.DictReader(open(tmp_path / "o.csv")))
+    grid = read_sm(ref)
+    sx, sy = grid.pixel_spacing
+    eight = np.ones((3, 3), bool)
+    for v in (1, 2):
+        lab, n = ndimage.label(labels == v, structure=eight)
+        seg_row = next(s for s in doc["segments"] if s["segment"] == v)
+        assert seg_row["objects"] == n
+        assert abs(seg_row["area_mm2"] - (labels == v).sum() * sx * sy) < 1e-12
+        mine = sorted((int(o["area_px"]), round(float(o["centroid_row"]), 6),
+                       round(float(o["centroid_col"]), 6)) for o in rows
+                      if int(o["segment"]) == v)
+        truth = []
+        for k in range(1, n + 1):
+            rr, cc = np.nonzero(lab == k)
+            truth.append((rr.size, round(rr.mean(), 6), round(cc.mean(), 6)))
+        assert mine == sorted(truth)
+    # the slide position of a centroid, as highdicom transforms image coordinates (the top
+    # left corner of the first pixel at (0, 0): a pixel index + 0.5)
+    image = hd.seg.segread(tmp_path / "s.dcm")
+    tr = hd.spatial.ImageToReferenceTransformer.for_image(image, for_total_pixel_matrix=True)
+    o = rows[0]
+    xyz = tr(np.array([[float(o["centroid_col"]) + 0.5, float(o["centroid_row"]) + 0.5]]))[0]
+    assert abs(xyz[0] - float(o["x_mm"])) < 1e-6 and abs(xyz[1] - float(o["y_mm"])) < 1e-6
+    # the same objects from the GeoJSON of the SEG (4-connected polygons, 4-connected count)
+    assert run("convert", tmp_path / "s.dcm", "-o", tmp_path / "c.geojson").returncode == 0
+    r = run("measure", tmp_path / "c.geojson", "--image", ref, "--connectivity", "4", "--json")
+    assert r.returncode == 0, r.stderr
+    got = {s["label"]: s["objects"] for s in json.loads(r.stdout)["segments"]}
+    first = hd.seg.segread(tmp_path / "s.dcm")
+    for n in first.segment_numbers:
+        name = first.get_segment_description(n).segment_label
+        assert got[name] == ndimage.label(labels == n)[1]

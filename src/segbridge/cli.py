@@ -775,6 +775,34 @@ def _guard(loaded, *outputs: Path | None) -> None:
         refuse_overwrite(outs, files_read(loaded.paths, reference=loaded.image))
 
 
+def _slide_measure(path: Path, image, output, csv_out, connectivity, as_json, report) -> None:
+    """segbridge measure on a slide: summary table (or JSON), objects to --csv / -o JSON."""
+    from .errors import InvalidInputError
+    from .slide.measure import measure_slide_file
+
+    if connectivity not in (4, 8):
+        raise InvalidInputError(f"--connectivity must be 4 or 8, got {connectivity}")
+    summary, objects = measure_slide_file(path, reference=image, connectivity=connectivity,
+                                          csv_path=csv_out, json_path=output, report=report)
+    if as_json and output is None:
+        print(json.dumps({"input": str(path), "segments": summary}, indent=1))
+    else:
+        from rich.markup import escape
+        from rich.table import Table
+
+        table = Table(title=escape(f"{path.name}: {len(objects):,} objects"))
+        for col in ("segment", "label", "objects", "area (mm2)"):
+            table.add_column(col, justify="right" if col != "label" else "left")
+        for row in summary:
+            table.add_row(str(row["segment"]), escape(row["label"]), f"{row['objects']:,}",
+                          f"{row['area_mm2']:.6g}")
+        _console().print(table)
+    for p in (csv_out, output):
+        if p is not None:
+            print(f"wrote {p}", file=sys.stderr)
+    _print_report(report)
+
+
 def _is_slide_input(path: Path) -> bool:
     """A slide SEG or a slide label image (.tif / .tiff / .npy)?"""
     from .slide.convert import is_slide_job
@@ -891,8 +919,14 @@ def measure(
         "--output", "-o", help="Write the JSON to a file.")] = None,
     sr: SrOpt = None,
     assign_uids: AssignUidsOpt = False,
+    csv_out: Annotated[Path | None, typer.Option(
+        "--csv", help="Slides: write one row per object (area, centroid in pixels and slide "
+                      "mm, box) to this CSV file.")] = None,
+    connectivity: Annotated[int, typer.Option(
+        "--connectivity", help="Slides: objects are 8- or 4-connected pixels.")] = 8,
 ) -> None:
-    """Largest bidirectional (long and short axis) of every segment, as Cornerstone3D defines it."""
+    """Largest bidirectional (long and short axis) of every segment, as Cornerstone3D defines it;
+    for a slide segmentation: area, object count and every object's area and centroid."""
     from .errors import Report
     from .measure import job
     from .measure.bidirectional import measure_all
@@ -900,6 +934,9 @@ def measure(
     from .measure.tables import axes_table, to_json
 
     report = Report()
+    if len(inputs) == 1 and _is_slide_input(inputs[0]):
+        _slide_measure(inputs[0], image, output, csv_out, connectivity, as_json, report)
+        return
     loaded = job.load(inputs, image, series_uid=series, assign_uids=assign_uids, report=report)
     job.require_patient_space(loaded, "bidirectional measurements (mm)")
     _guard(loaded, output, sr)

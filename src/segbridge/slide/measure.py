@@ -39,11 +39,11 @@ import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from ..errors import InvalidInputError
+from .tiles import ArrayTiles
 
 #: connectivities :func:`measure_slide_labels` knows
 CONNECTIVITIES = (4, 8)
@@ -53,28 +53,8 @@ STRIP_PIXELS = 1 << 25
 CHUNK_PIXELS = 1 << 22
 
 
-@runtime_checkable
-class TileSource(Protocol):
-    """A 2-D pixel matrix read by region: ``read(r0, r1, c0, c1)`` -> ``[r0:r1, c0:c1]``."""
-
-    shape: tuple[int, int]
-    dtype: np.dtype
-
-    def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray: ...
-
-
-class ArraySource:
-    """A NumPy array (or memmap) as a :class:`TileSource`."""
-
-    def __init__(self, array: np.ndarray) -> None:
-        if array.ndim != 2:
-            raise InvalidInputError(f"a slide label image must be 2-D, got shape {array.shape}")
-        self.array = array
-        self.shape = (int(array.shape[0]), int(array.shape[1]))
-        self.dtype = array.dtype
-
-    def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
-        return np.asarray(self.array[r0:r1, c0:c1])
+#: the tile source protocol and the NumPy adapter are the slide model's
+ArraySource = ArrayTiles
 
 
 @dataclass(frozen=True)
@@ -436,3 +416,65 @@ def parse_geometry(spacing: Sequence[float], origin: Sequence[float] = (0.0, 0.0
     """A :class:`SlideGeometry` from plain sequences (as read from a DICOM header)."""
     return SlideGeometry(tuple(float(x) for x in spacing), tuple(float(x) for x in origin),
                          tuple(float(x) for x in orientation))
+
+
+class _Valued:
+    """A 0/1 (or fractional) mask source read as label ``value`` where it is above 0."""
+
+    def __init__(self, src, value: int) -> None:
+        self.src, self.value = src, value
+        self.shape = src.shape
+        self.dtype = np.dtype(np.uint8 if value < 256 else np.uint16)
+
+    def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        return (np.asarray(self.src.read(r0, r1, c0, c1)) > 0).astype(self.dtype) * self.value
+
+
+def measure_slide(sseg, *, connectivity: int = 8, name: str = "segmentation"
+                  ) -> tuple[list[dict], SlideObjects, SlideGeometry]:
+    """Measure a :class:`~segbridge.slide.model.SlideSegmentation`: its label source in one
+    pass, or each segment's mask (overlapping BINARY, FRACTIONAL above 0) on its own. Every
+    segment gets a summary row (0 objects when empty), with its label."""
+    g = sseg.grid
+    geometry = SlideGeometry(tuple(g.pixel_spacing), tuple(g.origin), tuple(g.orientation))
+    if sseg.labels is not None:
+        summary, objects = measure_slide_labels(sseg.labels, geometry,
+                                                connectivity=connectivity, name=name)
+    else:
+        parts = [measure_slide_labels(_Valued(src, n), geometry, connectivity=connectivity,
+                                      name=name) for n, src in sorted(sseg.masks.items())]
+        summary = [row for s, _ in parts for row in s]
+        objects = SlideObjects(*(np.concatenate([getattr(o, k) for _, o in parts] or
+                                                [getattr(_empty_objects(), k)])
+                                 for k in SlideObjects.COLUMNS))
+    have = {row["segment"]: row for row in summary}
+    summary = [have.get(s.number, {"segment": s.number, "objects": 0, "area_px": 0,
+                                   "area_mm2": 0.0}) | {"label": s.label}
+               for s in sseg.segments]
+    return summary, objects, geometry
+
+
+def measure_slide_file(path, *, reference=None, connectivity: int = 8, csv_path=None,
+                       json_path=None, report=None) -> tuple[list[dict], SlideObjects]:
+    """``segbridge measure`` for slides: a slide SEG, or a label image / GeoJSON with the
+    slide it was drawn on (``reference``: a file, folder or DICOMweb series); writes the
+    objects CSV and / or the JSON document when asked."""
+    from pathlib import Path
+
+    from ..errors import Report
+    from ..web.client import is_url
+    from .convert import read_slide
+    from .reference import slide_reference
+
+    report = report if report is not None else Report()
+    p = Path(path)
+    ref = slide_reference(reference, p) if reference is not None else None
+    sseg = read_slide(p, ref, None, report)
+    summary, objects, geometry = measure_slide(sseg, connectivity=connectivity, name=str(p))
+    labels = {s.number: s.label for s in sseg.segments}
+    inputs = [p] + ([Path(reference)] if reference is not None and not is_url(str(reference))
+                    else [])
+    write_measurements(summary, objects, geometry, connectivity=connectivity, csv_path=csv_path,
+                       json_path=json_path, labels=labels, inputs=inputs)
+    return summary, objects
+
