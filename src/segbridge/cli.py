@@ -986,7 +986,7 @@ def render(
 
     report = Report()
     if len(inputs) == 1 and _is_slide_input(inputs[0]):
-        from .slide.preview import preview_file
+        from .slide.convert import preview_file
 
         _guard_paths(inputs, output, image)
         print(f"wrote {preview_file(inputs[0], image, output, report=report)}")

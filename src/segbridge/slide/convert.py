@@ -316,7 +316,6 @@ def convert_slide(inputs: list[Path], output: Path, reference: Path | None, *,
     """``segbridge convert`` for slides: one input, one output (plus pyramid levels)."""
     from ..outputs import numbered_name, refuse_overwrite
     from ..web.client import is_url
-    from .reference import slide_reference
 
     report = report if report is not None else Report()
     if len(inputs) != 1:
@@ -338,3 +337,67 @@ def convert_slide(inputs: list[Path], output: Path, reference: Path | None, *,
                              series_description=series_description,
                              series_number=series_number, report=report,
                              preview_reference=reference)
+
+
+def slide_reference(reference, src: str | os.PathLike | None = None, *,
+                    options=None) -> SlideGrid:
+    """The slide level a conversion is placed on: one SM file as given, or, in a folder of
+    levels or a DICOMweb series (``.../studies/<uid>/series/<uid>``), the level whose total
+    pixel matrix has the size of ``src`` (a label image or a slide SEG; the largest level
+    when there is no ``src``). Only metadata is read, never a tile."""
+    from ..web.client import is_url
+    from .image import open_slide
+    from .reference import read_sm
+
+    if not is_url(str(reference)) and Path(reference).is_file():
+        return read_sm(reference)
+    slide = open_slide(reference, options=options)
+    if src is None:
+        return slide.levels[0].grid
+    shape = _shape_of(Path(src))
+    if shape is None:  # polygons carry no size: they are in the base level's pixels
+        return slide.levels[0].grid
+    for level in slide.levels:
+        if level.grid.shape == shape:
+            return level.grid
+    sizes = ", ".join(f"{lv.grid.rows} x {lv.grid.columns}" for lv in slide.levels)
+    raise InvalidInputError(f"{src}: {shape[0]} x {shape[1]} is the size of no level of "
+                            f"{slide.where} ({sizes})")
+
+
+def _shape_of(path: Path) -> tuple[int, int] | None:
+    """Rows x columns of a slide label image or slide SEG, from its header (None: GeoJSON)."""
+    if is_polygons(path):
+        return None
+    if is_slide_path(path):
+        from .tiff import open_label_image
+
+        return tuple(open_label_image(path)[0].shape)  # type: ignore[return-value]
+    from .seg_read import read_slide_seg
+
+    return read_slide_seg(path).grid.shape
+
+
+def preview_file(path: str | os.PathLike, image, output: str | os.PathLike, *,
+                 max_side: int = 1024, options=None, report: Report | None = None) -> Path:
+    """``segbridge render`` for slides: a slide SEG (or a label image, placed on the level of
+    ``image`` that has its size) drawn over ``image`` (local files or a DICOMweb series URL)."""
+    from .image import open_slide
+    from .preview import slide_preview
+
+    report = report if report is not None else Report()
+    slide = open_slide(image, options=options)
+    p = Path(path)
+    level = None
+    if is_polygons(p):
+        level = slide.levels[0]
+    elif is_slide_path(p):
+        from .tiff import open_label_image
+
+        shape = tuple(open_label_image(p)[0].shape)
+        level = next((lv for lv in slide.levels if lv.grid.shape == shape), None)
+        if level is None:
+            raise InvalidInputError(f"{p}: {shape[0]} x {shape[1]} matches no level of "
+                                    f"{slide.where}")
+    sseg = read_slide(p, level.grid if level is not None else None, None, report)
+    return slide_preview(sseg, output, image=slide, max_side=max_side, report=report)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InvalidInputError, UnsupportedError
+from .frames import decode_frame, native_frame
 from .model import SM_SOP_CLASS, SlideGrid
 
 #: ImageType value 3 of the instances that are levels of the pyramid (LABEL and OVERVIEW
@@ -188,39 +189,6 @@ def _sorted_levels(levels: list[SlideLevel], where: str) -> list[SlideLevel]:
 
 
 # --- local files -------------------------------------------------------------------------
-def decode_frame(data: bytes, ds, transfer_syntax: str) -> np.ndarray:
-    """One encapsulated frame of a slide image as (rows, columns, samples) (RGB for
-    YBR JPEG), through pydicom's decoders."""
-    from pydicom.encaps import encapsulate
-    from pydicom.pixels import get_decoder
-
-    samples = int(ds.get("SamplesPerPixel") or 1)
-    try:
-        decoder = get_decoder(transfer_syntax)
-    except (NotImplementedError, ValueError, KeyError):
-        raise UnsupportedError(f"slide tiles in transfer syntax {transfer_syntax} are not "
-                               "decoded here") from None
-    arr, _ = decoder.as_array(
-        encapsulate([data]), rows=int(ds.Rows), columns=int(ds.Columns),
-        samples_per_pixel=samples, number_of_frames=1,
-        photometric_interpretation=str(ds.get("PhotometricInterpretation") or "RGB"),
-        pixel_representation=0, bits_allocated=int(ds.get("BitsAllocated") or 8),
-        bits_stored=int(ds.get("BitsStored") or 8),
-        planar_configuration=int(ds.get("PlanarConfiguration") or 0))
-    return arr.reshape(int(ds.Rows), int(ds.Columns), samples)
-
-
-def native_frame(data, ds) -> np.ndarray:
-    """One native frame (bytes of rows x columns x samples) as (rows, columns, samples)."""
-    rows, cols = int(ds.Rows), int(ds.Columns)
-    samples = int(ds.get("SamplesPerPixel") or 1)
-    dtype = np.uint8 if int(ds.get("BitsAllocated") or 8) == 8 else np.dtype("<u2")
-    arr = np.frombuffer(data, dtype, rows * cols * samples)
-    if samples > 1 and int(ds.get("PlanarConfiguration") or 0) == 1:
-        return arr.reshape(samples, rows, cols).transpose(1, 2, 0)
-    return arr.reshape(rows, cols, samples)
-
-
 class LocalFrames:
     """Frames of a local SM file, decoded on demand from its memory map."""
 
@@ -321,8 +289,11 @@ def open_slide(source, *, options=None) -> SlideImage:
     if isinstance(source, SlideImage):
         return source
     if isinstance(source, (str, os.PathLike)) and is_url(str(source)):
-        from ..web.slide import open_remote
+        from ..web.slide import remote_levels
 
-        return open_remote(str(source), options=options)
+        where, items = remote_levels(str(source), _is_level, options=options)
+        levels = [_level(ds, fetch, f"{where}/instances/{fetch.sop}", fetch.sop)
+                  for ds, fetch in items]
+        return SlideImage(_sorted_levels(levels, where), where)
     paths = [source] if isinstance(source, (str, os.PathLike)) else list(source)
     return open_local(paths)

@@ -463,8 +463,7 @@ def measure_slide_file(path, *, reference=None, connectivity: int = 8, csv_path=
 
     from ..errors import Report
     from ..web.client import is_url
-    from .convert import read_slide
-    from .reference import slide_reference
+    from .convert import read_slide, slide_reference
 
     report = report if report is not None else Report()
     p = Path(path)

@@ -135,27 +135,3 @@ def slide_preview(sseg: SlideSegmentation, output: str | os.PathLike, *,
             tmp.unlink()
     return out
 
-
-def preview_file(path: str | os.PathLike, image, output: str | os.PathLike, *,
-                 max_side: int = 1024, options=None, report: Report | None = None) -> Path:
-    """``segbridge render`` for slides: a slide SEG (or a label image, placed on the level of
-    ``image`` that has its size) drawn over ``image`` (local files or a DICOMweb series URL)."""
-    from .convert import is_polygons, is_slide_path, read_slide
-    from .image import open_slide
-
-    report = report if report is not None else Report()
-    slide = open_slide(image, options=options)
-    p = Path(path)
-    level = None
-    if is_polygons(p):
-        level = slide.levels[0]
-    elif is_slide_path(p):
-        from .tiff import open_label_image
-
-        shape = tuple(open_label_image(p)[0].shape)
-        level = next((lv for lv in slide.levels if lv.grid.shape == shape), None)
-        if level is None:
-            raise InvalidInputError(f"{p}: {shape[0]} x {shape[1]} matches no level of "
-                                    f"{slide.where}")
-    sseg = read_slide(p, level.grid if level is not None else None, None, report)
-    return slide_preview(sseg, output, image=slide, max_side=max_side, report=report)

@@ -32,7 +32,7 @@ class FrameFetcher:
         self.frames = 0
 
     def __call__(self, numbers: Sequence[int]) -> dict[int, np.ndarray]:
-        from ..slide.image import decode_frame, native_frame
+        from ..slide.frames import decode_frame, native_frame
 
         out: dict[int, np.ndarray] = {}
         numbers = list(numbers)
@@ -71,11 +71,10 @@ def _no_bulk(*args) -> bytes:
     return b""
 
 
-def open_remote(url: str, *, options: WebOptions | None = None):
-    """The SlideImage of the series at ``url`` (``.../studies/<uid>/series/<uid>``)."""
+def remote_levels(url: str, wanted, *, options: WebOptions | None = None):
+    """``(where, [(header, FrameFetcher), ...])`` for the instances of the series at ``url``
+    (``.../studies/<uid>/series/<uid>``) whose header ``wanted(ds)`` accepts."""
     from pydicom.dataset import Dataset
-
-    from ..slide.image import SlideImage, _is_level, _level, _sorted_levels
 
     root, study, series = split_series_url(url)
     if not study or not series:
@@ -84,16 +83,14 @@ def open_remote(url: str, *, options: WebOptions | None = None):
     ep = Endpoint(root, options)
     meta = ep.call(f"reading the metadata of series {series}",
                    lambda c: c.retrieve_series_metadata(study, series))
-    levels = []
+    items = []
     for item in meta or []:
         try:
             ds = Dataset.from_json(item, bulk_data_uri_handler=_no_bulk)
         except Exception as exc:
             raise RemoteError(f"{public(url)}: the metadata is not valid DICOM JSON "
                               f"({type(exc).__name__})") from None
-        if not _is_level(ds):
-            continue
-        sop = str(ds.get("SOPInstanceUID") or "")
-        fetch = FrameFetcher(ep, study, series, sop, ds)
-        levels.append(_level(ds, fetch, f"{public(url)}/instances/{sop}", sop))
-    return SlideImage(_sorted_levels(levels, public(url)), public(url))
+        if wanted(ds):
+            sop = str(ds.get("SOPInstanceUID") or "")
+            items.append((ds, FrameFetcher(ep, study, series, sop, ds)))
+    return public(url), items
