@@ -21,8 +21,10 @@ Steps (each tool in its own process; wall time and peak RSS of that process, ben
   ``hd.seg.Segmentation(..., tile_pixel_array=True, dimension_organization_type=TILED_SPARSE)``
   (LABELMAP, RLE Lossless, empty tiles omitted), ``hd.seg.create_segmentation_pyramid``
   (levels 1, 4, 16) on a header-only VL Whole Slide source (:func:`sm_source`), and
-  ``segread`` + ``get_total_pixel_matrix`` compared with the TIFF. segbridge's side are hooks
-  (None) until the slide SEG writer / reader (branch ``slide``) is merged.
+  ``segread`` + ``get_total_pixel_matrix`` compared with the TIFF. segbridge: the slide path
+  (``slide/convert.py``): the TIFF read a strip of tile rows at a time into a TILED_SPARSE
+  LABELMAP SEG (RLE), ``pyramid`` with factors 4 and 16 in one series, and ``read`` decoding
+  the SEG tile row by tile row, compared with the TIFF.
 
 usage: python bench/bench_slide.py [--size 50000] [--objects 100000] [--work DIR]
        [--markdown docs/performance.md] [--peer-mem-gb 14] [--keep]
@@ -313,13 +315,77 @@ def read_highdicom(tiff: Path, out: Path) -> dict:
     return {"equal": equal}
 
 
-#: step -> (segbridge, highdicom); None: not implemented yet. The segbridge hooks wait for the
-#: slide SEG writer / reader (branch ``slide``): a function ``(tiff, out) -> summary`` each.
+def _sm_file(tiff: Path, size: int) -> Path:
+    """The header-only source SM image beside the TIFF (what segbridge takes as --reference)."""
+    path = tiff.parent / f"sm_{size}.dcm"
+    if not path.exists():
+        sm_source(size).save_as(path, enforce_file_format=True)  # header only, no pixels
+    return path
+
+
+def _sb_segmentation(tiff: Path):
+    import tifffile
+
+    from segbridge.errors import Report
+    from segbridge.slide.convert import from_label_image
+    from segbridge.slide.reference import read_sm
+
+    with tifffile.TiffFile(tiff) as t:
+        size = t.pages[0].shape[0]
+    sseg = from_label_image(tiff, read_sm(_sm_file(tiff, size)), "LABELMAP", Report())
+    for s in sseg.segments:
+        s.label = CLASSES.get(s.number, s.label)
+    return sseg
+
+
+def write_segbridge(tiff: Path, out: Path) -> dict:
+    """segbridge: the TIFF read a strip of tile rows at a time, one tiled LABELMAP SEG
+    (TILED_SPARSE, empty tiles omitted, RLE), as `segbridge convert labels.tif -r sm.dcm`."""
+    from segbridge.slide.convert import write_slide
+
+    write_slide(_sb_segmentation(tiff), out, tiled="sparse", compression="rle")
+    import pydicom
+
+    return {"frames": int(pydicom.dcmread(out, stop_before_pixels=True).NumberOfFrames)}
+
+
+def pyramid_segbridge(tiff: Path, out: Path) -> dict:
+    """segbridge: `--pyramid 4,16`: one SEG per level in one series."""
+    from segbridge.outputs import numbered_name
+    from segbridge.slide.convert import write_slide
+
+    base = out.with_name(f"{out.stem}_level0.dcm")
+    names = write_slide(_sb_segmentation(tiff), base, tiled="sparse", compression="rle",
+                        pyramid=[float(f) for f in PYRAMID[1:]])
+    assert names[1:] == [numbered_name(base, k + 2) for k in range(len(PYRAMID) - 1)]
+    out.write_text("\n".join(f"{n.name} {n.stat().st_size}" for n in names))
+    return {"levels": len(names), "bytes": sum(n.stat().st_size for n in names)}
+
+
+def read_segbridge(tiff: Path, out: Path) -> dict:
+    """segbridge: the write step's SEG decoded tile row by tile row and compared with the TIFF
+    (never the whole image in memory)."""
+    from segbridge.slide.seg_read import read_slide_seg
+
+    sseg = read_slide_seg(out)
+    src = TiffTiles(tiff)
+    rows, cols = src.shape
+    equal = True
+    band = 8 * src.th
+    for r in range(0, rows, band):
+        r1 = min(rows, r + band)
+        if not np.array_equal(sseg.labels.read(r, r1, 0, cols), src.read(r, r1, 0, cols)):
+            equal = False
+            break
+    return {"equal": equal}
+
+
+#: step -> (segbridge, highdicom): a function ``(tiff, out) -> summary`` each
 STEPS = {
     "measure": (measure_segbridge, measure_highdicom),
-    "write": (None, write_highdicom),      # single-level tiled SEG (TILED_SPARSE)
-    "pyramid": (None, pyramid_highdicom),  # levels 1, 4, 16
-    "read": (None, read_highdicom),        # the write step's SEG -> labels, compared
+    "write": (write_segbridge, write_highdicom),      # single-level tiled SEG (TILED_SPARSE)
+    "pyramid": (pyramid_segbridge, pyramid_highdicom),  # levels 1, 4, 16
+    "read": (read_segbridge, read_highdicom),        # the write step's SEG -> labels, compared
 }
 #: the steps whose output file another step reads: (step, tool) -> output name
 OUTPUT_NAMES = {"measure": "csv", "write": "dcm", "pyramid": "txt", "read": "dcm"}
