@@ -94,6 +94,27 @@ def test_single_frame_dx_images_are_ordered_by_instance_number(tmp_path):
     assert ref.source.patient_orientation == ["A", "F"]
 
 
+def test_enhanced_2d_image_without_plane_positions_is_frame_space(two_d, tmp_path):
+    """An enhanced XA-like image: functional groups, none of them placing a frame in space."""
+    ds = pydicom.dcmread(two_d["us"])
+    ds.Modality = "XA"
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.12.1.1"
+    items = []
+    for k in range(FRAMES):
+        fc = pydicom.Dataset()
+        fc.FrameAcquisitionNumber = k + 1
+        fg = pydicom.Dataset()
+        fg.FrameContentSequence = pydicom.Sequence([fc])
+        items.append(fg)
+    ds.PerFrameFunctionalGroupsSequence = pydicom.Sequence(items)
+    ds.SharedFunctionalGroupsSequence = pydicom.Sequence([pydicom.Dataset()])
+    path = tmp_path / "xa.dcm"
+    ds.save_as(path)
+    ref = sb.read_series(path)
+    assert ref.source.frame_space and ref.grid.shape == (FRAMES, ROWS, COLS)
+    assert [i.frame_number for i in ref.source.instances] == list(range(1, FRAMES + 1))
+
+
 def test_cross_sectional_multiframe_without_geometry_is_still_refused():
     with pytest.raises(sb.InvalidInputError, match="without per-frame functional groups"):
         sb.read_series(DATA / "pydicom-data/data_store/data/emri_small.dcm")
