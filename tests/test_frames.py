@@ -278,8 +278,11 @@ def test_cli_convert_both_ways(us, two_d, tmp_path):
     theirs = highdicom_frames(seg_path, us.source.instances[0].sop_instance_uid, FRAMES, False)
     for n in (1, 2):
         np.testing.assert_array_equal(theirs[..., n - 1] != 0, want == n)
+    folder = tmp_path / "cine"  # the reference as a folder
+    folder.mkdir()
+    (folder / "IM0001").write_bytes(two_d["us"].read_bytes())
     back = tmp_path / "back.nii.gz"
-    r = _cli("convert", seg_path, "--reference", two_d["us"], "-o", back)
+    r = _cli("convert", seg_path, "--reference", folder, "-o", back)
     assert r.returncode == 0, r.stderr + r.stdout
     np.testing.assert_array_equal(np.asarray(nib.load(back).dataobj).transpose(2, 1, 0), want)
     alone = tmp_path / "alone.nii.gz"  # no reference: the referenced frames only
