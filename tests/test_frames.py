@@ -311,6 +311,15 @@ def test_info_and_measurements(us, two_d, tmp_path):
         assert len(r.stderr.strip().splitlines()) == 1
 
 
+def test_rtstruct_is_refused_in_one_line(us, two_d, tmp_path):
+    seg_path = sb.write(sb.from_array(cine_labels(), us), tmp_path / "s.dcm", type="labelmap",
+                        reference=us)[0]
+    r = _cli("convert", seg_path, "-r", two_d["us"], "-o", tmp_path / "rt.dcm", "--to",
+             "rtstruct")
+    assert r.returncode == 1 and "frame-referenced" in r.stderr, r.stderr
+    assert not (tmp_path / "rt.dcm").exists()
+
+
 def test_render_draws_frames_without_patient_letters_or_mm(us, two_d, tmp_path):
     out = sb.write(sb.from_array(cine_labels(), us), tmp_path / "s.dcm", type="labelmap",
                    reference=us)[0]
