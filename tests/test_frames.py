@@ -179,6 +179,32 @@ def test_cine_seg_round_trip(kind, us, tmp_path):
     assert validate(out, reference=us).errors == []
 
 
+@pytest.mark.parametrize("profile", ["ohif", "slicer", "archive", "dense"])
+def test_every_profile_and_compression_validates_and_reads_back(profile, us, tmp_path):
+    want = cine_labels()
+    model = sb.from_array(want, us)
+    frac = sb.from_array(cine_masks().astype(float) * 0.5, us, fractional=True)
+    written = 0
+    for kind in ("auto", "binary", "labelmap", "fractional"):
+        for comp in (None, "rle", "jpeg2000", "deflate"):
+            out = tmp_path / f"{kind}-{comp}.dcm"
+            try:
+                files = sb.write(frac if kind == "fractional" else model, out, type=kind,
+                                 profile=profile, compression=comp, reference=us)
+            except (sb.errors.ValidationFailed, sb.UnsupportedError):
+                assert not list(tmp_path.glob(f"{kind}-{comp}*"))
+                continue
+            for f in files:
+                assert validate(f, reference=us).errors == []
+            back = sb.read(files[0], reference=us)
+            if kind == "fractional":
+                np.testing.assert_array_equal(back.fraction(1), (want == 1) * 128)
+            else:
+                np.testing.assert_array_equal(back.mask(1), want == 1)
+            written += 1
+    assert written >= 8
+
+
 def test_binary_overlap_is_kept(us, tmp_path):
     model = sb.from_array(cine_masks(), us)
     assert model.has_overlap()
