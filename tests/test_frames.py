@@ -94,6 +94,27 @@ def test_single_frame_dx_images_are_ordered_by_instance_number(tmp_path):
     assert ref.source.patient_orientation == ["A", "F"]
 
 
+def test_enhanced_2d_image_without_plane_positions_is_frame_space(two_d, tmp_path):
+    """An enhanced XA-like image: functional groups, none of them placing a frame in space."""
+    ds = pydicom.dcmread(two_d["us"])
+    ds.Modality = "XA"
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.12.1.1"
+    items = []
+    for k in range(FRAMES):
+        fc = pydicom.Dataset()
+        fc.FrameAcquisitionNumber = k + 1
+        fg = pydicom.Dataset()
+        fg.FrameContentSequence = pydicom.Sequence([fc])
+        items.append(fg)
+    ds.PerFrameFunctionalGroupsSequence = pydicom.Sequence(items)
+    ds.SharedFunctionalGroupsSequence = pydicom.Sequence([pydicom.Dataset()])
+    path = tmp_path / "xa.dcm"
+    ds.save_as(path)
+    ref = sb.read_series(path)
+    assert ref.source.frame_space and ref.grid.shape == (FRAMES, ROWS, COLS)
+    assert [i.frame_number for i in ref.source.instances] == list(range(1, FRAMES + 1))
+
+
 def test_cross_sectional_multiframe_without_geometry_is_still_refused():
     with pytest.raises(sb.InvalidInputError, match="without per-frame functional groups"):
         sb.read_series(DATA / "pydicom-data/data_store/data/emri_small.dcm")
@@ -156,6 +177,32 @@ def test_cine_seg_round_trip(kind, us, tmp_path):
             for i, n in enumerate(back.numbers):
                 np.testing.assert_array_equal(back.mask(n), want[i][z])
     assert validate(out, reference=us).errors == []
+
+
+@pytest.mark.parametrize("profile", ["ohif", "slicer", "archive", "dense"])
+def test_every_profile_and_compression_validates_and_reads_back(profile, us, tmp_path):
+    want = cine_labels()
+    model = sb.from_array(want, us)
+    frac = sb.from_array(cine_masks().astype(float) * 0.5, us, fractional=True)
+    written = 0
+    for kind in ("auto", "binary", "labelmap", "fractional"):
+        for comp in (None, "rle", "jpeg2000", "deflate"):
+            out = tmp_path / f"{kind}-{comp}.dcm"
+            try:
+                files = sb.write(frac if kind == "fractional" else model, out, type=kind,
+                                 profile=profile, compression=comp, reference=us)
+            except (sb.errors.ValidationFailed, sb.UnsupportedError):
+                assert not list(tmp_path.glob(f"{kind}-{comp}*"))
+                continue
+            for f in files:
+                assert validate(f, reference=us).errors == []
+            back = sb.read(files[0], reference=us)
+            if kind == "fractional":
+                np.testing.assert_array_equal(back.fraction(1), (want == 1) * 128)
+            else:
+                np.testing.assert_array_equal(back.mask(1), want == 1)
+            written += 1
+    assert written >= 8
 
 
 def test_binary_overlap_is_kept(us, tmp_path):
@@ -257,8 +304,11 @@ def test_cli_convert_both_ways(us, two_d, tmp_path):
     theirs = highdicom_frames(seg_path, us.source.instances[0].sop_instance_uid, FRAMES, False)
     for n in (1, 2):
         np.testing.assert_array_equal(theirs[..., n - 1] != 0, want == n)
+    folder = tmp_path / "cine"  # the reference as a folder
+    folder.mkdir()
+    (folder / "IM0001").write_bytes(two_d["us"].read_bytes())
     back = tmp_path / "back.nii.gz"
-    r = _cli("convert", seg_path, "--reference", two_d["us"], "-o", back)
+    r = _cli("convert", seg_path, "--reference", folder, "-o", back)
     assert r.returncode == 0, r.stderr + r.stdout
     np.testing.assert_array_equal(np.asarray(nib.load(back).dataobj).transpose(2, 1, 0), want)
     alone = tmp_path / "alone.nii.gz"  # no reference: the referenced frames only
@@ -285,6 +335,15 @@ def test_info_and_measurements(us, two_d, tmp_path):
         r = _cli(cmd, out, "-i", two_d["us"])
         assert r.returncode == 1 and "frame-referenced" in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_rtstruct_is_refused_in_one_line(us, two_d, tmp_path):
+    seg_path = sb.write(sb.from_array(cine_labels(), us), tmp_path / "s.dcm", type="labelmap",
+                        reference=us)[0]
+    r = _cli("convert", seg_path, "-r", two_d["us"], "-o", tmp_path / "rt.dcm", "--to",
+             "rtstruct")
+    assert r.returncode == 1 and "frame-referenced" in r.stderr, r.stderr
+    assert not (tmp_path / "rt.dcm").exists()
 
 
 def test_render_draws_frames_without_patient_letters_or_mm(us, two_d, tmp_path):

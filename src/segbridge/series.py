@@ -433,11 +433,13 @@ def _slices_of(path: Path, ds, report: Report, blank: list[str]) -> list[_Slice]
         nframes = int(ds.get("NumberOfFrames", 1) or 1)
     except (TypeError, ValueError):
         raise InvalidInputError(f"{path}: NumberOfFrames is not a number") from None
-    if not _has_plane_position(ds) and (
-            str(ds.get("Modality", "") or "").strip().upper() not in CROSS_SECTIONAL or
-            (nframes == 1 and "PerFrameFunctionalGroupsSequence" not in ds)):
-        return _frame_space_slices(path, ds, nframes, sop_class, sop_inst)
-    if "PerFrameFunctionalGroupsSequence" in ds and (
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    has_fg = "PerFrameFunctionalGroupsSequence" in ds
+    if has_fg and modality not in CROSS_SECTIONAL and not _fg_plane_position(ds):
+        return _frame_space_slices(path, ds, nframes, sop_class, sop_inst)  # enhanced 2-D
+    if not has_fg and nframes > 1 and modality not in CROSS_SECTIONAL:
+        return _frame_space_slices(path, ds, nframes, sop_class, sop_inst)  # cine, 2-D
+    if has_fg and (
             nframes > 1 or "ImagePositionPatient" not in ds):
         shared_seq = ds.get("SharedFunctionalGroupsSequence")
         shared = shared_seq[0] if shared_seq else None
@@ -460,6 +462,8 @@ def _slices_of(path: Path, ds, report: Report, blank: list[str]) -> list[_Slice]
                                 "functional groups; its frames cannot be placed")
     pos = _strings(ds, "ImagePositionPatient")
     ori = _strings(ds, "ImageOrientationPatient")
+    if not pos or not ori or modality in FRAME_SPACE_MODALITIES:
+        return _frame_space_slices(path, ds, nframes, sop_class, sop_inst)  # 2-D image
     spacing = _strings(ds, "PixelSpacing")
     if not spacing:
         raise InvalidInputError(f"{path}: image has no PixelSpacing; it cannot be placed in space")
@@ -470,7 +474,8 @@ def _slices_of(path: Path, ds, report: Report, blank: list[str]) -> list[_Slice]
 
 
 #: projection / 2-D modalities whose images never carry patient-space planes (PS3.3 C.8.11
-#: DX, C.8.1 CR, C.8.5 US, C.8.7 XA, C.8.12 VL): read as frame space even if a position is set
+#: DX, C.8.1 CR, C.8.5 US, C.8.7 XA, C.8.12 VL): a single frame without functional groups is
+#: read as frame space even if a position is set
 FRAME_SPACE_MODALITIES = {"CR", "DX", "MG", "IO", "PX", "US", "XA", "RF", "XC", "ES", "GM",
                           "OP"}
 
@@ -479,14 +484,10 @@ FRAME_SPACE_MODALITIES = {"CR", "DX", "MG", "IO", "PX", "US", "XA", "RF", "XC", 
 CROSS_SECTIONAL = {"CT", "MR", "PT", "NM"}
 
 
-def _has_plane_position(ds) -> bool:
-    """Does the image place its frames in patient space (Image Plane module, or Plane
-    Position / Orientation functional groups)?"""
-    if str(ds.get("Modality", "") or "").strip().upper() in FRAME_SPACE_MODALITIES and \
-            "PerFrameFunctionalGroupsSequence" not in ds:
-        return False
-    if "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds and \
-            _strings(ds, "ImagePositionPatient") and _strings(ds, "ImageOrientationPatient"):
+def _fg_plane_position(ds) -> bool:
+    """Does an enhanced image place its frames in patient space (Plane Position functional
+    group, per frame or shared; or the Image Plane module at the top)?"""
+    if "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds:
         return True
     pffg = ds.get("PerFrameFunctionalGroupsSequence")
     if not pffg:
