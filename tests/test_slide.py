@@ -172,6 +172,30 @@ def test_highdicom_reads_frames_at_their_positions(tmp_path, slides):
         return out
 
     assert positions(pydicom.dcmread(ours)) == positions(theirs)
+    # highdicom's frame access: every stored frame is the tile its position names
+    h, ds = hd.seg.segread(ours), pydicom.dcmread(ours, stop_before_pixels=True)
+    padded = np.zeros((384, 512), np.uint8)
+    padded[:300, :500] = lab
+    for k, fg in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        p = fg.PlanePositionSlideSequence[0]
+        r, c = p.RowPositionInTotalImagePixelMatrix - 1, p.ColumnPositionInTotalImagePixelMatrix - 1
+        n = fg.SegmentIdentificationSequence[0].ReferencedSegmentNumber
+        assert np.array_equal(h.get_stored_frame(k + 1), padded[r:r + 128, c:c + 128] == n)
+
+
+@pytest.mark.parametrize("name,source", [
+    ("seg_image_sm_dots_tiled_full.dcm", "sm_image.dcm"),
+    ("seg_image_sm_control_labelmap_palette_color.dcm", "sm_image_control.dcm")])
+def test_rewrites_highdicom_sm_segs(tmp_path, name, source):
+    """highdicom's SEG -> segbridge SEG on the same source image -> the same pixels."""
+    out = tmp_path / "re.dcm"
+    convert_slide([HD / name], out, HD / source, tiled="sparse", compression="rle",
+                  palette="palette" in name)
+    a, b = hd.seg.segread(HD / name), hd.seg.segread(out)
+    numbers = [n for n in a.segment_numbers if n]
+    assert np.array_equal(a.get_total_pixel_matrix(segment_numbers=numbers),
+                          b.get_total_pixel_matrix(segment_numbers=numbers))
+    assert b.PhotometricInterpretation == a.PhotometricInterpretation
 
 
 def convert_slide_labels(lab, ref, out, kind, tiled, **kw):
