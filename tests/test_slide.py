@@ -550,3 +550,26 @@ def test_png_preview_over_the_slide(tmp_path):
     inner = 0.5 * full[120:180, 170:330].astype(float) + 0.5 * color
     assert np.abs(png[120:180, 170:330] - inner).max() <= 1
     assert np.abs(png[100, 200].astype(float) - color).max() <= 1  # outline
+
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda p: tifffile.imwrite(p, np.zeros((300, 500, 3), np.uint8)), "one sample per pixel"),
+    (lambda p: tifffile.imwrite(p, np.zeros((300, 500), np.float32)), "unsigned integers"),
+    (lambda p: p.write_bytes(b"garbage"), "not a readable TIFF"),
+    (lambda p: tifffile.imwrite(p, np.zeros((300, 500), np.uint8)), "label image is empty"),
+], ids=["rgb", "float", "garbage", "empty"])
+def test_bad_label_images(tmp_path, slides, make, needle):
+    make(tmp_path / "in.tif")
+    res = run("convert", tmp_path / "in.tif", "-r", slides[(300, 500, 128)],
+              "-o", tmp_path / "out.dcm")
+    _clean_failure(res, tmp_path, needle)
+
+
+def test_truncated_slide_seg(tmp_path, slides):
+    np.save(tmp_path / "in.npy", labels_for(300, 500))
+    convert_slide([tmp_path / "in.npy"], tmp_path / "a.dcm", slides[(300, 500, 128)],
+                  compression="rle")
+    data = (tmp_path / "a.dcm").read_bytes()
+    (tmp_path / "cut.dcm").write_bytes(data[:-100])
+    res = run("convert", tmp_path / "cut.dcm", "-o", tmp_path / "out.npy")
+    _clean_failure(res, tmp_path, "truncated")
