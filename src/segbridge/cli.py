@@ -304,7 +304,7 @@ def convert(
 def _slide_convert(inputs, output, reference, seg_type, tiled, compression, palette, pyramid,
                    series_description, series_number, strict, as_json) -> bool:
     """Run a slide conversion when an input or the output is a slide; False otherwise."""
-    from .slide.convert import is_slide_job
+    from .slide.detect import is_slide_job
 
     if not is_slide_job(inputs, output):
         return False

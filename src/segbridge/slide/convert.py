@@ -18,41 +18,9 @@ import numpy as np
 
 from ..errors import InvalidInputError, Report
 from ..model import Segment
+from .detect import IMAGE_SUFFIXES, is_slide_job, is_slide_path, is_slide_seg  # noqa: F401
 from .model import SlideGrid, SlideSegmentation
 from .tiles import DownsampledTiles, FunctionTiles, TileSource
-
-IMAGE_SUFFIXES = (".tif", ".tiff", ".npy")
-
-
-def is_slide_path(path: str | os.PathLike) -> bool:
-    """A label image suffix (.tif, .tiff, .npy)?"""
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES
-
-
-def is_slide_seg(path: str | os.PathLike) -> bool:
-    """Does a DICOM file look like a SEG on a total pixel matrix (TotalPixelMatrixRows in the
-    first MiB, then confirmed by parsing)? Cheap enough to run before every SEG read."""
-    p = Path(path)
-    try:
-        with open(p, "rb") as fh:
-            head = fh.read(1 << 20)
-    except OSError:
-        return False
-    if b"\x48\x00\x07\x00UL" not in head and b"\x48\x00\x07\x00\x04\x00\x00\x00" not in head:
-        return False
-    return b"1.2.840.10008.5.1.4.1.1.66." in head
-
-
-def is_slide_job(inputs, output) -> bool:
-    """Is a conversion about slides: a label image in or out, or a slide SEG in?"""
-    paths = [Path(p) for p in inputs]
-    if output is not None and (is_slide_path(output) or (
-            Path(output).suffix.lower() == ".png" and any(
-                Path(p).suffix.lower() == ".dcm" and Path(p).is_file() and is_slide_seg(p)
-                or is_slide_path(p) for p in paths))):
-        return True
-    return any(is_slide_path(p) or (p.suffix.lower() == ".dcm" and p.is_file()
-                                    and is_slide_seg(p)) for p in paths)
 
 
 def _strip_values(src: TileSource, strip: int = 1024) -> np.ndarray:
