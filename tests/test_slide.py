@@ -511,7 +511,22 @@ BREAKING = [
         setattr(ds, "PixelData", ds.PixelData[:-128 * 128]))),
 ]
 #: the slide rules these fixtures break (test_validate checks every rule has a case)
-SLIDE_RULES_TESTED = sorted({c[0] for c in BREAKING})
+SLIDE_RULES_TESTED = sorted({c[0] for c in BREAKING} | {"SLIDE-REFERENCE"})
+
+
+def test_validate_against_the_slide(tmp_path, slides):
+    """SLIDE-REFERENCE: clean on its own SM image; another slide (other instance, frame of
+    reference and size) is three errors."""
+    from segbridge.validate import validate
+
+    good = _good(tmp_path, slides, "sparse")
+    res = validate(good, reference=slides[(300, 500, 128)])
+    assert res.ok, [f.line() for f in res.findings]
+    res = validate(good, reference=slides[(1000, 770, 256)])
+    hits = [f for f in res.findings if f.rule == "SLIDE-REFERENCE"]
+    assert {f.where for f in hits} == {"ReferencedSeriesSequence", "FrameOfReferenceUID",
+                                       "TotalPixelMatrixRows"}
+    assert all(f.severity == "error" and f.hint and f.source for f in hits)
 
 
 @pytest.mark.parametrize("rule,severity,tiled,change", BREAKING,
