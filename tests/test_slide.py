@@ -588,3 +588,20 @@ def test_truncated_slide_seg(tmp_path, slides):
     (tmp_path / "cut.dcm").write_bytes(data[:-100])
     res = run("convert", tmp_path / "cut.dcm", "-o", tmp_path / "out.npy")
     _clean_failure(res, tmp_path, "truncated")
+
+
+def test_info_on_a_slide_seg(tmp_path, slides):
+    import json
+
+    lab = labels_for(300, 500, seed=6)
+    out = tmp_path / "i.dcm"
+    convert_slide_labels(lab, slides[(300, 500, 128)], out, "labelmap", "sparse")
+    res = run("info", out, "--json")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["slide"] and data["total_pixel_matrix"] == [300, 500]
+    assert data["tile"] == [128, 128] and data["dimension_organization"] == "TILED_SPARSE"
+    assert {s["number"]: s["pixels"] for s in data["segments"]} == {
+        int(v): int((lab == v).sum()) for v in np.unique(lab) if v}
+    res = run("info", out)
+    assert res.returncode == 0 and "total pixel matrix 300 x 500" in res.stdout
