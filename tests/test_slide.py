@@ -605,3 +605,16 @@ def test_info_on_a_slide_seg(tmp_path, slides):
         int(v): int((lab == v).sum()) for v in np.unique(lab) if v}
     res = run("info", out)
     assert res.returncode == 0 and "total pixel matrix 300 x 500" in res.stdout
+
+
+def test_ome_tiff_output(tmp_path, slides):
+    lab = labels_for(300, 500, seed=8)
+    out = tmp_path / "s.dcm"
+    convert_slide_labels(lab, slides[(300, 500, 128)], out, "labelmap", "full")
+    convert_slide([out], tmp_path / "back.ome.tif", None)
+    with tifffile.TiffFile(tmp_path / "back.ome.tif") as t:
+        assert t.is_ome and np.array_equal(t.asarray(), lab)
+        assert 'PhysicalSizeX="0.5"' in t.ome_metadata
+    # and it is read back as an input, tile by tile
+    convert_slide([tmp_path / "back.ome.tif"], tmp_path / "again.dcm", slides[(300, 500, 128)])
+    assert np.array_equal(hd_total(tmp_path / "again.dcm", combine=True), lab)

@@ -210,7 +210,9 @@ def write_slide(sseg: SlideSegmentation, output: str | os.PathLike, *, tiled: st
             if suffix == ".npy":
                 write_npy(tmp, planes)
             else:
-                write_tiff(tmp, planes, tile=sseg.grid.tile_columns)
+                write_tiff(tmp, planes, tile=sseg.grid.tile_columns,
+                           ome=out.name.lower().endswith((".ome.tif", ".ome.tiff")),
+                           spacing_mm=sseg.grid.pixel_spacing)
             os.replace(tmp, out)
         finally:
             if tmp.exists():
