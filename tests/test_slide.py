@@ -618,3 +618,23 @@ def test_ome_tiff_output(tmp_path, slides):
     # and it is read back as an input, tile by tile
     convert_slide([tmp_path / "back.ome.tif"], tmp_path / "again.dcm", slides[(300, 500, 128)])
     assert np.array_equal(hd_total(tmp_path / "again.dcm", combine=True), lab)
+
+
+def test_palette_colours_round_trip(tmp_path, slides):
+    """PALETTE COLOR: the segment colours become the LUT (8-bit entries, background black),
+    highdicom applies it to the same RGB, and segbridge reads them back as segment colours."""
+    g = read_sm(slides[(300, 500, 128)])
+    lab = labels_for(300, 500, seed=12, n=3).astype(np.uint16)
+    lab[lab == 3] = 700  # 16-bit label values
+    segs = [Segment(1, color=(255, 0, 0)), Segment(2, color=(0, 128, 255)),
+            Segment(700, color=(10, 200, 30))]
+    out = tmp_path / "p.dcm"
+    write_slide_seg(SlideSegmentation(g, segs, "LABELMAP", labels=ArrayTiles(lab)), out,
+                    palette=True, compression="rle")
+    h = hd.seg.segread(out)
+    rgb = h.get_total_pixel_matrix(combine_segments=True, apply_palette_color_lut=True)
+    for s in segs:
+        assert np.array_equal(rgb[lab == s.number][0], s.color)
+    assert np.array_equal(rgb[lab == 0][0], [0, 0, 0])
+    assert {s.number: s.color for s in read_slide_seg(out).segments} == \
+        {s.number: s.color for s in segs}
