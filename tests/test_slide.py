@@ -75,7 +75,8 @@ CASES = [  # (kind, palette, tiled, compression): every type, both tilings, ever
     ("BINARY", False, "sparse", "jpeg2000"), ("BINARY", False, "full", "deflate"),
     ("BINARY", False, "sparse", "deflate-frame"),
     ("FRACTIONAL", False, "sparse", "jpegls"), ("FRACTIONAL", False, "full", "none"),
-    ("FRACTIONAL", False, "sparse", "rle"),
+    ("FRACTIONAL", False, "sparse", "rle"), ("FRACTIONAL", False, "full", "jpeg2000"),
+    ("FRACTIONAL", False, "sparse", "deflate"), ("FRACTIONAL", False, "full", "deflate-frame"),
 ]
 
 
