@@ -639,3 +639,34 @@ def test_palette_colours_round_trip(tmp_path, slides):
     assert np.array_equal(rgb[lab == 0][0], [0, 0, 0])
     assert {s.number: s.color for s in read_slide_seg(out).segments} == \
         {s.number: s.color for s in segs}
+
+
+@pytest.mark.parametrize("how", ["factors", "levels"])
+def test_pyramid_on_the_slide_levels(tmp_path, how):
+    """A reference folder with the slide's levels: each SEG level is written on (and
+    references) the image level of its size, with highdicom's multi-source pixels."""
+    from segbridge.slide.synthetic import sm_pyramid
+
+    folder = tmp_path / "slide"
+    folder.mkdir()
+    images = sm_pyramid(folder, 1000, 770, 256, factors=(1, 2, 4), color=False)
+    lab = labels_for(1000, 770, seed=13)
+    np.save(tmp_path / "l.npy", lab)
+    _, written = convert_slide([tmp_path / "l.npy"], tmp_path / "p.dcm", folder,
+                               pyramid=[2, 4] if how == "factors" else "levels")
+    assert len(written) == 3
+    sources = [pydicom.dcmread(p, stop_before_pixels=True) for p in images]
+    descs = [hd.seg.SegmentDescription(
+        segment_number=i, segment_label=f"s{i}",
+        segmented_property_category=hd.sr.CodedConcept("91723000", "SCT", "Anatomical structure"),
+        segmented_property_type=hd.sr.CodedConcept("85756007", "SCT", "Tissue"),
+        algorithm_type="MANUAL") for i in range(1, 6)]
+    theirs = hd.seg.create_segmentation_pyramid(sources, [lab], "LABELMAP", descs, hd.UID(), 1,
+                                                "m", "m", "1", "1")
+    for mine, level, src in zip(written, theirs, sources, strict=True):
+        ds = pydicom.dcmread(mine, stop_before_pixels=True)
+        assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
+        assert (ds.TotalPixelMatrixRows, ds.TotalPixelMatrixColumns) == \
+            (src.TotalPixelMatrixRows, src.TotalPixelMatrixColumns)
+        assert np.array_equal(hd_total(mine, combine=True),
+                              level.get_total_pixel_matrix(combine_segments=True))

@@ -208,7 +208,8 @@ def convert(
                         "default) or full (TILED_FULL, every tile).")] = None,
     pyramid: Annotated[str | None, typer.Option(
         "--pyramid", help="Slide SEG: also write levels downsampled by these factors, e.g. "
-                          "2,4,8 (NAME-2.dcm, ...; one series).")] = None,
+                          "2,4,8 (NAME-2.dcm, ...; one series), or 'levels' for every level "
+                          "of a --reference folder.")] = None,
     palette: Annotated[bool, typer.Option(
         "--palette", help="Slide LABELMAP SEG in PALETTE COLOR (segment colours).")] = False,
 ) -> None:
@@ -312,12 +313,14 @@ def _slide_convert(inputs, output, reference, seg_type, tiled, compression, pale
     from .slide.convert import convert_slide
 
     factors = None
-    if pyramid:
+    if pyramid and pyramid.strip().lower() == "levels":
+        factors = "levels"
+    elif pyramid:
         try:
             factors = [float(f) for f in pyramid.split(",") if f.strip()]
         except ValueError:
-            raise InvalidInputError(f"--pyramid takes factors like 2,4,8, got {pyramid!r}") \
-                from None
+            raise InvalidInputError(f"--pyramid takes factors like 2,4,8 or 'levels', got "
+                                    f"{pyramid!r}") from None
     report = Report(strict=strict)
     sseg, written = convert_slide(
         list(inputs), output, reference, seg_type=None if seg_type == "auto" else seg_type,

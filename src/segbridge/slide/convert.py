@@ -160,24 +160,44 @@ def output_planes(sseg: SlideSegmentation, report: Report) -> list[TileSource]:
     return [sseg.masks[n] for n in sorted(sseg.numbers)]
 
 
-def downsampled(sseg: SlideSegmentation, factor: float) -> SlideSegmentation:
-    """The segmentation on the level ``factor`` times coarser (highdicom's nearest rule)."""
-    grid = sseg.grid.downsampled(factor)
+def downsampled(sseg: SlideSegmentation, factor: float,
+                level: SlideGrid | None = None) -> SlideSegmentation:
+    """The segmentation on the level ``factor`` times coarser (highdicom's nearest rule), or
+    on a given image level (its size, tiles, spacing and source), as highdicom's pyramids
+    from several source images are made."""
+    grid = level if level is not None else sseg.grid.downsampled(factor)
+    shape = grid.shape
     kw = dict(fractional_type=sseg.fractional_type,
               max_fractional_value=sseg.max_fractional_value)
     if sseg.labels is not None:
         return SlideSegmentation(grid, sseg.segments, sseg.seg_type,
-                                 labels=DownsampledTiles(sseg.labels, factor), **kw)
+                                 labels=DownsampledTiles(sseg.labels, shape=shape), **kw)
     return SlideSegmentation(grid, sseg.segments, sseg.seg_type,
-                             masks={n: DownsampledTiles(s, factor)
+                             masks={n: DownsampledTiles(s, shape=shape)
                                     for n, s in sseg.masks.items()}, **kw)
+
+
+def pyramid_levels(sseg: SlideSegmentation, factors: list,
+                   images: list[SlideGrid]) -> list[SlideSegmentation]:
+    """One segmentation per factor: on the slide image level of that size when the
+    reference folder has one (referencing it), else derived from level 0."""
+    by_shape = {g.shape: g for g in images}
+    out = []
+    for f in factors:
+        if isinstance(f, SlideGrid):  # an image level itself ("--pyramid levels")
+            out.append(downsampled(sseg, sseg.grid.rows / f.rows, f))
+            continue
+        target = sseg.grid.downsampled(f)
+        out.append(downsampled(sseg, f, by_shape.get(target.shape)))
+    return out
 
 
 def write_slide(sseg: SlideSegmentation, output: str | os.PathLike, *, tiled: str = "sparse",
                 compression: str | None = None, palette: bool = False,
                 pyramid: list[float] | None = None, series_description: str | None = None,
                 series_number: int | None = None, report: Report | None = None,
-                preview_reference: str | os.PathLike | None = None) -> list[Path]:
+                preview_reference: str | os.PathLike | None = None,
+                level_images: list[SlideGrid] | None = None) -> list[Path]:
     """Write a slide segmentation: SEG (one per pyramid level, one series), TIFF or NumPy, or
     a PNG preview (over ``preview_reference``, the slide image, when given)."""
     from ..dicom.uids import generate_uid
@@ -224,9 +244,11 @@ def write_slide(sseg: SlideSegmentation, output: str | os.PathLike, *, tiled: st
     if sseg.grid.source is None or sseg.grid.header is None:
         raise InvalidInputError(f"{out}: writing a slide SEG needs --reference with the VL "
                                 "Whole Slide Microscopy image")
-    factors = sorted(set(pyramid or []))
-    levels = [(out, sseg)] + [(numbered_name(out, k + 2), downsampled(sseg, f))
-                              for k, f in enumerate(factors)]
+    factors = list(pyramid or [])
+    if not all(isinstance(f, SlideGrid) for f in factors):
+        factors = sorted(set(factors))
+    levels = [(out, sseg)] + [(numbered_name(out, k + 2), level) for k, level in
+                              enumerate(pyramid_levels(sseg, factors, level_images or []))]
     series_uid = generate_uid()
     pyramid_uid = generate_uid() if factors else None
     tmps: list[Path] = []
@@ -249,12 +271,18 @@ def write_slide(sseg: SlideSegmentation, output: str | os.PathLike, *, tiled: st
 def convert_slide(inputs: list[Path], output: Path, reference: Path | None, *,
                   seg_type: str | None = None, tiled: str = "sparse",
                   compression: str | None = None, palette: bool = False,
-                  pyramid: list[float] | None = None, series_description: str | None = None,
-                  series_number: int | None = None,
+                  pyramid: list[float] | str | None = None,
+                  series_description: str | None = None, series_number: int | None = None,
                   report: Report | None = None) -> tuple[SlideSegmentation, list[Path]]:
-    """``segbridge convert`` for slides: one input, one output (plus pyramid levels)."""
+    """``segbridge convert`` for slides: one input, one output (plus pyramid levels).
+
+    ``reference`` is one SM image, or a folder with the slide's levels (largest = level 0);
+    ``pyramid`` is a list of factors, or "levels" for every level of that folder. A pyramid
+    level whose size int(n / f) is a level of the folder is written on (and references)
+    that image, else it is derived from level 0.
+    """
     from ..outputs import numbered_name, refuse_overwrite
-    from .reference import read_sm
+    from .reference import read_sm_levels
 
     report = report if report is not None else Report()
     if len(inputs) != 1:
@@ -262,10 +290,20 @@ def convert_slide(inputs: list[Path], output: Path, reference: Path | None, *,
     src = Path(inputs[0])
     if not src.is_file():
         raise InvalidInputError(f"{src}: no such file")
+    images = read_sm_levels(reference) if reference is not None else []
+    ref = images[0] if images else None
+    if pyramid == "levels":  # every level of the reference folder
+        if len(images) < 2:
+            raise InvalidInputError("--pyramid levels needs --reference with a folder of the "
+                                    "slide's levels")
+        pyramid = images[1:]
     protected = [src] + ([reference] if reference is not None else [])
-    outs = [output] + [numbered_name(output, k + 2) for k in range(len(set(pyramid or [])))]
+    if reference is not None and Path(reference).is_dir():
+        protected += [Path(reference) / p.name for p in Path(reference).iterdir()]
+    n_levels = len(pyramid) if pyramid and isinstance(pyramid[0], SlideGrid) else \
+        len(set(pyramid or []))
+    outs = [output] + [numbered_name(output, k + 2) for k in range(n_levels)]
     refuse_overwrite(outs, protected)
-    ref = read_sm(reference) if reference is not None else None
     sseg = read_slide(src, ref, seg_type, report)
     if seg_type and sseg.seg_type != seg_type.upper() and not is_slide_path(src):
         raise InvalidInputError(f"{src}: is a {sseg.seg_type} SEG; converting it to "
@@ -274,4 +312,6 @@ def convert_slide(inputs: list[Path], output: Path, reference: Path | None, *,
                              palette=palette, pyramid=pyramid,
                              series_description=series_description,
                              series_number=series_number, report=report,
-                             preview_reference=reference)
+                             preview_reference=reference if reference is None or
+                             not Path(reference).is_dir() else None,
+                             level_images=images[1:])

@@ -136,10 +136,13 @@ def nearest_index(n: int, out: int) -> np.ndarray:
 class DownsampledTiles:
     """A level ``factor`` times coarser, by :func:`nearest_index` (highdicom's rule)."""
 
-    def __init__(self, src: TileSource, factor: float) -> None:
+    def __init__(self, src: TileSource, factor: float | None = None,
+                 shape: tuple[int, int] | None = None) -> None:
         self.src = src
         self.factor = factor
-        self.shape = (pyramid_size(src.shape[0], factor), pyramid_size(src.shape[1], factor))
+        if shape is None:  # by factor: int(n / f), as highdicom sizes one-source pyramids
+            shape = (pyramid_size(src.shape[0], factor), pyramid_size(src.shape[1], factor))
+        self.shape = (int(shape[0]), int(shape[1]))  # or a given level's size
         self.dtype = src.dtype
         self._ri = nearest_index(src.shape[0], self.shape[0])
         self._ci = nearest_index(src.shape[1], self.shape[1])
