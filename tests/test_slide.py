@@ -670,3 +670,24 @@ def test_pyramid_on_the_slide_levels(tmp_path, how):
             (src.TotalPixelMatrixRows, src.TotalPixelMatrixColumns)
         assert np.array_equal(hd_total(mine, combine=True),
                               level.get_total_pixel_matrix(combine_segments=True))
+
+
+def test_labels_name_the_segments(tmp_path, slides):
+    """--labels (CSV: value, name, codes, colour) names and codes slide segments too."""
+    (tmp_path / "labels.csv").write_text(
+        "value,name,category,type,color\n"
+        "1,Tumor,SCT^49755003^Morphologically Altered Structure,SCT^108369006^Neoplasm,255 0 0\n"
+        "3,Stroma,SCT^91723000^Anatomical Structure,SCT^4421005^Cell,0 255 0\n")
+    lab = np.zeros((300, 500), np.uint8)
+    lab[10:60, 10:60], lab[100:160, 100:160] = 1, 3
+    np.save(tmp_path / "l.npy", lab)
+    res = run("convert", tmp_path / "l.npy", "-r", slides[(300, 500, 128)], "-o",
+              tmp_path / "s.dcm", "--labels", tmp_path / "labels.csv", "--type", "binary")
+    assert res.returncode == 0, res.stderr
+    ds = pydicom.dcmread(tmp_path / "s.dcm", stop_before_pixels=True)
+    items = {int(i.SegmentNumber): i for i in ds.SegmentSequence}
+    assert items[1].SegmentLabel == "Tumor" and items[2].SegmentLabel == "Stroma"
+    assert items[2].SegmentedPropertyTypeCodeSequence[0].CodeValue == "4421005"
+    seg = read_slide_seg(tmp_path / "s.dcm")
+    assert seg.segment(1).color == (255, 0, 0)
+    assert np.array_equal(read_all(seg.masks[2]), (lab == 3).astype(np.uint8))

@@ -240,7 +240,7 @@ def convert(
     if output is None:
         raise InvalidInputError("no output: give -o FILE (or --to NAME.dcm for an RTSTRUCT)")
     if _slide_convert(inputs, output, reference, type.value, tiled, compression, palette,
-                      pyramid, series_description, series_number, strict, as_json):
+                      pyramid, series_description, series_number, strict, as_json, labels):
         return
     if push_url is not None and io.format_of(output) != "dicom":
         raise InvalidInputError(f"--push stores DICOM; {output} is not a .dcm output")
@@ -303,7 +303,7 @@ def convert(
 
 
 def _slide_convert(inputs, output, reference, seg_type, tiled, compression, palette, pyramid,
-                   series_description, series_number, strict, as_json) -> bool:
+                   series_description, series_number, strict, as_json, labels) -> bool:
     """Run a slide conversion when an input or the output is a slide; False otherwise."""
     from .slide.detect import is_slide_job
 
@@ -326,7 +326,7 @@ def _slide_convert(inputs, output, reference, seg_type, tiled, compression, pale
         list(inputs), output, reference, seg_type=None if seg_type == "auto" else seg_type,
         tiled=tiled or "sparse", compression=compression.value if compression else None,
         palette=palette, pyramid=factors, series_description=series_description,
-        series_number=series_number, report=report)
+        series_number=series_number, report=report, labels=labels)
     if as_json:
         print(json.dumps({"written": [str(p) for p in written], "segments": len(sseg.segments),
                           "notes": report.notes, "warnings": report.warnings}, indent=2))

@@ -38,10 +38,20 @@ def _strip_values(src: TileSource, strip: int = 1024) -> np.ndarray:
     return np.flatnonzero(present).astype(np.int64) if small else seen.astype(np.int64)
 
 
+def _segment(number: int, value: int, index: int, label_map) -> Segment:
+    """Segment ``number`` for label ``value``: named, coded and coloured by ``--labels``."""
+    got = label_map.for_value(value) if label_map is not None else None
+    return got.segment(number, index) if got is not None else Segment(number)
+
+
 def from_label_image(path: str | os.PathLike, grid: SlideGrid, seg_type: str | None,
-                     report: Report) -> SlideSegmentation:
-    """A TIFF / NumPy label image (or stack) on the reference slide's grid."""
+                     report: Report, labels=None) -> SlideSegmentation:
+    """A TIFF / NumPy label image (or stack) on the reference slide's grid; ``labels`` (a
+    ``--labels`` map, see :mod:`segbridge.labels`) names the values / planes."""
+    from ..labels import load_labels
     from .tiff import open_label_image
+
+    label_map = load_labels(labels)
 
     p = Path(path)
     planes = open_label_image(p)
@@ -62,6 +72,7 @@ def from_label_image(path: str | os.PathLike, grid: SlideGrid, seg_type: str | N
         if kind == "FRACTIONAL":
             raise InvalidInputError(f"{p}: a 2-D label image cannot be FRACTIONAL; give a stack "
                                     "of per-segment planes")
+        originals = list(values)
         if kind == "BINARY" and values != list(range(1, len(values) + 1)):
             lut = np.zeros(max(values) + 1, np.uint16 if len(values) > 255 else np.uint8)
             lut[values] = np.arange(1, len(values) + 1)
@@ -71,7 +82,9 @@ def from_label_image(path: str | os.PathLike, grid: SlideGrid, seg_type: str | N
             src = FunctionTiles(shape, lut.dtype,
                                 lambda r0, r1, c0, c1: lut[base.read(r0, r1, c0, c1)])
             values = list(range(1, len(values) + 1))
-        return SlideSegmentation(grid, [Segment(v) for v in values], kind, labels=src)
+        segments = [_segment(n, v, k, label_map)
+                    for k, (n, v) in enumerate(zip(values, originals, strict=True))]
+        return SlideSegmentation(grid, segments, kind, labels=src)
     top = max(int(_strip_values(s).max()) for s in planes)
     kind = kind or ("BINARY" if top <= 1 else "FRACTIONAL")
     if kind == "LABELMAP":
@@ -83,7 +96,8 @@ def from_label_image(path: str | os.PathLike, grid: SlideGrid, seg_type: str | N
         raise InvalidInputError(f"{p}: fractional values must fit 8 bits (found {top})")
     masks = {k + 1: s for k, s in enumerate(planes)}
     extra = {"max_fractional_value": 255} if kind == "FRACTIONAL" else {}
-    return SlideSegmentation(grid, [Segment(n) for n in masks], kind, masks=masks, **extra)
+    segments = [_segment(n, n, k, label_map) for k, n in enumerate(masks)]
+    return SlideSegmentation(grid, segments, kind, masks=masks, **extra)
 
 
 def check_same_slide(path: Path, sseg: SlideSegmentation, reference: SlideGrid) -> None:
@@ -102,7 +116,7 @@ def check_same_slide(path: Path, sseg: SlideSegmentation, reference: SlideGrid) 
 
 
 def read_slide(path: str | os.PathLike, reference: SlideGrid | None, seg_type: str | None,
-               report: Report) -> SlideSegmentation:
+               report: Report, labels=None) -> SlideSegmentation:
     """Any slide input: a slide SEG, or a label image with its reference."""
     from .seg_read import read_slide_seg
 
@@ -111,7 +125,7 @@ def read_slide(path: str | os.PathLike, reference: SlideGrid | None, seg_type: s
         if reference is None:
             raise InvalidInputError(f"{p}: a slide label image needs --reference with the VL "
                                     "Whole Slide Microscopy image it was drawn on")
-        return from_label_image(p, reference, seg_type, report)
+        return from_label_image(p, reference, seg_type, report, labels)
     sseg = read_slide_seg(p, report)
     if reference is not None:
         check_same_slide(p, sseg, reference)
@@ -273,7 +287,8 @@ def convert_slide(inputs: list[Path], output: Path, reference: Path | None, *,
                   compression: str | None = None, palette: bool = False,
                   pyramid: list[float] | str | None = None,
                   series_description: str | None = None, series_number: int | None = None,
-                  report: Report | None = None) -> tuple[SlideSegmentation, list[Path]]:
+                  report: Report | None = None,
+                  labels=None) -> tuple[SlideSegmentation, list[Path]]:
     """``segbridge convert`` for slides: one input, one output (plus pyramid levels).
 
     ``reference`` is one SM image, or a folder with the slide's levels (largest = level 0);
@@ -304,7 +319,7 @@ def convert_slide(inputs: list[Path], output: Path, reference: Path | None, *,
         len(set(pyramid or []))
     outs = [output] + [numbered_name(output, k + 2) for k in range(n_levels)]
     refuse_overwrite(outs, protected)
-    sseg = read_slide(src, ref, seg_type, report)
+    sseg = read_slide(src, ref, seg_type, report, labels)
     if seg_type and sseg.seg_type != seg_type.upper() and not is_slide_path(src):
         raise InvalidInputError(f"{src}: is a {sseg.seg_type} SEG; converting it to "
                                 f"{seg_type.upper()} is not supported for slides")
