@@ -75,7 +75,8 @@ CASES = [  # (kind, palette, tiled, compression): every type, both tilings, ever
     ("BINARY", False, "sparse", "jpeg2000"), ("BINARY", False, "full", "deflate"),
     ("BINARY", False, "sparse", "deflate-frame"),
     ("FRACTIONAL", False, "sparse", "jpegls"), ("FRACTIONAL", False, "full", "none"),
-    ("FRACTIONAL", False, "sparse", "rle"),
+    ("FRACTIONAL", False, "sparse", "rle"), ("FRACTIONAL", False, "full", "jpeg2000"),
+    ("FRACTIONAL", False, "sparse", "deflate"), ("FRACTIONAL", False, "full", "deflate-frame"),
 ]
 
 
@@ -172,6 +173,30 @@ def test_highdicom_reads_frames_at_their_positions(tmp_path, slides):
         return out
 
     assert positions(pydicom.dcmread(ours)) == positions(theirs)
+    # highdicom's frame access: every stored frame is the tile its position names
+    h, ds = hd.seg.segread(ours), pydicom.dcmread(ours, stop_before_pixels=True)
+    padded = np.zeros((384, 512), np.uint8)
+    padded[:300, :500] = lab
+    for k, fg in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        p = fg.PlanePositionSlideSequence[0]
+        r, c = p.RowPositionInTotalImagePixelMatrix - 1, p.ColumnPositionInTotalImagePixelMatrix - 1
+        n = fg.SegmentIdentificationSequence[0].ReferencedSegmentNumber
+        assert np.array_equal(h.get_stored_frame(k + 1), padded[r:r + 128, c:c + 128] == n)
+
+
+@pytest.mark.parametrize("name,source", [
+    ("seg_image_sm_dots_tiled_full.dcm", "sm_image.dcm"),
+    ("seg_image_sm_control_labelmap_palette_color.dcm", "sm_image_control.dcm")])
+def test_rewrites_highdicom_sm_segs(tmp_path, name, source):
+    """highdicom's SEG -> segbridge SEG on the same source image -> the same pixels."""
+    out = tmp_path / "re.dcm"
+    convert_slide([HD / name], out, HD / source, tiled="sparse", compression="rle",
+                  palette="palette" in name)
+    a, b = hd.seg.segread(HD / name), hd.seg.segread(out)
+    numbers = [n for n in a.segment_numbers if n]
+    assert np.array_equal(a.get_total_pixel_matrix(segment_numbers=numbers),
+                          b.get_total_pixel_matrix(segment_numbers=numbers))
+    assert b.PhotometricInterpretation == a.PhotometricInterpretation
 
 
 def convert_slide_labels(lab, ref, out, kind, tiled, **kw):
@@ -487,7 +512,22 @@ BREAKING = [
         setattr(ds, "PixelData", ds.PixelData[:-128 * 128]))),
 ]
 #: the slide rules these fixtures break (test_validate checks every rule has a case)
-SLIDE_RULES_TESTED = sorted({c[0] for c in BREAKING})
+SLIDE_RULES_TESTED = sorted({c[0] for c in BREAKING} | {"SLIDE-REFERENCE"})
+
+
+def test_validate_against_the_slide(tmp_path, slides):
+    """SLIDE-REFERENCE: clean on its own SM image; another slide (other instance, frame of
+    reference and size) is three errors."""
+    from segbridge.validate import validate
+
+    good = _good(tmp_path, slides, "sparse")
+    res = validate(good, reference=slides[(300, 500, 128)])
+    assert res.ok, [f.line() for f in res.findings]
+    res = validate(good, reference=slides[(1000, 770, 256)])
+    hits = [f for f in res.findings if f.rule == "SLIDE-REFERENCE"]
+    assert {f.where for f in hits} == {"ReferencedSeriesSequence", "FrameOfReferenceUID",
+                                       "TotalPixelMatrixRows"}
+    assert all(f.severity == "error" and f.hint and f.source for f in hits)
 
 
 @pytest.mark.parametrize("rule,severity,tiled,change", BREAKING,
@@ -527,3 +567,128 @@ def test_png_preview_over_the_slide(tmp_path):
     inner = 0.5 * full[120:180, 170:330].astype(float) + 0.5 * color
     assert np.abs(png[120:180, 170:330] - inner).max() <= 1
     assert np.abs(png[100, 200].astype(float) - color).max() <= 1  # outline
+
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda p: tifffile.imwrite(p, np.zeros((300, 500, 3), np.uint8)), "one sample per pixel"),
+    (lambda p: tifffile.imwrite(p, np.zeros((300, 500), np.float32)), "unsigned integers"),
+    (lambda p: p.write_bytes(b"garbage"), "not a readable TIFF"),
+    (lambda p: tifffile.imwrite(p, np.zeros((300, 500), np.uint8)), "label image is empty"),
+], ids=["rgb", "float", "garbage", "empty"])
+def test_bad_label_images(tmp_path, slides, make, needle):
+    make(tmp_path / "in.tif")
+    res = run("convert", tmp_path / "in.tif", "-r", slides[(300, 500, 128)],
+              "-o", tmp_path / "out.dcm")
+    _clean_failure(res, tmp_path, needle)
+
+
+def test_truncated_slide_seg(tmp_path, slides):
+    np.save(tmp_path / "in.npy", labels_for(300, 500))
+    convert_slide([tmp_path / "in.npy"], tmp_path / "a.dcm", slides[(300, 500, 128)],
+                  compression="rle")
+    data = (tmp_path / "a.dcm").read_bytes()
+    (tmp_path / "cut.dcm").write_bytes(data[:-100])
+    res = run("convert", tmp_path / "cut.dcm", "-o", tmp_path / "out.npy")
+    _clean_failure(res, tmp_path, "truncated")
+
+
+def test_info_on_a_slide_seg(tmp_path, slides):
+    import json
+
+    lab = labels_for(300, 500, seed=6)
+    out = tmp_path / "i.dcm"
+    convert_slide_labels(lab, slides[(300, 500, 128)], out, "labelmap", "sparse")
+    res = run("info", out, "--json")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["slide"] and data["total_pixel_matrix"] == [300, 500]
+    assert data["tile"] == [128, 128] and data["dimension_organization"] == "TILED_SPARSE"
+    assert {s["number"]: s["pixels"] for s in data["segments"]} == {
+        int(v): int((lab == v).sum()) for v in np.unique(lab) if v}
+    res = run("info", out)
+    assert res.returncode == 0 and "total pixel matrix 300 x 500" in res.stdout
+
+
+def test_ome_tiff_output(tmp_path, slides):
+    lab = labels_for(300, 500, seed=8)
+    out = tmp_path / "s.dcm"
+    convert_slide_labels(lab, slides[(300, 500, 128)], out, "labelmap", "full")
+    convert_slide([out], tmp_path / "back.ome.tif", None)
+    with tifffile.TiffFile(tmp_path / "back.ome.tif") as t:
+        assert t.is_ome and np.array_equal(t.asarray(), lab)
+        assert 'PhysicalSizeX="0.5"' in t.ome_metadata
+    # and it is read back as an input, tile by tile
+    convert_slide([tmp_path / "back.ome.tif"], tmp_path / "again.dcm", slides[(300, 500, 128)])
+    assert np.array_equal(hd_total(tmp_path / "again.dcm", combine=True), lab)
+
+
+def test_palette_colours_round_trip(tmp_path, slides):
+    """PALETTE COLOR: the segment colours become the LUT (8-bit entries, background black),
+    highdicom applies it to the same RGB, and segbridge reads them back as segment colours."""
+    g = read_sm(slides[(300, 500, 128)])
+    lab = labels_for(300, 500, seed=12, n=3).astype(np.uint16)
+    lab[lab == 3] = 700  # 16-bit label values
+    segs = [Segment(1, color=(255, 0, 0)), Segment(2, color=(0, 128, 255)),
+            Segment(700, color=(10, 200, 30))]
+    out = tmp_path / "p.dcm"
+    write_slide_seg(SlideSegmentation(g, segs, "LABELMAP", labels=ArrayTiles(lab)), out,
+                    palette=True, compression="rle")
+    h = hd.seg.segread(out)
+    rgb = h.get_total_pixel_matrix(combine_segments=True, apply_palette_color_lut=True)
+    for s in segs:
+        assert np.array_equal(rgb[lab == s.number][0], s.color)
+    assert np.array_equal(rgb[lab == 0][0], [0, 0, 0])
+    assert {s.number: s.color for s in read_slide_seg(out).segments} == \
+        {s.number: s.color for s in segs}
+
+
+@pytest.mark.parametrize("how", ["factors", "levels"])
+def test_pyramid_on_the_slide_levels(tmp_path, how):
+    """A reference folder with the slide's levels: each SEG level is written on (and
+    references) the image level of its size, with highdicom's multi-source pixels."""
+    from segbridge.slide.synthetic import sm_pyramid
+
+    folder = tmp_path / "slide"
+    folder.mkdir()
+    images = sm_pyramid(folder, 1000, 770, 256, factors=(1, 2, 4), color=False)
+    lab = labels_for(1000, 770, seed=13)
+    np.save(tmp_path / "l.npy", lab)
+    _, written = convert_slide([tmp_path / "l.npy"], tmp_path / "p.dcm", folder,
+                               pyramid=[2, 4] if how == "factors" else "levels")
+    assert len(written) == 3
+    sources = [pydicom.dcmread(p, stop_before_pixels=True) for p in images]
+    descs = [hd.seg.SegmentDescription(
+        segment_number=i, segment_label=f"s{i}",
+        segmented_property_category=hd.sr.CodedConcept("91723000", "SCT", "Anatomical structure"),
+        segmented_property_type=hd.sr.CodedConcept("85756007", "SCT", "Tissue"),
+        algorithm_type="MANUAL") for i in range(1, 6)]
+    theirs = hd.seg.create_segmentation_pyramid(sources, [lab], "LABELMAP", descs, hd.UID(), 1,
+                                                "m", "m", "1", "1")
+    for mine, level, src in zip(written, theirs, sources, strict=True):
+        ds = pydicom.dcmread(mine, stop_before_pixels=True)
+        assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
+        assert (ds.TotalPixelMatrixRows, ds.TotalPixelMatrixColumns) == \
+            (src.TotalPixelMatrixRows, src.TotalPixelMatrixColumns)
+        assert np.array_equal(hd_total(mine, combine=True),
+                              level.get_total_pixel_matrix(combine_segments=True))
+
+
+def test_labels_name_the_segments(tmp_path, slides):
+    """--labels (CSV: value, name, codes, colour) names and codes slide segments too."""
+    (tmp_path / "labels.csv").write_text(
+        "value,name,category,type,color\n"
+        "1,Tumor,SCT^49755003^Morphologically Altered Structure,SCT^108369006^Neoplasm,255 0 0\n"
+        "3,Stroma,SCT^91723000^Anatomical Structure,SCT^4421005^Cell,0 255 0\n")
+    lab = np.zeros((300, 500), np.uint8)
+    lab[10:60, 10:60], lab[100:160, 100:160] = 1, 3
+    np.save(tmp_path / "l.npy", lab)
+    res = run("convert", tmp_path / "l.npy", "-r", slides[(300, 500, 128)], "-o",
+              tmp_path / "s.dcm", "--labels", tmp_path / "labels.csv", "--type", "binary")
+    assert res.returncode == 0, res.stderr
+    ds = pydicom.dcmread(tmp_path / "s.dcm", stop_before_pixels=True)
+    items = {int(i.SegmentNumber): i for i in ds.SegmentSequence}
+    assert items[1].SegmentLabel == "Tumor" and items[2].SegmentLabel == "Stroma"
+    assert items[2].SegmentedPropertyTypeCodeSequence[0].CodeValue == "4421005"
+    seg = read_slide_seg(tmp_path / "s.dcm")
+    assert seg.segment(1).color == (255, 0, 0)
+    assert np.array_equal(read_all(seg.masks[2]), (lab == 3).astype(np.uint8))

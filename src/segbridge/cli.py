@@ -208,7 +208,8 @@ def convert(
                         "default) or full (TILED_FULL, every tile).")] = None,
     pyramid: Annotated[str | None, typer.Option(
         "--pyramid", help="Slide SEG: also write levels downsampled by these factors, e.g. "
-                          "2,4,8 (NAME-2.dcm, ...; one series).")] = None,
+                          "2,4,8 (NAME-2.dcm, ...; one series), or 'levels' for every level "
+                          "of a --reference folder.")] = None,
     palette: Annotated[bool, typer.Option(
         "--palette", help="Slide LABELMAP SEG in PALETTE COLOR (segment colours).")] = False,
 ) -> None:
@@ -239,7 +240,7 @@ def convert(
     if output is None:
         raise InvalidInputError("no output: give -o FILE (or --to NAME.dcm for an RTSTRUCT)")
     if _slide_convert(inputs, output, reference, type.value, tiled, compression, palette,
-                      pyramid, series_description, series_number, strict, as_json):
+                      pyramid, series_description, series_number, strict, as_json, labels):
         return
     if push_url is not None and io.format_of(output) != "dicom":
         raise InvalidInputError(f"--push stores DICOM; {output} is not a .dcm output")
@@ -302,9 +303,9 @@ def convert(
 
 
 def _slide_convert(inputs, output, reference, seg_type, tiled, compression, palette, pyramid,
-                   series_description, series_number, strict, as_json) -> bool:
+                   series_description, series_number, strict, as_json, labels) -> bool:
     """Run a slide conversion when an input or the output is a slide; False otherwise."""
-    from .slide.convert import is_slide_job
+    from .slide.detect import is_slide_job
 
     if not is_slide_job(inputs, output):
         return False
@@ -312,18 +313,20 @@ def _slide_convert(inputs, output, reference, seg_type, tiled, compression, pale
     from .slide.convert import convert_slide
 
     factors = None
-    if pyramid:
+    if pyramid and pyramid.strip().lower() == "levels":
+        factors = "levels"
+    elif pyramid:
         try:
             factors = [float(f) for f in pyramid.split(",") if f.strip()]
         except ValueError:
-            raise InvalidInputError(f"--pyramid takes factors like 2,4,8, got {pyramid!r}") \
-                from None
+            raise InvalidInputError(f"--pyramid takes factors like 2,4,8 or 'levels', got "
+                                    f"{pyramid!r}") from None
     report = Report(strict=strict)
     sseg, written = convert_slide(
         list(inputs), output, reference, seg_type=None if seg_type == "auto" else seg_type,
         tiled=tiled or "sparse", compression=compression.value if compression else None,
         palette=palette, pyramid=factors, series_description=series_description,
-        series_number=series_number, report=report)
+        series_number=series_number, report=report, labels=labels)
     if as_json:
         print(json.dumps({"written": [str(p) for p in written], "segments": len(sseg.segments),
                           "notes": report.notes, "warnings": report.warnings}, indent=2))

@@ -22,6 +22,12 @@ def describe(path: str | os.PathLike, *, reference=None, series_uid: str | None 
     if detected.name == "rtstruct":
         return describe_rtstruct(p, reference=reference, series_uid=series_uid)
     if fmt == "dicom":
+        from .slide.detect import is_slide_seg
+
+        if is_slide_seg(p):  # a SEG on a slide's tiled total pixel matrix
+            from .slide.describe import describe_slide
+
+            return describe_slide(p)
         from .dicom.segfile import SegFile
 
         f = SegFile(p)
@@ -131,6 +137,11 @@ def print_description(data: dict, console) -> None:
 
     if data["format"] == "rtstruct":
         _print_rtstruct(data, console)
+        return
+    if data.get("slide"):
+        from .slide.describe import print_slide
+
+        print_slide(data, console)
         return
     console.print(f"[bold]{_x(data['file'])}[/bold] ({data['format']})")
     if data["format"] == "dicom":

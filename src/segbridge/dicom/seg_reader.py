@@ -115,7 +115,7 @@ def _read_segments(f: SegFile, kind: str, report: Report) -> list[Segment]:
             str(f.ds.get("PhotometricInterpretation") or "") == "PALETTE COLOR":
         from .segments import palette_colors
 
-        colors = palette_colors(f.path, numbers)
+        colors = palette_colors(f, numbers)
         for s in segments:
             if s.color is None:
                 s.color = colors.get(s.number)

@@ -18,21 +18,16 @@ import numpy as np
 
 from ..errors import InvalidInputError, Report
 from ..model import Segment
+from .detect import (  # noqa: F401 (is_slide_job, is_slide_seg: the CLI's hook)
+    IMAGE_SUFFIXES,
+    POLYGON_SUFFIXES,
+    is_polygons,
+    is_slide_job,
+    is_slide_path,
+    is_slide_seg,
+)
 from .model import SlideGrid, SlideSegmentation
 from .tiles import DownsampledTiles, FunctionTiles, TileSource
-
-IMAGE_SUFFIXES = (".tif", ".tiff", ".npy")
-#: QuPath's polygons (slide/geojson.py reads them, slide/polygons.py writes them)
-POLYGON_SUFFIXES = (".geojson",)
-
-
-def is_slide_path(path: str | os.PathLike) -> bool:
-    """A label image (.tif, .tiff, .npy) or polygons (.geojson)?"""
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES + POLYGON_SUFFIXES
-
-
-def is_polygons(path: str | os.PathLike) -> bool:
-    return Path(path).suffix.lower() in POLYGON_SUFFIXES
 
 
 def from_geojson(path: Path, grid: SlideGrid, seg_type: str | None,
@@ -53,31 +48,6 @@ def from_geojson(path: Path, grid: SlideGrid, seg_type: str | None,
                              masks={s.value: gl.mask(s.value) for s in gl.segments})
 
 
-def is_slide_seg(path: str | os.PathLike) -> bool:
-    """Does a DICOM file look like a SEG on a total pixel matrix (TotalPixelMatrixRows in the
-    first MiB, then confirmed by parsing)? Cheap enough to run before every SEG read."""
-    p = Path(path)
-    try:
-        with open(p, "rb") as fh:
-            head = fh.read(1 << 20)
-    except OSError:
-        return False
-    if b"\x48\x00\x07\x00UL" not in head and b"\x48\x00\x07\x00\x04\x00\x00\x00" not in head:
-        return False
-    return b"1.2.840.10008.5.1.4.1.1.66." in head
-
-
-def is_slide_job(inputs, output) -> bool:
-    """Is a conversion about slides: a label image in or out, or a slide SEG in?"""
-    paths = [Path(p) for p in inputs]
-    if output is not None and (is_slide_path(output) or (
-            Path(output).suffix.lower() == ".png" and any(
-                Path(p).suffix.lower() == ".dcm" and Path(p).is_file() and is_slide_seg(p)
-                or is_slide_path(p) for p in paths))):
-        return True
-    return any(is_slide_path(p) or (p.suffix.lower() == ".dcm" and p.is_file()
-                                    and is_slide_seg(p)) for p in paths)
-
 
 def _strip_values(src: TileSource, strip: int = 1024) -> np.ndarray:
     """The distinct values of a source, a strip at a time."""
@@ -94,10 +64,20 @@ def _strip_values(src: TileSource, strip: int = 1024) -> np.ndarray:
     return np.flatnonzero(present).astype(np.int64) if small else seen.astype(np.int64)
 
 
+def _segment(number: int, value: int, index: int, label_map) -> Segment:
+    """Segment ``number`` for label ``value``: named, coded and coloured by ``--labels``."""
+    got = label_map.for_value(value) if label_map is not None else None
+    return got.segment(number, index) if got is not None else Segment(number)
+
+
 def from_label_image(path: str | os.PathLike, grid: SlideGrid, seg_type: str | None,
-                     report: Report) -> SlideSegmentation:
-    """A TIFF / NumPy label image (or stack) on the reference slide's grid."""
+                     report: Report, labels=None) -> SlideSegmentation:
+    """A TIFF / NumPy label image (or stack) on the reference slide's grid; ``labels`` (a
+    ``--labels`` map, see :mod:`segbridge.labels`) names the values / planes."""
+    from ..labels import load_labels
     from .tiff import open_label_image
+
+    label_map = load_labels(labels)
 
     p = Path(path)
     planes = open_label_image(p)
@@ -118,6 +98,7 @@ def from_label_image(path: str | os.PathLike, grid: SlideGrid, seg_type: str | N
         if kind == "FRACTIONAL":
             raise InvalidInputError(f"{p}: a 2-D label image cannot be FRACTIONAL; give a stack "
                                     "of per-segment planes")
+        originals = list(values)
         if kind == "BINARY" and values != list(range(1, len(values) + 1)):
             lut = np.zeros(max(values) + 1, np.uint16 if len(values) > 255 else np.uint8)
             lut[values] = np.arange(1, len(values) + 1)
@@ -127,7 +108,9 @@ def from_label_image(path: str | os.PathLike, grid: SlideGrid, seg_type: str | N
             src = FunctionTiles(shape, lut.dtype,
                                 lambda r0, r1, c0, c1: lut[base.read(r0, r1, c0, c1)])
             values = list(range(1, len(values) + 1))
-        return SlideSegmentation(grid, [Segment(v) for v in values], kind, labels=src)
+        segments = [_segment(n, v, k, label_map)
+                    for k, (n, v) in enumerate(zip(values, originals, strict=True))]
+        return SlideSegmentation(grid, segments, kind, labels=src)
     top = max(int(_strip_values(s).max()) for s in planes)
     kind = kind or ("BINARY" if top <= 1 else "FRACTIONAL")
     if kind == "LABELMAP":
@@ -139,7 +122,8 @@ def from_label_image(path: str | os.PathLike, grid: SlideGrid, seg_type: str | N
         raise InvalidInputError(f"{p}: fractional values must fit 8 bits (found {top})")
     masks = {k + 1: s for k, s in enumerate(planes)}
     extra = {"max_fractional_value": 255} if kind == "FRACTIONAL" else {}
-    return SlideSegmentation(grid, [Segment(n) for n in masks], kind, masks=masks, **extra)
+    segments = [_segment(n, n, k, label_map) for k, n in enumerate(masks)]
+    return SlideSegmentation(grid, segments, kind, masks=masks, **extra)
 
 
 def check_same_slide(path: Path, sseg: SlideSegmentation, reference: SlideGrid) -> None:
@@ -158,7 +142,7 @@ def check_same_slide(path: Path, sseg: SlideSegmentation, reference: SlideGrid) 
 
 
 def read_slide(path: str | os.PathLike, reference: SlideGrid | None, seg_type: str | None,
-               report: Report) -> SlideSegmentation:
+               report: Report, labels=None) -> SlideSegmentation:
     """Any slide input: a slide SEG, or a label image with its reference."""
     from .seg_read import read_slide_seg
 
@@ -172,7 +156,7 @@ def read_slide(path: str | os.PathLike, reference: SlideGrid | None, seg_type: s
         if reference is None:
             raise InvalidInputError(f"{p}: a slide label image needs --reference with the VL "
                                     "Whole Slide Microscopy image it was drawn on")
-        return from_label_image(p, reference, seg_type, report)
+        return from_label_image(p, reference, seg_type, report, labels)
     sseg = read_slide_seg(p, report)
     if reference is not None:
         check_same_slide(p, sseg, reference)
@@ -221,24 +205,44 @@ def output_planes(sseg: SlideSegmentation, report: Report) -> list[TileSource]:
     return [sseg.masks[n] for n in sorted(sseg.numbers)]
 
 
-def downsampled(sseg: SlideSegmentation, factor: float) -> SlideSegmentation:
-    """The segmentation on the level ``factor`` times coarser (highdicom's nearest rule)."""
-    grid = sseg.grid.downsampled(factor)
+def downsampled(sseg: SlideSegmentation, factor: float,
+                level: SlideGrid | None = None) -> SlideSegmentation:
+    """The segmentation on the level ``factor`` times coarser (highdicom's nearest rule), or
+    on a given image level (its size, tiles, spacing and source), as highdicom's pyramids
+    from several source images are made."""
+    grid = level if level is not None else sseg.grid.downsampled(factor)
+    shape = grid.shape
     kw = dict(fractional_type=sseg.fractional_type,
               max_fractional_value=sseg.max_fractional_value)
     if sseg.labels is not None:
         return SlideSegmentation(grid, sseg.segments, sseg.seg_type,
-                                 labels=DownsampledTiles(sseg.labels, factor), **kw)
+                                 labels=DownsampledTiles(sseg.labels, shape=shape), **kw)
     return SlideSegmentation(grid, sseg.segments, sseg.seg_type,
-                             masks={n: DownsampledTiles(s, factor)
+                             masks={n: DownsampledTiles(s, shape=shape)
                                     for n, s in sseg.masks.items()}, **kw)
+
+
+def pyramid_levels(sseg: SlideSegmentation, factors: list,
+                   images: list[SlideGrid]) -> list[SlideSegmentation]:
+    """One segmentation per factor: on the slide image level of that size when the
+    reference folder has one (referencing it), else derived from level 0."""
+    by_shape = {g.shape: g for g in images}
+    out = []
+    for f in factors:
+        if isinstance(f, SlideGrid):  # an image level itself ("--pyramid levels")
+            out.append(downsampled(sseg, sseg.grid.rows / f.rows, f))
+            continue
+        target = sseg.grid.downsampled(f)
+        out.append(downsampled(sseg, f, by_shape.get(target.shape)))
+    return out
 
 
 def write_slide(sseg: SlideSegmentation, output: str | os.PathLike, *, tiled: str = "sparse",
                 compression: str | None = None, palette: bool = False,
                 pyramid: list[float] | None = None, series_description: str | None = None,
                 series_number: int | None = None, report: Report | None = None,
-                preview_reference: str | os.PathLike | None = None) -> list[Path]:
+                preview_reference: str | os.PathLike | None = None,
+                level_images: list[SlideGrid] | None = None) -> list[Path]:
     """Write a slide segmentation: SEG (one per pyramid level, one series), TIFF or NumPy, or
     a PNG preview (over ``preview_reference``, the slide image, when given)."""
     from ..dicom.uids import generate_uid
@@ -273,7 +277,9 @@ def write_slide(sseg: SlideSegmentation, output: str | os.PathLike, *, tiled: st
             if suffix == ".npy":
                 write_npy(tmp, planes)
             else:
-                write_tiff(tmp, planes, tile=sseg.grid.tile_columns)
+                write_tiff(tmp, planes, tile=sseg.grid.tile_columns,
+                           ome=out.name.lower().endswith((".ome.tif", ".ome.tiff")),
+                           spacing_mm=sseg.grid.pixel_spacing)
             os.replace(tmp, out)
         finally:
             if tmp.exists():
@@ -285,9 +291,11 @@ def write_slide(sseg: SlideSegmentation, output: str | os.PathLike, *, tiled: st
     if sseg.grid.source is None or sseg.grid.header is None:
         raise InvalidInputError(f"{out}: writing a slide SEG needs --reference with the VL "
                                 "Whole Slide Microscopy image")
-    factors = sorted(set(pyramid or []))
-    levels = [(out, sseg)] + [(numbered_name(out, k + 2), downsampled(sseg, f))
-                              for k, f in enumerate(factors)]
+    factors = list(pyramid or [])
+    if not all(isinstance(f, SlideGrid) for f in factors):
+        factors = sorted(set(factors))
+    levels = [(out, sseg)] + [(numbered_name(out, k + 2), level) for k, level in
+                              enumerate(pyramid_levels(sseg, factors, level_images or []))]
     series_uid = generate_uid()
     pyramid_uid = generate_uid() if factors else None
     tmps: list[Path] = []
@@ -310,10 +318,17 @@ def write_slide(sseg: SlideSegmentation, output: str | os.PathLike, *, tiled: st
 def convert_slide(inputs: list[Path], output: Path, reference: Path | None, *,
                   seg_type: str | None = None, tiled: str = "sparse",
                   compression: str | None = None, palette: bool = False,
-                  pyramid: list[float] | None = None, series_description: str | None = None,
-                  series_number: int | None = None,
-                  report: Report | None = None) -> tuple[SlideSegmentation, list[Path]]:
-    """``segbridge convert`` for slides: one input, one output (plus pyramid levels)."""
+                  pyramid: list[float] | str | None = None,
+                  series_description: str | None = None, series_number: int | None = None,
+                  report: Report | None = None,
+                  labels=None) -> tuple[SlideSegmentation, list[Path]]:
+    """``segbridge convert`` for slides: one input, one output (plus pyramid levels).
+
+    ``reference`` is one SM image, or a folder with the slide's levels (largest = level 0);
+    ``pyramid`` is a list of factors, or "levels" for every level of that folder. A pyramid
+    level whose size int(n / f) is a level of the folder is written on (and references)
+    that image, else it is derived from level 0.
+    """
     from ..outputs import numbered_name, refuse_overwrite
     from ..web.client import is_url
 
@@ -323,12 +338,23 @@ def convert_slide(inputs: list[Path], output: Path, reference: Path | None, *,
     src = Path(inputs[0])
     if not src.is_file():
         raise InvalidInputError(f"{src}: no such file")
+    images = reference_levels(reference) if reference is not None else []
+    ref = pick_level(images, src, str(reference)) if images else None
+    below = [g for g in images if ref is not None and g.rows * g.columns < ref.rows * ref.columns]
+    if pyramid == "levels":  # every level of the reference below the input's
+        if not below:
+            raise InvalidInputError("--pyramid levels needs --reference with the slide's levels "
+                                    "(a folder or a DICOMweb series) below the input's size")
+        pyramid = below
     local_ref = reference is not None and not is_url(str(reference))
     protected = [src] + ([Path(reference)] if local_ref else [])
-    outs = [output] + [numbered_name(output, k + 2) for k in range(len(set(pyramid or [])))]
+    if local_ref and Path(reference).is_dir():
+        protected += [Path(reference) / p.name for p in Path(reference).iterdir()]
+    n_levels = len(pyramid) if pyramid and isinstance(pyramid[0], SlideGrid) else \
+        len(set(pyramid or []))
+    outs = [output] + [numbered_name(output, k + 2) for k in range(n_levels)]
     refuse_overwrite(outs, protected)
-    ref = slide_reference(reference, src) if reference is not None else None
-    sseg = read_slide(src, ref, seg_type, report)
+    sseg = read_slide(src, ref, seg_type, report, labels)
     if seg_type and sseg.seg_type != seg_type.upper() and not is_slide_path(src):
         raise InvalidInputError(f"{src}: is a {sseg.seg_type} SEG; converting it to "
                                 f"{seg_type.upper()} is not supported for slides")
@@ -336,33 +362,44 @@ def convert_slide(inputs: list[Path], output: Path, reference: Path | None, *,
                              palette=palette, pyramid=pyramid,
                              series_description=series_description,
                              series_number=series_number, report=report,
-                             preview_reference=reference)
+                             preview_reference=reference, level_images=below)
+
+
+def reference_levels(reference, *, options=None) -> list[SlideGrid]:
+    """The levels of a slide reference, largest first: one SM file, a folder of its levels
+    (``reference.read_sm_levels``) or a DICOMweb slide series (metadata only)."""
+    from ..web.client import is_url
+    from .reference import read_sm_levels
+
+    if is_url(str(reference)):
+        from .image import open_slide
+
+        return [lv.grid for lv in open_slide(str(reference), options=options).levels]
+    return read_sm_levels(reference)
+
+
+def pick_level(levels: list[SlideGrid], src: str | os.PathLike | None,
+               where: str) -> SlideGrid:
+    """The level a slide input lies on: the one of its size (a label image or SEG), the
+    largest for GeoJSON (its coordinates are full-resolution pixels) or one file as given."""
+    if len(levels) == 1 or src is None:
+        return levels[0]
+    shape = _shape_of(Path(src))
+    if shape is None:
+        return levels[0]
+    for g in levels:
+        if g.shape == shape:
+            return g
+    sizes = ", ".join(f"{g.rows} x {g.columns}" for g in levels)
+    raise InvalidInputError(f"{src}: {shape[0]} x {shape[1]} is the size of no level of "
+                            f"{where} ({sizes})")
 
 
 def slide_reference(reference, src: str | os.PathLike | None = None, *,
                     options=None) -> SlideGrid:
-    """The slide level a conversion is placed on: one SM file as given, or, in a folder of
-    levels or a DICOMweb series (``.../studies/<uid>/series/<uid>``), the level whose total
-    pixel matrix has the size of ``src`` (a label image or a slide SEG; the largest level
-    when there is no ``src``). Only metadata is read, never a tile."""
-    from ..web.client import is_url
-    from .image import open_slide
-    from .reference import read_sm
-
-    if not is_url(str(reference)) and Path(reference).is_file():
-        return read_sm(reference)
-    slide = open_slide(reference, options=options)
-    if src is None:
-        return slide.levels[0].grid
-    shape = _shape_of(Path(src))
-    if shape is None:  # polygons carry no size: they are in the base level's pixels
-        return slide.levels[0].grid
-    for level in slide.levels:
-        if level.grid.shape == shape:
-            return level.grid
-    sizes = ", ".join(f"{lv.grid.rows} x {lv.grid.columns}" for lv in slide.levels)
-    raise InvalidInputError(f"{src}: {shape[0]} x {shape[1]} is the size of no level of "
-                            f"{slide.where} ({sizes})")
+    """The slide level a conversion is placed on (see :func:`pick_level`); only metadata is
+    read, never a tile."""
+    return pick_level(reference_levels(reference, options=options), src, str(reference))
 
 
 def _shape_of(path: Path) -> tuple[int, int] | None:

@@ -86,3 +86,30 @@ def grid_of(ds, dataset_cls=None) -> SlideGrid:
                            str(ds.SOPInstanceUID), str(ds.SOPClassUID)),
         header=header, slice_thickness=thickness)
 
+
+def read_sm_levels(path: str | os.PathLike) -> list[SlideGrid]:
+    """The levels of a slide, largest first: one SM file, or every SM image in a folder
+    (one frame of reference; files that are not slide images are skipped)."""
+    p = Path(path)
+    if not p.is_dir():
+        return [read_sm(p)]
+    levels = []
+    for f in sorted(p.iterdir()):
+        if not f.is_file():
+            continue
+        try:
+            levels.append(read_sm(f))
+        except InvalidInputError:
+            continue
+    if not levels:
+        raise InvalidInputError(f"{p}: no VL Whole Slide Microscopy image in the folder")
+    levels.sort(key=lambda g: (-g.rows, -g.columns))
+    fors = {g.frame_of_reference_uid for g in levels}
+    if len(fors) > 1:
+        raise InvalidInputError(f"{p}: the slide images are in {len(fors)} frames of reference;"
+                                " give one slide's levels")
+    sizes = [g.shape for g in levels]
+    if len(set(sizes)) != len(sizes):
+        raise InvalidInputError(f"{p}: two slide images have the same size (several optical "
+                                "paths or focal planes are not supported); give one file")
+    return levels

@@ -236,10 +236,10 @@ def read_slide_seg(path: str | os.PathLike, report: Report | None = None) -> Sli
     if not segments:
         raise InvalidInputError(f"{p}: no segments described")
     numbers = [s.number for s in segments]
-    if kind == "LABELMAP" and any(s.color is None for s in segments):
+    if str(sf.ds.get("PhotometricInterpretation", "") or "") == "PALETTE COLOR":
         from ..dicom.segments import palette_colors
 
-        colors = palette_colors(p, numbers)
+        colors = palette_colors(sf, numbers)  # segments without CIELab take the LUT's colour
         for s in segments:
             if s.color is None:
                 s.color = colors.get(s.number)

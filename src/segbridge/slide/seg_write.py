@@ -180,20 +180,20 @@ def _source_ref(grid: SlideGrid):
                      [SourceInstance(s.sop_class_uid, s.sop_instance_uid)], header=grid.header)
 
 
-def _palette(ds, sseg: SlideSegmentation, bits: int) -> None:
+def _palette(ds, sseg: SlideSegmentation) -> None:
     """PALETTE COLOR: a LUT from the segment colours, background black (PS3.3 C.7.6.3.1.5,
     C.7.9), with an sRGB ICC profile (PS3.3 C.11.15)."""
     from PIL import ImageCms
 
     from ..dicom.uids import generate_uid
 
+    # 8-bit entries for 8- and 16-bit pixels alike (PS3.3 C.7.6.3.1.5 allows 8 or 16 bits
+    # per entry; the colours are 8-bit sRGB, and highdicom's ICC step takes 8-bit RGB only)
     n = max(sseg.numbers) + 1
-    entry = np.uint8 if bits == 8 else np.uint16
-    lut = np.zeros((n, 3), entry)
+    lut = np.zeros((n, 3), np.uint8)
     for k, s in enumerate(sseg.segments):
-        rgb = s.color if s.color is not None else default_color(k)
-        lut[s.number] = rgb if bits == 8 else [c * 257 for c in rgb]
-    desc = [n if n < 65536 else 0, 0, bits]
+        lut[s.number] = s.color if s.color is not None else default_color(k)
+    desc = [n if n < 65536 else 0, 0, 8]
     for c, name in enumerate(("Red", "Green", "Blue")):
         data = np.ascontiguousarray(lut[:, c]).tobytes()
         if len(data) % 2:
@@ -249,7 +249,7 @@ def _header(sseg: SlideSegmentation, frames, tiled: str, bits: int, palette: boo
     if kind == "LABELMAP":
         ds.set("PixelPaddingValue", 0)
     if palette:
-        _palette(ds, sseg, bits)
+        _palette(ds, sseg)
     items = []
     if kind == "LABELMAP":
         items.append(item_from_segment(Segment(0, "Background", category=SPATIAL_AND_RELATIONAL,

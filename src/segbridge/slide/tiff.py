@@ -123,8 +123,10 @@ def _tiff_tile(rows: int, columns: int, tile: int) -> int:
 
 
 def write_tiff(path: str | os.PathLike, planes: list[TileSource], tile: int = 256,
-               compression: str = "zlib") -> None:
-    """Tiled TIFF of one or more planes, written tile by tile (a strip of tiles in memory)."""
+               compression: str = "zlib", ome: bool = False,
+               spacing_mm: tuple[float, float] | None = None) -> None:
+    """Tiled TIFF (or OME-TIFF) of one or more planes, written tile by tile (a strip of tiles
+    in memory)."""
     import tifffile
 
     rows, cols = planes[0].shape
@@ -144,6 +146,15 @@ def write_tiff(path: str | os.PathLike, planes: list[TileSource], tile: int = 25
                     yield np.ascontiguousarray(block, dtype)
 
     shape = (rows, cols) if len(planes) == 1 else (len(planes), rows, cols)
+    if ome:  # OME-TIFF: the pixel size in micrometres goes into the OME-XML
+        meta = {"axes": "YX" if len(planes) == 1 else "ZYX"}
+        if spacing_mm is not None:
+            meta.update(PhysicalSizeY=spacing_mm[0] * 1000, PhysicalSizeYUnit="µm",
+                        PhysicalSizeX=spacing_mm[1] * 1000, PhysicalSizeXUnit="µm")
+        tifffile.imwrite(path, tiles(), shape=shape, dtype=dtype, tile=(t, t),
+                         compression=compression, photometric="minisblack", ome=True,
+                         metadata=meta)
+        return
     tifffile.imwrite(path, tiles(), shape=shape, dtype=dtype, tile=(t, t),
                      compression=compression, photometric="minisblack", metadata=None)
 

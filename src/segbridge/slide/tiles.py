@@ -52,11 +52,22 @@ class ArrayTiles:
         if self._mmap is None:
             return np.asarray(self.array[r0:r1, c0:c1])
         out = np.array(self.array[r0:r1, c0:c1])
-        self._touched += (r1 - r0) * max(4096, (c1 - c0) * self.dtype.itemsize)
+        self._count(r1 - r0, c1 - c0)
+        return out
+
+    def take(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Pixels at the crossings of ``rows`` and ``cols`` (sorted indices): only those
+        rows are read, which a down-sampling needs (not the f x f blocks around them)."""
+        out = np.ascontiguousarray(self.array[np.ix_(rows, cols)])
+        if self._mmap is not None:
+            self._count(len(rows), int(cols[-1] - cols[0]) + 1 if len(cols) else 0)
+        return out
+
+    def _count(self, nrows: int, ncols: int) -> None:
+        self._touched += nrows * max(4096, ncols * self.dtype.itemsize)
         if self._touched > RELEASE_BYTES:
             self._touched = 0
             release(self._mmap)
-        return out
 
 
 def release(mapping) -> None:
@@ -125,10 +136,13 @@ def nearest_index(n: int, out: int) -> np.ndarray:
 class DownsampledTiles:
     """A level ``factor`` times coarser, by :func:`nearest_index` (highdicom's rule)."""
 
-    def __init__(self, src: TileSource, factor: float) -> None:
+    def __init__(self, src: TileSource, factor: float | None = None,
+                 shape: tuple[int, int] | None = None) -> None:
         self.src = src
         self.factor = factor
-        self.shape = (pyramid_size(src.shape[0], factor), pyramid_size(src.shape[1], factor))
+        if shape is None:  # by factor: int(n / f), as highdicom sizes one-source pyramids
+            shape = (pyramid_size(src.shape[0], factor), pyramid_size(src.shape[1], factor))
+        self.shape = (int(shape[0]), int(shape[1]))  # or a given level's size
         self.dtype = src.dtype
         self._ri = nearest_index(src.shape[0], self.shape[0])
         self._ci = nearest_index(src.shape[1], self.shape[1])
@@ -137,5 +151,7 @@ class DownsampledTiles:
         ri, ci = self._ri[r0:r1], self._ci[c0:c1]
         if ri.size == 0 or ci.size == 0:
             return np.zeros((ri.size, ci.size), self.dtype)
+        if isinstance(self.src, ArrayTiles):
+            return self.src.take(ri, ci)
         block = self.src.read(int(ri[0]), int(ri[-1]) + 1, int(ci[0]), int(ci[-1]) + 1)
         return np.ascontiguousarray(block[np.ix_(ri - ri[0], ci - ci[0])])

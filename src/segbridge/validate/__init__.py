@@ -67,8 +67,15 @@ def validate(path: str | os.PathLike, *, reference=None, profile: str = "standar
         ctx_type, kind = RtContext, "RTSTRUCT"
     else:
         raise UnsupportedError(f"{path}: not a DICOM SEG or RTSTRUCT (SOP class {sop or 'none'})")
-    ref = load_reference(reference, series_uid=series_uid)
+    slide_ref = None
+    if kind == "SEG" and reference is not None and "TotalPixelMatrixRows" in parsed.ds:
+        from ..slide.reference import read_sm  # a slide SEG's reference is one SM image
+
+        ref, slide_ref = None, read_sm(reference)
+    else:
+        ref = load_reference(reference, series_uid=series_uid)
     ctx = ctx_type(parsed, ref)
+    ctx.slide_reference = slide_ref
     ctx.profile = prof
     result = ValidationResult(str(path), kind, prof)
     for r in RULES:

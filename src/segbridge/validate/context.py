@@ -42,6 +42,8 @@ class SegContext:
     kind = "SEG"
     #: the validation profile the rules run for (hints name fixes that work under it)
     profile = "standard"
+    #: the VL WSI image a slide SEG was checked against (slide.model.SlideGrid), if any
+    slide_reference = None
 
     def __init__(self, parsed: ParsedFile, reference: ReferenceImage | None) -> None:
         self.parsed = parsed

@@ -155,3 +155,32 @@ def slide_coordinates(ctx: SegContext):
             yield f"frame {k + 1}", f"X/Y offset ({got[0]:g}, {got[1]:g}) mm; position " \
                 f"({rp}, {cp}) is at ({x:g}, {y:g}) mm"
             return
+
+
+@rule("SLIDE-REFERENCE", SEG, ERROR, "Checked against its slide image (--reference SM.dcm), a "
+      "slide SEG references that image (Referenced Series / Source Image Sequence), shares its "
+      "Frame of Reference and has its total pixel matrix size.",
+      hint="Write the SEG on the SM level it was drawn on (segbridge convert -r SM.dcm).",
+      source="PS3.3 C.12.2, C.7.4.1, C.8.12.14 [digest 1.8]")
+def slide_reference(ctx: SegContext):
+    ref = getattr(ctx, "slide_reference", None)
+    if ref is None or not ctx.tiled:
+        return
+    g = _grid(ctx)
+    if g is None:
+        return
+    uids = set()
+    for item in ctx.ds.get("ReferencedSeriesSequence") or []:
+        for inst in item.get("ReferencedInstanceSequence") or []:
+            uids.add(str(inst.get("ReferencedSOPInstanceUID", "") or ""))
+    for inst in ctx.ds.get("SourceImageSequence") or []:
+        uids.add(str(inst.get("ReferencedSOPInstanceUID", "") or ""))
+    if ref.source is not None and ref.source.sop_instance_uid not in uids:
+        yield "ReferencedSeriesSequence", f"does not reference the slide image " \
+            f"{ref.source.sop_instance_uid}"
+    if ref.frame_of_reference_uid and g.frame_of_reference_uid != ref.frame_of_reference_uid:
+        yield "FrameOfReferenceUID", f"{g.frame_of_reference_uid} is not the slide's " \
+            f"{ref.frame_of_reference_uid}"
+    if g.shape != ref.shape:
+        yield "TotalPixelMatrixRows", f"{g.rows} x {g.columns}; the slide image is " \
+            f"{ref.rows} x {ref.columns}"
