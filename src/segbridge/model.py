@@ -137,7 +137,23 @@ def _bbox(mask: np.ndarray) -> tuple[slice, ...] | None:
     return tuple(out)
 
 
-class Segmentation:
+class SegmentList:
+    """What every segmentation model answers from its ``segments`` (volume and slide)."""
+
+    segments: list[Segment]
+
+    @property
+    def numbers(self) -> list[int]:
+        return [s.number for s in self.segments]
+
+    def segment(self, number: int) -> Segment:
+        for s in self.segments:
+            if s.number == number:
+                return s
+        raise KeyError(f"no segment number {number}")
+
+
+class Segmentation(SegmentList):
     """Segments on a grid, stored as layers of labels (or per-segment fractions)."""
 
     def __init__(self, grid: Grid, segments: Sequence[Segment], *,
@@ -212,15 +228,6 @@ class Segmentation:
         """True when the grid is frame space (2-D / cine source, no patient geometry)."""
         return self.source is not None and not self.source.has_geometry
 
-    @property
-    def numbers(self) -> list[int]:
-        return [s.number for s in self.segments]
-
-    def segment(self, number: int) -> Segment:
-        for s in self.segments:
-            if s.number == number:
-                return s
-        raise KeyError(f"no segment number {number}")
 
     def mask(self, number: int) -> np.ndarray:
         """Boolean array of one segment, wherever it lives."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidInputError
-from ..model import FRACTIONAL_TYPES, Segment
+from ..model import FRACTIONAL_TYPES, Segment, SegmentList
 
 if TYPE_CHECKING:
     from .tiles import TileSource
@@ -160,7 +160,7 @@ class SlideGrid:
 
 
 @dataclass
-class SlideSegmentation:
+class SlideSegmentation(SegmentList):
     """Segments on a slide grid: one label TileSource, or one TileSource per segment.
 
     ``labels`` (label value = segment number, 0 = background) is used for non-overlapping
@@ -205,15 +205,6 @@ class SlideSegmentation:
             if not 1 <= int(self.max_fractional_value) <= 255:
                 raise InvalidInputError("max fractional value must be 1..255")
 
-    @property
-    def numbers(self) -> list[int]:
-        return [s.number for s in self.segments]
-
-    def segment(self, number: int) -> Segment:
-        for s in self.segments:
-            if s.number == number:
-                return s
-        raise KeyError(number)
 
     def read_mask(self, number: int, r0: int, r1: int, c0: int, c1: int):
         """One segment's values in a region: 0/1 from labels, or the mask source's values."""

@@ -43,13 +43,11 @@ def _empty_bulk(*args) -> bytes:
     return b""  # bulk data (pixels) is not needed for the grid
 
 
-def read_remote_series(url: str, *, options: WebOptions | None = None,
-                       series_uid: str | None = None, assign_uids: bool = False,
-                       report: Report | None = None):
-    """A ReferenceImage for the series at ``url`` (``.../studies/<uid>/series/<uid>``)."""
+def series_headers(url: str, *, options: WebOptions | None = None,
+                   series_uid: str | None = None):
+    """``(endpoint, study, series, [header datasets])`` of the series at ``url``
+    (``.../studies/<uid>/series/<uid>``): its WADO-RS metadata, bulk data left out."""
     from pydicom.dataset import Dataset
-
-    from ..series import series_from_headers
 
     root, study, series = split_series_url(url)
     series = series or series_uid
@@ -61,13 +59,25 @@ def read_remote_series(url: str, *, options: WebOptions | None = None,
                    lambda c: c.retrieve_series_metadata(study, series))
     if not meta:
         raise RemoteError(f"{public(url)}: the series has no instances there")
-    items = []
+    headers = []
     for item in meta:
         try:
-            ds = Dataset.from_json(item, bulk_data_uri_handler=_empty_bulk)
+            headers.append(Dataset.from_json(item, bulk_data_uri_handler=_empty_bulk))
         except Exception as exc:
             raise RemoteError(f"{public(url)}: the metadata is not valid DICOM JSON "
                               f"({type(exc).__name__}: {str(exc)[:100]})") from None
+    return ep, study, series, headers
+
+
+def read_remote_series(url: str, *, options: WebOptions | None = None,
+                       series_uid: str | None = None, assign_uids: bool = False,
+                       report: Report | None = None):
+    """A ReferenceImage for the series at ``url`` (``.../studies/<uid>/series/<uid>``)."""
+    from ..series import series_from_headers
+
+    ep, study, series, headers = series_headers(url, options=options, series_uid=series_uid)
+    items = []
+    for ds in headers:
         sop = str(ds.get("SOPInstanceUID", "") or "")
         items.append((RemoteInstance(ep, study, series, sop), ds))
     return series_from_headers(public(url), items, series_uid=series, assign_uids=assign_uids,

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import InvalidInputError, RemoteError
-from .client import Endpoint, WebOptions, multipart_parts, public, split_series_url
+from .client import Endpoint, WebOptions, multipart_parts, public
 
 #: frames per request: keeps URLs short and answers a few MB
 BATCH = 64
@@ -67,30 +67,12 @@ class FrameFetcher:
         return out
 
 
-def _no_bulk(*args) -> bytes:
-    return b""
-
-
 def remote_levels(url: str, wanted, *, options: WebOptions | None = None):
     """``(where, [(header, FrameFetcher), ...])`` for the instances of the series at ``url``
     (``.../studies/<uid>/series/<uid>``) whose header ``wanted(ds)`` accepts."""
-    from pydicom.dataset import Dataset
+    from .series import series_headers
 
-    root, study, series = split_series_url(url)
-    if not study or not series:
-        raise InvalidInputError(f"{public(url)}: a DICOMweb slide must name a series: "
-                                ".../studies/<StudyInstanceUID>/series/<SeriesInstanceUID>")
-    ep = Endpoint(root, options)
-    meta = ep.call(f"reading the metadata of series {series}",
-                   lambda c: c.retrieve_series_metadata(study, series))
-    items = []
-    for item in meta or []:
-        try:
-            ds = Dataset.from_json(item, bulk_data_uri_handler=_no_bulk)
-        except Exception as exc:
-            raise RemoteError(f"{public(url)}: the metadata is not valid DICOM JSON "
-                              f"({type(exc).__name__})") from None
-        if wanted(ds):
-            sop = str(ds.get("SOPInstanceUID") or "")
-            items.append((ds, FrameFetcher(ep, study, series, sop, ds)))
-    return public(url), items
+    ep, study, series, headers = series_headers(url, options=options)
+    return public(url), [(ds, FrameFetcher(ep, study, series, str(ds.get("SOPInstanceUID") or
+                                                                  ""), ds))
+                         for ds in headers if wanted(ds)]
