@@ -282,6 +282,7 @@ def test_nifti_round_trip_places_by_index(us, two_d, tmp_path):
     back = sb.read(nii, reference=us)
     assert back.frame_space
     np.testing.assert_array_equal(back.layers[0], want)
+    np.testing.assert_array_equal(back.labelmap(), want)  # back to NumPy: (frames, rows, cols)
     # a NIfTI made elsewhere with an arbitrary affine is placed by index just the same
     other = tmp_path / "other.nii.gz"
     nib.save(nib.Nifti1Image(want.transpose(2, 1, 0).copy(), np.diag([-3.0, 2, 7, 1])), other)
