@@ -295,6 +295,15 @@ def test_nifti_round_trip_places_by_index(us, two_d, tmp_path):
         sb.from_array(want[:10], us)
 
 
+def test_nrrd_gets_the_nominal_grid_with_a_warning(us, tmp_path):
+    want = cine_labels()
+    r = sb.Report()
+    out = tmp_path / "s.nrrd"
+    sb.write(sb.from_array(want, us), out, report=r)
+    assert any("frame-referenced" in w and "nrrd" in w for w in r.warnings)
+    np.testing.assert_array_equal(sb.read(out, reference=us).labelmap(), want)
+
+
 def test_cli_convert_both_ways(us, two_d, tmp_path):
     want = cine_labels()
     nii = tmp_path / "mask.nii.gz"
