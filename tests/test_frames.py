@@ -282,6 +282,7 @@ def test_nifti_round_trip_places_by_index(us, two_d, tmp_path):
     back = sb.read(nii, reference=us)
     assert back.frame_space
     np.testing.assert_array_equal(back.layers[0], want)
+    np.testing.assert_array_equal(back.labelmap(), want)  # back to NumPy: (frames, rows, cols)
     # a NIfTI made elsewhere with an arbitrary affine is placed by index just the same
     other = tmp_path / "other.nii.gz"
     nib.save(nib.Nifti1Image(want.transpose(2, 1, 0).copy(), np.diag([-3.0, 2, 7, 1])), other)
@@ -292,6 +293,15 @@ def test_nifti_round_trip_places_by_index(us, two_d, tmp_path):
         sb.read(wrong, reference=us)
     with pytest.raises(sb.InvalidInputError, match="does not fit the grid"):
         sb.from_array(want[:10], us)
+
+
+def test_nrrd_gets_the_nominal_grid_with_a_warning(us, tmp_path):
+    want = cine_labels()
+    r = sb.Report()
+    out = tmp_path / "s.nrrd"
+    sb.write(sb.from_array(want, us), out, report=r)
+    assert any("frame-referenced" in w and "nrrd" in w for w in r.warnings)
+    np.testing.assert_array_equal(sb.read(out, reference=us).labelmap(), want)
 
 
 def test_cli_convert_both_ways(us, two_d, tmp_path):

@@ -437,6 +437,11 @@ def write(seg: Segmentation, path: PathLike, *, type: SegType = "auto",
         seg = resampled_regular(seg, report)
     if not seg.is_fractional and len(seg.layers) > 1 and not seg.has_overlap():
         seg = seg.compacted()
+    if seg.frame_space and fmt.name != "nifti":
+        report.warn(f"{target.name}: frame-referenced (2-D / cine) segmentation; {fmt.name} "
+                    "has no way to say 'no patient space', so the file gets the nominal grid "
+                    "(identity directions, frame k at z = k); it is placed by index again on "
+                    "the 2-D reference")
     from .formats.dcmqi_json import write_meta
 
     tmp, side_tmp = tmp_name(target), (tmp_name(side) if side else None)
