@@ -26,7 +26,8 @@ SLICERIO = DATA / "slicerio" / "slicerio" / "data"
 #: (`python -m pytest -q -m unit`); every other module is the `data` tier
 UNIT_MODULES = {"test_codecs", "test_colors", "test_geometry", "test_tags", "test_imports",
                 "test_model", "test_module_shape", "test_resample_loss", "test_pgzip",
-                "test_relabel_rules", "test_interpolate", "test_dataset_rules"}
+                "test_relabel_rules", "test_interpolate", "test_dataset_rules",
+                "test_slide_measure", "test_slide_geojson", "test_slide_polygons"}
 
 
 def _unit_only(config) -> bool:

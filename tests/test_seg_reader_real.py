@@ -9,7 +9,7 @@ import pytest
 from conftest import CT2, CT3, DATA, DCMQI, HD, PYD, WHEEL
 
 import segbridge as sb
-from segbridge.errors import InvalidInputError, UnsupportedError
+from segbridge.errors import UnsupportedError
 
 
 def nrrd_zyx(path):
@@ -164,9 +164,16 @@ def test_slide_microscopy_is_refused_clearly():
         sb.read(HD / "seg_image_sm_control_labelmap.dcm")
 
 
-def test_nonconformant_mammography_seg_without_pixel_measures():
-    with pytest.raises(InvalidInputError, match="no plane position/orientation"):
-        sb.read(DATA / "dcmjs/examples/data/seg-test-SEG.dcm")
+def test_nonconformant_mammography_seg_is_read_in_frame_space():
+    r = sb.Report()
+    seg = sb.read(DATA / "dcmjs/examples/data/seg-test-SEG.dcm", report=r)
+    assert seg.frame_space and seg.grid.shape == (1, 3328, 2560)
+    assert any("frame space" in n for n in r.notes)
+    ds = pydicom.dcmread(DATA / "dcmjs/examples/data/seg-test-SEG.dcm")
+    px = ds.pixel_array.reshape(-1, ds.Rows, ds.Columns)
+    for i, fg in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        n = fg.SegmentIdentificationSequence[0].ReferencedSegmentNumber
+        np.testing.assert_array_equal(seg.mask(n)[0], px[i] != 0)
 
 
 def test_ct2_reference_gap_is_kept_in_the_grid(ct2):

@@ -21,11 +21,24 @@ RTU = DATA / "rt-utils" / "tests" / "mock_data"
 
 
 @pytest.fixture(scope="module")
-def refs():
+def refs(tmp_path_factory):
+    from segbridge import synthetic
+
+    two_d = tmp_path_factory.mktemp("frame-space")
     return {"ct3": sb.read_series(CT3), "rtu": sb.read_series([RTU / "ct_1.dcm",
                                                                RTU / "ct_2.dcm"]),
             "odd": sb.read_series(DCMQI / "23x38x3" / "image"),
-            "mf": sb.read_series(DCMQI / "24x38x3" / "multiframe" / "mf.dcm")}
+            "mf": sb.read_series(DCMQI / "24x38x3" / "multiframe" / "mf.dcm"),
+            "us": sb.read_series(synthetic.write_us_cine(two_d / "us.dcm", 8, 16, 24)),
+            "dx": sb.read_series(synthetic.write_dx(two_d / "dx.dcm"))}
+
+
+def _frame_space_seg(ref) -> sb.Segmentation:
+    """Two segments on a 2-D / cine reference, the second only on some frames."""
+    a = np.zeros(ref.grid.shape, np.uint8)
+    a[:, 2:6, 3:9] = 1
+    a[-1, 8:12, 10:16] = 2
+    return sb.from_array(a, ref)
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +68,10 @@ def bases(refs, tmp_path_factory):
                        out / "mf.dcm", type="binary", profile="archive", compression="rle",
                        reference=refs["mf"])[0],
         "rt": _rt_in_the_images_frame_of_reference(out),
+        "us": sb.write(_frame_space_seg(refs["us"]), out / "us.dcm", type="binary",
+                       profile="archive", compression="none", reference=refs["us"])[0],
+        "dx": sb.write(_frame_space_seg(refs["dx"]), out / "dx.dcm", type="binary",
+                       profile="archive", compression="none", reference=refs["dx"])[0],
     }
     return files
 
@@ -206,6 +223,30 @@ def _rt_elsewhere(ds):
                 im.ReferencedSOPInstanceUID = generate_uid()
 
 
+def _frame_beyond_the_cine(ds):
+    """Frame 1 references frame 9 of an 8-frame US cine."""
+    pffg(ds).DerivationImageSequence[0].SourceImageSequence[0].ReferencedFrameNumber = 9
+
+
+def _invented_geometry(ds):
+    """A Frame of Reference and plane positions the US cine does not have."""
+    ds.FrameOfReferenceUID = generate_uid()
+    for k, fg in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        item = pydicom.Dataset()
+        item.ImagePositionPatient = [0, 0, k]
+        fg.PlanePositionSequence = pydicom.Sequence([item])
+
+
+def _as_frame_space(ds):
+    """The CT SEG stripped of its patient geometry, as a SEG of 2-D images would be."""
+    del ds.FrameOfReferenceUID
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    del shared.PlaneOrientationSequence
+    for fg in ds.PerFrameFunctionalGroupsSequence:
+        del fg.PlanePositionSequence
+    ds.PatientOrientation = ""
+
+
 def _pixel(change):
     def apply(ds):
         change(ds)
@@ -350,6 +391,11 @@ CASES = [
      lambda ds: setattr(ds.StructureSetROISequence[0], "ROIName", "x" * 65)),
     ("RT-CONTOUR-DATA", "rt", "standard", None, ("file", _contour_not_numbers)),
     ("RT-READER", "rt", "standard", "rtu", _rt_elsewhere),
+    ("OHIF-FRAME-SPACE", "binary", "ohif", None, _as_frame_space),
+    ("SEG-FRAME-NUMBER", "us", "standard", "us", _frame_beyond_the_cine),
+    ("SEG-FRAME-SPACE-GEOMETRY", "us", "standard", "us", _invented_geometry),
+    ("SEG-FRAME-SPACE-PIXEL-MEASURES", "dx", "standard", "dx",
+     lambda ds: delattr(ds.SharedFunctionalGroupsSequence[0], "PixelMeasuresSequence")),
 ]
 
 
@@ -416,7 +462,7 @@ def test_everything_we_write_validates_clean(profile, refs, tmp_path):
 
 def test_known_bad_files(refs):
     mg = validate(DATA / "dcmjs/examples/data/seg-test-SEG.dcm", profile="ohif")
-    assert {"SEG-PATIENT-ORIENTATION", "SEG-PIXEL-MEASURES", "OHIF-ORIENTATION"} <= \
+    assert {"SEG-PATIENT-ORIENTATION", "SEG-PIXEL-MEASURES", "OHIF-FRAME-SPACE"} <= \
         mg.rule_ids()
     bad = validate(RTU / "invalid_reference_rt.dcm", reference=refs["rtu"])
     assert "RT-REFERENCES" in bad.rule_ids() and not bad.ok

@@ -778,6 +778,49 @@ def _guard(loaded, *outputs: Path | None) -> None:
         refuse_overwrite(outs, files_read(loaded.paths, reference=loaded.image))
 
 
+def _slide_measure(path: Path, image, output, csv_out, connectivity, as_json, report) -> None:
+    """segbridge measure on a slide: summary table (or JSON), objects to --csv / -o JSON."""
+    from .errors import InvalidInputError
+    from .slide.measure import measure_slide_file
+
+    if connectivity not in (4, 8):
+        raise InvalidInputError(f"--connectivity must be 4 or 8, got {connectivity}")
+    summary, objects = measure_slide_file(path, reference=image, connectivity=connectivity,
+                                          csv_path=csv_out, json_path=output, report=report)
+    if as_json and output is None:
+        print(json.dumps({"input": str(path), "segments": summary}, indent=1))
+    else:
+        from rich.markup import escape
+        from rich.table import Table
+
+        table = Table(title=escape(f"{path.name}: {len(objects):,} objects"))
+        for col in ("segment", "label", "objects", "area (mm2)"):
+            table.add_column(col, justify="right" if col != "label" else "left")
+        for row in summary:
+            table.add_row(str(row["segment"]), escape(row["label"]), f"{row['objects']:,}",
+                          f"{row['area_mm2']:.6g}")
+        _console().print(table)
+    for p in (csv_out, output):
+        if p is not None:
+            print(f"wrote {p}", file=sys.stderr)
+    _print_report(report)
+
+
+def _is_slide_input(path: Path) -> bool:
+    """A slide SEG or a slide label image (.tif / .tiff / .npy)?"""
+    from .slide.convert import is_slide_job
+
+    return is_slide_job([path], None)
+
+
+def _guard_paths(inputs, output: Path, *others) -> None:
+    """Refuse an output that would replace one of the named local inputs."""
+    from .outputs import refuse_overwrite
+    from .web.client import is_url
+
+    refuse_overwrite([output], [p for p in (*inputs, *others) if p and not is_url(str(p))])
+
+
 def _emit(text: str, output: Path | None) -> None:
     """Print, or write a file through a temporary name (no partial output)."""
     if output is None:
@@ -831,6 +874,7 @@ def stats(
 
     report = Report()
     loaded = job.load(inputs, image, series_uid=series, assign_uids=assign_uids, report=report)
+    job.require_patient_space(loaded, "statistics (volumes in mm3)")
     _guard(loaded, output, sr)
     numbers = parse_segment_list(segments, loaded.seg, _names(inputs))
     result = compute_stats(loaded.seg, loaded.image, numbers=numbers, mode=mode.value,
@@ -878,8 +922,14 @@ def measure(
         "--output", "-o", help="Write the JSON to a file.")] = None,
     sr: SrOpt = None,
     assign_uids: AssignUidsOpt = False,
+    csv_out: Annotated[Path | None, typer.Option(
+        "--csv", help="Slides: write one row per object (area, centroid in pixels and slide "
+                      "mm, box) to this CSV file.")] = None,
+    connectivity: Annotated[int, typer.Option(
+        "--connectivity", help="Slides: objects are 8- or 4-connected pixels.")] = 8,
 ) -> None:
-    """Largest bidirectional (long and short axis) of every segment, as Cornerstone3D defines it."""
+    """Largest bidirectional (long and short axis) of every segment, as Cornerstone3D defines it;
+    for a slide segmentation: area, object count and every object's area and centroid."""
     from .errors import Report
     from .measure import job
     from .measure.bidirectional import measure_all
@@ -887,7 +937,11 @@ def measure(
     from .measure.tables import axes_table, to_json
 
     report = Report()
+    if len(inputs) == 1 and _is_slide_input(inputs[0]):
+        _slide_measure(inputs[0], image, output, csv_out, connectivity, as_json, report)
+        return
     loaded = job.load(inputs, image, series_uid=series, assign_uids=assign_uids, report=report)
+    job.require_patient_space(loaded, "bidirectional measurements (mm)")
     _guard(loaded, output, sr)
     numbers = parse_segment_list(segments, loaded.seg, _names(inputs))
     axes = measure_all(loaded.seg, numbers, report=report)
@@ -934,6 +988,13 @@ def render(
     from .measure.stats import parse_segment_list
 
     report = Report()
+    if len(inputs) == 1 and _is_slide_input(inputs[0]):
+        from .slide.convert import preview_file
+
+        _guard_paths(inputs, output, image)
+        print(f"wrote {preview_file(inputs[0], image, output, report=report)}")
+        _print_report(report)
+        return
     loaded = job.load(inputs, image, series_uid=series, assign_uids=assign_uids, report=report)
     _guard(loaded, output)
     seg = loaded.seg
@@ -942,7 +1003,7 @@ def render(
     numbers = parse_segment_list(segments, seg, _names(inputs))
     if slice_ != "auto" and not slice_.lstrip("-").isdigit():
         raise InvalidInputError(f"--slice must be auto or a slice number, got {slice_!r}")
-    axes = measure_all(seg, numbers)
+    axes = [] if seg.frame_space else measure_all(seg, numbers)  # no mm without geometry
     title = f"{', '.join(p.name for p in inputs)} on {loaded.image.modality or 'image'}"
     out = do_render(seg, loaded.image, output, numbers=numbers, focus=focus,
                     slice_index=None if slice_ == "auto" else int(slice_), axes=axes,

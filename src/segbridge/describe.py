@@ -62,6 +62,10 @@ def describe(path: str | os.PathLike, *, reference=None, series_uid: str | None 
         "orientation": [round(float(v), 6) for v in g.image_orientation],
         "evenly_spaced": g.is_regular, "frame_of_reference_uid": g.frame_of_reference_uid,
     }
+    data["frame_referenced"] = seg.frame_space
+    if seg.frame_space:  # 2-D / cine: slices are source frames, no patient geometry to show
+        data["grid"].update(origin_lps_mm=None, orientation=None, source_frames=[
+            [i.sop_instance_uid, i.frame_number] for i in seg.source.instances[:1000]])
     counts = seg.voxel_counts()
     segs = []
     for s in seg.segments:
@@ -149,9 +153,15 @@ def print_description(data: dict, console) -> None:
         if data.get("referenced_series"):
             console.print(f"  references series {_x(', '.join(data['referenced_series']))}")
     g = data["grid"]
-    console.print(f"  grid (z,y,x) {g['shape_zyx']}, spacing {g['spacing_zyx_mm']} mm, origin "
-                  f"{g['origin_lps_mm']} (LPS), orientation {g['orientation']}"
-                  + ("" if g["evenly_spaced"] else ", uneven slice spacing"))
+    if data.get("frame_referenced"):
+        console.print(f"  frame-referenced (2-D / cine images, no patient geometry): "
+                      f"{g['shape_zyx'][0]} source frame(s) of {g['shape_zyx'][1]}x"
+                      f"{g['shape_zyx'][2]} pixels, pixel spacing {g['spacing_zyx_mm'][1:]} "
+                      "(1 = unknown)")
+    else:
+        console.print(f"  grid (z,y,x) {g['shape_zyx']}, spacing {g['spacing_zyx_mm']} mm, origin "
+                      f"{g['origin_lps_mm']} (LPS), orientation {g['orientation']}"
+                      + ("" if g["evenly_spaced"] else ", uneven slice spacing"))
     console.print(f"  {len(data['segments'])} segments, {data['layers']} layer(s), overlap: "
                   f"{'yes' if data['overlap'] else 'no'}")
     t = Table(show_edge=False, pad_edge=False)

@@ -107,6 +107,7 @@ def read_mask_folder(folder: str | os.PathLike, *, reference=None,
         A mask is not on the reference grid (or, without one, on the first mask's grid).
     """
     from .formats.nifti import read_nifti
+    from .formats.volumes import on_target
 
     report = report if report is not None else Report()
     files = mask_files(folder, allow_outside=allow_outside, report=report)
@@ -139,8 +140,13 @@ def read_mask_folder(folder: str | os.PathLike, *, reference=None,
         vol = vols[0]
         if grid is None:
             grid = vol.grid
-        data = vol.data if vol.grid is grid else align_array(
-            vol.data, vol.grid, grid, resample=resample, what=str(p), report=report)
+        if vol.grid is grid:
+            data = vol.data
+        elif reference is not None and not reference.source.has_geometry:
+            data = on_target(vol, grid, reference.source, resample, report)  # frame space
+        else:
+            data = align_array(vol.data, vol.grid, grid, resample=resample, what=str(p),
+                               report=report)
         mask = data != 0
         if not mask.any():
             empty.append(stem(p))

@@ -88,7 +88,18 @@ class SourceRef:
     slice_thickness: str | None = None
     modality: str | None = None
     lossy: bool = False
+    #: False for *frame space*: 2-D / cine images without patient geometry (US, XA, XC, CR,
+    #: DX, MG). The grid is then nominal (origin 0, identity direction, slice k = referenced
+    #: frame k, pixel spacing as known or 1): ``instances`` is the only link to the images, and
+    #: no writer may derive positions, orientation or a frame of reference from the grid.
     has_geometry: bool = True
+    #: frame space: the source's PatientOrientation (PS3.3 C.7.6.1.1.1), copied into SEGs
+    patient_orientation: list[str] | None = None
+
+    @property
+    def frame_space(self) -> bool:
+        """True when slices are referenced frames of 2-D images, not planes in patient space."""
+        return not self.has_geometry
 
     def index_of(self, sop_instance_uid: str, frame_number: int | None = None) -> int | None:
         """Grid slice index of a referenced instance (and frame), or None."""
@@ -197,6 +208,11 @@ class Segmentation:
         return self.fractional is not None
 
     @property
+    def frame_space(self) -> bool:
+        """True when the grid is frame space (2-D / cine source, no patient geometry)."""
+        return self.source is not None and not self.source.has_geometry
+
+    @property
     def numbers(self) -> list[int]:
         return [s.number for s in self.segments]
 
@@ -247,9 +263,8 @@ class Segmentation:
     def bounding_boxes(self) -> dict[int, tuple[slice, slice, slice] | None]:
         """Index-space bounding box ([z, y, x] slices) of every segment, None when empty.
 
-        One pass per layer: per slice, a bincount of (row, value) and (column, value) pairs
-        finds the extents of all the layer's values at once, instead of one full-volume
-        comparison per segment.
+        One pass per layer over its row runs (``_run_extents``): all of the layer's values at
+        once, instead of one full-volume comparison per segment.
         """
         if self.fractional is not None:
             return {n: _bbox(a > 0) for n, a in self.fractional.items()}
@@ -257,29 +272,18 @@ class Segmentation:
         by_layer: dict[int, dict[int, int]] = {}
         for n, (layer, value) in self.bindings.items():
             by_layer.setdefault(layer, {})[value] = n
-        nz, ny, nx = self.grid.shape
         for li, values in by_layer.items():
             arr = self.layers[li]
             size = max(max(values), int(arr.max(initial=0))) + 1
-            zs = np.zeros((nz, size), bool)
-            ys = np.zeros((ny, size), bool)
-            xs = np.zeros((nx, size), bool)
-            for k in range(nz):
-                flat = arr[k].ravel()
-                at = np.flatnonzero(flat)  # labelled voxels only: usually a small part
-                if at.size == 0:
-                    continue
-                v = flat[at].astype(np.int64)
-                r = at // nx
-                ys |= np.bincount(r * size + v, minlength=ny * size).reshape(ny, size) > 0
-                xs |= np.bincount((at - r * nx) * size + v,
-                                  minlength=nx * size).reshape(nx, size) > 0
-                zs[k] = np.bincount(v, minlength=size) > 0
+            zs, ys, x_first, x_last = _run_extents(arr, size)
             for value, n in values.items():
-                z, y, x = (np.flatnonzero(a[:, value]) for a in (zs, ys, xs))
+                z = np.flatnonzero(zs[:, value])
                 if z.size:
+                    y = np.flatnonzero(ys[:, value])
+                    x0 = int(np.argmax(x_first[:, value]))
+                    x1 = len(x_last) - int(np.argmax(x_last[::-1, value]))
                     out[n] = (slice(int(z[0]), int(z[-1]) + 1), slice(int(y[0]), int(y[-1]) + 1),
-                              slice(int(x[0]), int(x[-1]) + 1))
+                              slice(x0, x1))
         return out
 
     def mask_in(self, number: int, box: tuple[slice, ...]) -> np.ndarray:
@@ -444,6 +448,56 @@ class Segmentation:
         return (f"Segmentation({len(self.segments)} segments, {kind}, "
                 f"grid {self.grid.describe()})")
 
+
+
+def _run_extents(arr: np.ndarray, size: int) -> tuple[np.ndarray, ...]:
+    """Where the values ``0 < v < size`` of a [z, y, x] label array occur, from its row runs.
+
+    Returns boolean tables ``zs[z, v]``, ``ys[y, v]`` (value present in that slice / row) and
+    ``x_first[x, v]`` / ``x_last[x, v]`` (a run of ``v`` starts / ends at column x), so a
+    value's box is read off the first and last True of each. Empty rows are dropped first
+    with a word-wise test; only the rows that hold labels are scanned for run boundaries,
+    so the cost follows the labelled rows, not the volume.
+    """
+    nz, ny, nx = arr.shape
+    zs = np.zeros((nz, size), bool)
+    ys = np.zeros((ny, size), bool)
+    x_first = np.zeros((nx, size), bool)
+    x_last = np.zeros((nx, size), bool)
+    if arr.size == 0:
+        return zs, ys, x_first, x_last
+    rows = arr.reshape(nz * ny, nx)
+    step = max(1, (16 << 20) // max(1, nx * arr.itemsize))  # ~16 MB of rows at a time
+    words = rows.dtype.itemsize * nx % 8 == 0 and rows.flags.c_contiguous
+    for r0 in range(0, nz * ny, step):
+        block = rows[r0:r0 + step]
+        if words:  # a row is empty when all its 8-byte words are 0
+            used = np.flatnonzero(block.view(np.uint64).any(axis=1))
+        else:
+            used = np.flatnonzero(block.any(axis=1))
+        if used.size == 0:
+            continue
+        sub = block[used]
+        change = np.empty(sub.shape, bool)
+        np.not_equal(sub[:, 1:], sub[:, :-1], out=change[:, 1:])
+        np.not_equal(sub[:, 0], 0, out=change[:, 0])
+        starts = np.flatnonzero(change)
+        row = starts // nx
+        # a run ends just before the next run starts in the same row, or at the row's end
+        ends = np.empty_like(starts)
+        ends[:-1] = starts[1:]
+        ends[-1] = starts[-1] + nx
+        ends = np.minimum(ends, (row + 1) * nx) - 1
+        v = sub.reshape(-1)[starts].astype(np.int64)
+        keep = v != 0
+        v, row = v[keep], row[keep]
+        first, last = starts[keep] - row * nx, ends[keep] - row * nx
+        g = used[row] + r0  # global row index = z * ny + y
+        zs |= np.bincount(g // ny * size + v, minlength=nz * size).reshape(nz, size) > 0
+        ys |= np.bincount(g % ny * size + v, minlength=ny * size).reshape(ny, size) > 0
+        x_first |= np.bincount(first * size + v, minlength=nx * size).reshape(nx, size) > 0
+        x_last |= np.bincount(last * size + v, minlength=nx * size).reshape(nx, size) > 0
+    return zs, ys, x_first, x_last
 
 def present_values(labels: np.ndarray) -> list[int]:
     """Sorted non-zero values present in an integer label array.

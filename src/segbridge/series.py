@@ -68,6 +68,10 @@ class _Slice:
     sop_class: str
     sop_instance: str
     has_geometry: bool = True
+    #: frame space: where the slice goes in the stack (InstanceNumber, SOP UID, frame)
+    order: tuple = ()
+    #: frame space: the image's own PixelSpacing (not ImagerPixelSpacing), or None
+    pixel_spacing: list[str] | None = None
 
 
 @dataclass
@@ -429,7 +433,13 @@ def _slices_of(path: Path, ds, report: Report, blank: list[str]) -> list[_Slice]
         nframes = int(ds.get("NumberOfFrames", 1) or 1)
     except (TypeError, ValueError):
         raise InvalidInputError(f"{path}: NumberOfFrames is not a number") from None
-    if "PerFrameFunctionalGroupsSequence" in ds and (
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    has_fg = "PerFrameFunctionalGroupsSequence" in ds
+    if has_fg and modality not in CROSS_SECTIONAL and not _fg_plane_position(ds):
+        return _frame_space_slices(path, ds, nframes, sop_class, sop_inst)  # enhanced 2-D
+    if not has_fg and nframes > 1 and modality not in CROSS_SECTIONAL:
+        return _frame_space_slices(path, ds, nframes, sop_class, sop_inst)  # cine, 2-D
+    if has_fg and (
             nframes > 1 or "ImagePositionPatient" not in ds):
         shared_seq = ds.get("SharedFunctionalGroupsSequence")
         shared = shared_seq[0] if shared_seq else None
@@ -452,16 +462,8 @@ def _slices_of(path: Path, ds, report: Report, blank: list[str]) -> list[_Slice]
                                 "functional groups; its frames cannot be placed")
     pos = _strings(ds, "ImagePositionPatient")
     ori = _strings(ds, "ImageOrientationPatient")
-    if not pos or not ori:
-        # a projection image (CR, DX, ...): no patient geometry, only pixel correspondence
-        spacing = _strings(ds, "PixelSpacing") or _strings(ds, "ImagerPixelSpacing") or \
-            ["1", "1"]
-        try:
-            number = float(ds.get("InstanceNumber", 0) or 0)
-        except (TypeError, ValueError):
-            number = 0.0
-        return [_Slice(path, ds, None, np.array([0.0, 0.0, number]), [], np.array(
-            [1.0, 0, 0, 0, 1.0, 0]), [], spacing, sop_class, sop_inst, has_geometry=False)]
+    if not pos or not ori or modality in FRAME_SPACE_MODALITIES:
+        return _frame_space_slices(path, ds, nframes, sop_class, sop_inst)  # 2-D image
     spacing = _strings(ds, "PixelSpacing")
     if not spacing:
         raise InvalidInputError(f"{path}: image has no PixelSpacing; it cannot be placed in space")
@@ -469,6 +471,61 @@ def _slices_of(path: Path, ds, report: Report, blank: list[str]) -> list[_Slice]
     _check_plane(path, orientation, spacing, None)
     return [_Slice(path, ds, None, _numbers(path, "ImagePositionPatient", pos, 3), pos,
                    orientation, ori, spacing, sop_class, sop_inst)]
+
+
+#: projection / 2-D modalities whose images never carry patient-space planes (PS3.3 C.8.11
+#: DX, C.8.1 CR, C.8.5 US, C.8.7 XA, C.8.12 VL): a single frame without functional groups is
+#: read as frame space even if a position is set
+FRAME_SPACE_MODALITIES = {"CR", "DX", "MG", "IO", "PX", "US", "XA", "RF", "XC", "ES", "GM",
+                          "OP"}
+
+#: cross-sectional modalities: a multi-frame image of these without plane positions is damaged,
+#: not a 2-D image (refused as before); a single frame without them is read as frame space
+CROSS_SECTIONAL = {"CT", "MR", "PT", "NM"}
+
+
+def _fg_plane_position(ds) -> bool:
+    """Does an enhanced image place its frames in patient space (Plane Position functional
+    group, per frame or shared; or the Image Plane module at the top)?"""
+    if "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds:
+        return True
+    pffg = ds.get("PerFrameFunctionalGroupsSequence")
+    if not pffg:
+        return False
+    shared_seq = ds.get("SharedFunctionalGroupsSequence")
+    for grp in (pffg[0], shared_seq[0] if shared_seq else None):
+        seq = grp.get("PlanePositionSequence") if grp is not None else None
+        if seq and "ImagePositionPatient" in seq[0]:
+            return True
+    return False
+
+
+def _frame_space_slices(path: Path, ds, nframes: int, sop_class: str,
+                        sop_inst: str) -> list[_Slice]:
+    """A 2-D image (single frame) or a cine / multi-frame 2-D image without patient geometry:
+    one slice per frame, linked to its source only by SOP instance and frame number.
+
+    The pixel spacing used for the grid is PixelSpacing, else ImagerPixelSpacing (projection
+    images, PS3.3 C.8.11.4), else 1; only PixelSpacing is kept as the SEG's Pixel Measures.
+    """
+    own = _strings(ds, "PixelSpacing")
+    spacing = own or _strings(ds, "ImagerPixelSpacing") or ["1", "1"]
+    try:
+        sp = [float(v) for v in spacing]
+        if len(sp) != 2 or not all(math.isfinite(v) and v > 0 for v in sp):
+            raise ValueError
+    except ValueError:
+        own, spacing = None, ["1", "1"]  # odd spacing: pixel units, no measures claimed
+    try:
+        number = float(ds.get("InstanceNumber", 0) or 0)
+    except (TypeError, ValueError):
+        number = 0.0
+    multi = nframes > 1 or "PerFrameFunctionalGroupsSequence" in ds
+    frames = range(1, nframes + 1) if multi else [None]
+    return [_Slice(path, ds, f, np.zeros(3), [], np.array([1.0, 0, 0, 0, 1.0, 0]), [],
+                   spacing, sop_class, sop_inst, has_geometry=False,
+                   order=(number, sop_inst, f or 0), pixel_spacing=own or None)
+            for f in frames]
 
 
 def _size(path: Path, ds, keyword: str) -> int:
@@ -560,12 +617,12 @@ def series_from_headers(label: str, headers, *, series_uid: str | None = None,
         if any(s.has_geometry for s in slices):
             raise GeometryMismatchError(f"{label}: some images have a patient position and "
                                         "some do not")
-        slices.sort(key=lambda s: float(s.position[2]))
+        slices.sort(key=lambda s: s.order)
         for i, s in enumerate(slices):
             s.position = np.array([0.0, 0.0, float(i)])
-        report.warn(f"{label}: images have no patient position/orientation (projection "
-                    "images); segmentations are matched by SOP Instance UID only and volume "
-                    "outputs get a nominal geometry")
+        report.note(f"{label}: 2-D images without patient position/orientation ("
+                    f"{len(slices)} frame(s)); read as frame space: segmentations are linked "
+                    "by SOP instance and frame number only, no patient geometry is assumed")
     slices.sort(key=lambda s: float(s.position @ normal))
     proj = np.array([s.position @ normal for s in slices])
     dup = np.flatnonzero(np.diff(proj) < 1e-3)
@@ -619,7 +676,10 @@ def series_from_headers(label: str, headers, *, series_uid: str | None = None,
         position_strings=[s.position_strings for s in slices] if has_geometry else None,
         orientation_strings=slices[0].orientation_strings if has_geometry else None,
         has_geometry=has_geometry,
-        pixel_spacing_strings=slices[0].spacing_strings,
+        patient_orientation=None if has_geometry else
+        (_strings(first, "PatientOrientation") or None),
+        pixel_spacing_strings=slices[0].spacing_strings if has_geometry else
+        slices[0].pixel_spacing,
         slice_thickness=str(first.get("SliceThickness", "") or "").strip() or None,
         modality=str(first.get("Modality", "") or "") or None,
         lossy=str(first.get("LossyImageCompression", "00")) == "01",

@@ -134,6 +134,79 @@ def _write_series(folder: str | Path, grid: Grid, modality: str, sop_class: str,
     return paths
 
 
+US_MULTIFRAME_STORAGE = "1.2.840.10008.5.1.4.1.1.3.1"
+DX_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"
+
+
+def _base_2d(sop_class: str, modality: str, sop: str, study: str, series: str,
+             rows: int, cols: int, patient: str) -> Dataset:
+    """The patient / study / series / image pixel attributes of a 2-D image (no geometry)."""
+    now = _dt.datetime.now()
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.file_meta.MediaStorageSOPInstanceUID = sop
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, sop
+    ds.PatientName, ds.PatientID = patient, "SB0002"
+    ds.PatientBirthDate, ds.PatientSex = "19700101", "O"
+    ds.StudyInstanceUID, ds.StudyID, ds.AccessionNumber = study, "2", "SB2"
+    ds.StudyDate, ds.StudyTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    ds.ReferringPhysicianName = ""
+    ds.Modality, ds.SeriesInstanceUID, ds.SeriesNumber = modality, series, 1
+    ds.Manufacturer = "segbridge"
+    ds.InstanceNumber = 1
+    ds.PatientOrientation = ["A", "F"] if modality != "US" else ""
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    ds.Rows, ds.Columns = rows, cols
+    return ds
+
+
+def write_us_cine(path: str | Path, frames: int = 64, rows: int = 32, cols: int = 48, *,
+                  uid_seed: str | None = None) -> Path:
+    """One US Multi-frame Image (PS3.3 A.7) with cine attributes (FrameTime, Frame Increment
+    Pointer): 8-bit MONOCHROME2 frames, no Frame of Reference, no patient geometry."""
+    seed = [uid_seed] if uid_seed else []
+    uid = lambda what: generate_uid(entropy_srcs=[*seed, what] if seed else None)  # noqa: E731
+    ds = _base_2d(US_MULTIFRAME_STORAGE, "US", uid("sop"), uid("study"), uid("series"), rows,
+                  cols, "SEGBRIDGE^CINE")
+    ds.NumberOfFrames = frames
+    ds.FrameTime = "33.3"
+    ds.FrameIncrementPointer = 0x00181063  # FrameTime
+    ds.CineRate = 30
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    z, y, x = np.mgrid[:frames, :rows, :cols]
+    ds.PixelData = ((x * 3 + y * 5 + z * 7) % 256).astype(np.uint8).tobytes()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(out, enforce_file_format=True)
+    return out
+
+
+def write_dx(path: str | Path, rows: int = 40, cols: int = 56, *, pixel_spacing=(0.2, 0.25),
+             imager_pixel_spacing=(0.18, 0.225), uid_seed: str | None = None) -> Path:
+    """One single-frame Digital X-Ray image (For Presentation, PS3.3 A.26) with
+    PixelSpacing and ImagerPixelSpacing (``None`` leaves one out), no Frame of Reference."""
+    seed = [uid_seed] if uid_seed else []
+    uid = lambda what: generate_uid(entropy_srcs=[*seed, what] if seed else None)  # noqa: E731
+    ds = _base_2d(DX_STORAGE, "DX", uid("sop"), uid("study"), uid("series"), rows, cols,
+                  "SEGBRIDGE^DX")
+    ds.PresentationIntentType = "FOR PRESENTATION"
+    if pixel_spacing is not None:
+        ds.PixelSpacing = list(pixel_spacing)
+    if imager_pixel_spacing is not None:
+        ds.ImagerPixelSpacing = list(imager_pixel_spacing)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    y, x = np.mgrid[:rows, :cols]
+    ds.PixelData = ((x * 37 + y * 11) % 4096).astype(np.uint16).tobytes()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(out, enforce_file_format=True)
+    return out
+
+
 def ellipsoid(shape: tuple[int, int, int], center, radii) -> np.ndarray:
     """Boolean ellipsoid in index space ([z, y, x] centre and radii)."""
     zz, yy, xx = np.ogrid[: shape[0], : shape[1], : shape[2]]

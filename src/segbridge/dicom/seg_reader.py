@@ -49,7 +49,8 @@ def read_seg(path: str | Path, reference: ReferenceImage | None = None, *,
     segments = _read_segments(f, kind, report)
     if reference is not None:
         _check_series(f, reference)
-    if reference is not None and not _same_plane_lattice(f, reference.grid):
+    if reference is not None and reference.source.has_geometry and \
+            not _same_plane_lattice(f, reference.grid):
         own = read_seg(path, None, strict=strict, report=Report(strict=strict))
         report.note(f"{f.path.name}: frame plane differs from the reference series; mapped "
                     "through patient coordinates")
@@ -110,6 +111,14 @@ def _read_segments(f: SegFile, kind: str, report: Report) -> list[Segment]:
     if kind != "LABELMAP" and sorted(numbers) != list(range(1, len(numbers) + 1)):
         report.warn(f"{f.path.name}: segment numbers {_short(numbers)} are not 1..N as the "
                     "standard requires for BINARY/FRACTIONAL")
+    if kind == "LABELMAP" and any(s.color is None for s in segments) and \
+            str(f.ds.get("PhotometricInterpretation") or "") == "PALETTE COLOR":
+        from .segments import palette_colors
+
+        colors = palette_colors(f, numbers)
+        for s in segments:
+            if s.color is None:
+                s.color = colors.get(s.number)
     return segments
 
 
@@ -208,24 +217,27 @@ def _place(f: SegFile, reference: ReferenceImage | None,
     seg_for = _text(f.ds, "FrameOfReferenceUID")
     placements: list[_Placement] = []
     lattice = _Positions(grid)
+    # frame space (2-D / cine reference): frames are placed by their source references only;
+    # a position a SEG carries has no space on the reference to be compared in
+    space = src.has_geometry
     by_position = unresolved = disagree = 0
     first_bad: str | None = None
     for i, fi in enumerate(f.frames):
         k_uid = src.index_of(fi.sop_instance_uid, fi.frame_number) if fi.sop_instance_uid \
             else None
         k_pos, off = (None, None)
-        if fi.position is not None:
+        if fi.position is not None and space:
             k_pos, off = lattice.match(fi.position)
         if k_uid is not None:
-            if fi.position is not None and k_pos != k_uid:
+            if fi.position is not None and space and k_pos != k_uid:
                 disagree += 1
                 if disagree == 1:
                     where = f"slice {k_pos + 1}" if k_pos is not None else "no slice"
                     report.warn(f"{f.path.name}: frame {i + 1} references slice {k_uid + 1} "
                                 f"({fi.sop_instance_uid}) but its position lies on {where}; "
                                 "placed by the reference")
-                off = lattice.offset(k_uid, fi.position) if fi.position is not None \
-                    else None
+                off = lattice.offset(k_uid, fi.position) if fi.position is not None and \
+                    space else None
             placements.append(_Placement(k_uid, *(off or (0, 0))))
             continue
         if k_pos is not None and off is not None:
@@ -260,6 +272,8 @@ def _own_grid(f: SegFile, report: Report) -> tuple[Grid, SourceRef, list[_Placem
     """Grid rebuilt from the SEG's own frame positions (no reference series)."""
     ori = _seg_orientation(f)
     sp = _seg_spacing(f)
+    if f.frames and all(fi.position is None for fi in f.frames) and ori is None:
+        return _frame_order_grid(f, sp, report)
     if ori is None or sp is None or any(fi.position is None for fi in f.frames):
         raise InvalidInputError(f"{f.path}: frames carry no plane position/orientation; pass "
                                 "--reference with the source series to place them")
@@ -327,6 +341,70 @@ def _own_grid(f: SegFile, report: Report) -> tuple[Grid, SourceRef, list[_Placem
                        frame_of_reference_uid=_text(f.ds, "FrameOfReferenceUID"),
                        instances=instances, header=header)
     return grid, source, placements
+
+
+def _frame_order_grid(f: SegFile, spacing: tuple[float, float] | None,
+                      report: Report) -> tuple[Grid, SourceRef, list[_Placement]]:
+    """Frame space without a reference: a SEG of 2-D / cine images (frames with no plane
+    position or orientation, PS3.3 A.51.1: pixels correspond 1:1 to the source frames they
+    reference). One slice per referenced source frame, instances in order of first reference
+    and frames by number; no patient geometry is assumed (a nominal grid, pixel spacing from
+    Pixel Measures when present)."""
+    keys = [(fi.sop_instance_uid, fi.frame_number or None) if fi.sop_instance_uid else None
+            for fi in f.frames]
+    if all(keys):
+        first: dict[str, int] = {}
+        for uid, _ in keys:
+            first.setdefault(uid, len(first))
+        distinct = sorted(set(keys), key=lambda k: (first[k[0]], k[1] or 0))
+        index = {k: i for i, k in enumerate(distinct)}
+        slices = [index[k] for k in keys]
+        refs = distinct
+    else:  # no source references: the n-th frame of each segment is slice n
+        labelmap = f.segmentation_type == "LABELMAP"
+        seen: dict[int, int] = defaultdict(int)
+        slices = []
+        for i in range(len(f.frames)):
+            key = 0 if labelmap else (f.frames[i].segment or 0)
+            slices.append(seen[key])
+            seen[key] += 1
+        refs = [("", None)] * (max(slices) + 1)
+        report.warn(f"{f.path.name}: frames reference no source images; one slice per frame "
+                    "of each segment, in frame order")
+    dy, dx = spacing if spacing is not None else (1.0, 1.0)
+    grid = Grid((len(refs), f.rows, f.columns), np.zeros(3), (1.0, dy, dx), np.eye(3),
+                _text(f.ds, "FrameOfReferenceUID"))
+    report.note(f"{f.path.name}: frames carry no plane position/orientation (2-D / cine "
+                f"source); read in frame space, {len(refs)} referenced source frame(s), no "
+                "patient geometry assumed")
+    ref_series = f.ds.get("ReferencedSeriesSequence")
+    series_uid = str(ref_series[0].SeriesInstanceUID) if ref_series else ""
+    classes: dict[str, str] = {}
+    for item in (ref_series or []):
+        for inst in item.get("ReferencedInstanceSequence") or []:
+            classes[str(inst.ReferencedSOPInstanceUID)] = str(inst.ReferencedSOPClassUID)
+    instances = [SourceInstance(classes.get(u, ""), u, n) for u, n in refs]
+    from ..series import COPIED_ATTRIBUTES
+
+    keep = [kw for kw in COPIED_ATTRIBUTES if not kw.startswith("LossyImageCompression")]
+    header = EncodedHeader(*f.header_bytes(keep))
+    pm = [str(v) for v in f.frames[0].spacing] if spacing is not None else None
+    source = SourceRef(study_instance_uid=str(f.ds.get("StudyInstanceUID", "") or ""),
+                       series_instance_uid=series_uid,
+                       frame_of_reference_uid=_text(f.ds, "FrameOfReferenceUID"),
+                       instances=instances, header=header, has_geometry=False,
+                       pixel_spacing_strings=pm,
+                       patient_orientation=_strings_of(f.ds, "PatientOrientation"))
+    return grid, source, [_Placement(k, 0, 0) for k in slices]
+
+
+def _strings_of(ds, keyword: str) -> list[str] | None:
+    """A multi-valued text attribute as a list of strings, None when absent or empty."""
+    v = ds.get(keyword)
+    if v in (None, ""):
+        return None
+    values = [v] if isinstance(v, str) else list(v)
+    return [str(x) for x in values] or None
 
 
 def _onto_reference(own: Segmentation, reference: ReferenceImage, resample: bool,

@@ -38,6 +38,7 @@ from .derived import start
 from .encoder import DataSet, file_meta, fit, why
 from .segfile import LABELMAP_SOP_CLASS, SEG_SOP_CLASS
 from .segments import code_item, item_from_segment
+from .tags import TAGS
 from .uids import generate_uid
 
 #: Dimension Index Pointer / Functional Group Pointer values (attribute tags, PS3.3 C.7.6.17)
@@ -45,6 +46,8 @@ REFERENCED_SEGMENT_NUMBER = 0x0062000B
 SEGMENT_IDENTIFICATION_SEQUENCE = 0x0062000A
 IMAGE_POSITION_PATIENT = 0x00200032
 PLANE_POSITION_SEQUENCE = 0x00209113
+FRAME_LABEL = 0x00209453
+FRAME_CONTENT_SEQUENCE = 0x00209111
 
 TYPES = ("auto", "binary", "fractional", "labelmap")
 
@@ -314,7 +317,12 @@ def _series_and_instance(ds: DataSet, seg: Segmentation, kind: str, description:
               InstanceCreationTime=time)
     if src.has_geometry and (grid.frame_of_reference_uid or src.frame_of_reference_uid):
         ds.set("FrameOfReferenceUID", src.frame_of_reference_uid or grid.frame_of_reference_uid)
-    if "PositionReferenceIndicator" not in ds:
+    elif not src.has_geometry and src.frame_of_reference_uid:
+        # frame space: the source's own FoR only, never one made up (PS3.3 A.51.1)
+        ds.set("FrameOfReferenceUID", src.frame_of_reference_uid)
+    if not src.has_geometry and "FrameOfReferenceUID" not in ds:  # no FoR module
+        ds.elements.pop(TAGS["PositionReferenceIndicator"][0], None)
+    elif "PositionReferenceIndicator" not in ds:
         ds.set("PositionReferenceIndicator", "")
     return _Header(ds, sop_class, sop_instance)
 
@@ -343,6 +351,10 @@ def _image(ds: DataSet, seg: Segmentation, kind: str, bits: int, now: _dt.dateti
     if kind == "FRACTIONAL":
         ds.update(SegmentationFractionalType=seg.fractional_type,
                   MaximumFractionalValue=seg.max_fractional_value)
+    if not seg.source.has_geometry:
+        # frame space: the General Image module's Patient Orientation (PS3.3 C.7.6.1.1.1, type
+        # 2C without Plane Orientation), the only orientation a 2-D source has; empty if none
+        ds.set("PatientOrientation", list(seg.source.patient_orientation or []) or "")
     if kind == "LABELMAP":
         ds.update(PixelPaddingValue=0, SegmentsOverlap="NO")
     else:
@@ -377,9 +389,13 @@ def _shared_functional_groups(ds: DataSet, seg: Segmentation, kind: str) -> None
         po = DataSet().set("ImageOrientationPatient", src.orientation_strings or _ds_strings(
             grid.image_orientation))
         shared.update(PixelMeasuresSequence=[pm], PlaneOrientationSequence=[po])
-    elif kind == "LABELMAP":
-        raise UnsupportedError("a label map SEG needs source images with patient geometry; "
-                               "use --type binary for projection images")
+    elif src.pixel_spacing_strings:
+        # frame space: Pixel Measures only from the source's own PixelSpacing (as highdicom);
+        # no Plane Position / Orientation (PS3.3 C.7.6.16.2.3/4: only with patient geometry)
+        pm = DataSet().set("PixelSpacing", list(src.pixel_spacing_strings))
+        if src.slice_thickness:
+            pm.set("SliceThickness", src.slice_thickness)
+        shared.set("PixelMeasuresSequence", [pm])
     ds.set("SharedFunctionalGroupsSequence", [shared])
 
 
@@ -395,6 +411,8 @@ def _dimensions(ds: DataSet, seg: Segmentation, kind: str) -> None:
                      "ReferencedSegmentNumber"))
     if seg.source.has_geometry:
         dims.append((IMAGE_POSITION_PATIENT, PLANE_POSITION_SEQUENCE, "ImagePositionPatient"))
+    else:  # frame space: the referenced source frame, as a Frame Label (as highdicom does)
+        dims.append((FRAME_LABEL, FRAME_CONTENT_SEQUENCE, "Source Frame"))
     ds.set("DimensionIndexSequence", [
         DataSet().update(DimensionOrganizationUID=org_uid, DimensionIndexPointer=pointer,
                          FunctionalGroupPointer=group, DimensionDescriptionLabel=label)
@@ -439,6 +457,11 @@ _PURPOSE = raw.sequence(0x0040A170, [code_item(SOURCE_IMAGE_PURPOSE).encode()])
 _DERIVATION_CODE = raw.sequence(0x00089215, [code_item(SEGMENTATION_DERIVATION).encode()])
 
 
+def _frame_label(k: int, index: int) -> str:
+    """Frame Label of a frame-space frame: its source frame, ordered as its index value."""
+    return f"SOURCE FRAME {index:05d}"
+
+
 def _per_frame_items(seg: Segmentation, kind: str, frames: list[_Frame]) -> Iterator[bytes]:
     src = seg.source
     grid = seg.grid
@@ -467,15 +490,16 @@ def _per_frame_items(seg: Segmentation, kind: str, frames: list[_Frame]) -> Iter
                 plane[k] = raw.sequence(0x00209113, [raw.element(0x00200032, b"DS", ipp)])
             else:
                 plane[k] = b""
+        label = b"" if src.has_geometry else \
+            raw.element(FRAME_LABEL, b"LO", raw.text(_frame_label(k, pos_index[k])))
         if kind == "LABELMAP":
             content = raw.sequence(0x00209111, [raw.element(0x00209157, b"UL",
-                                                            raw.ul(pos_index[k]))])
+                                                            raw.ul(pos_index[k])) + label])
             yield derivation[k] + content + plane[k]
         else:
-            index = (seg_index[fr.segment], pos_index[k]) if src.has_geometry else \
-                (seg_index[fr.segment],)
+            index = (seg_index[fr.segment], pos_index[k])
             content = raw.sequence(0x00209111, [raw.element(0x00209157, b"UL",
-                                                            raw.ul(*index))])
+                                                            raw.ul(*index)) + label])
             ident = raw.sequence(0x0062000A, [raw.element(0x0062000B, b"US",
                                                           raw.us(fr.segment))])
             yield derivation[k] + content + plane[k] + ident

@@ -154,3 +154,45 @@ def item_from_segment(seg: Segment, charset=None, *, with_color: bool = True,
 def _shown(value: str) -> str:
     """A value for a one-line message: repr (control characters escaped), long ones cut."""
     return repr(value if len(value) <= 80 else value[:77] + "...")
+
+
+
+
+def palette_colors(f, numbers=None) -> dict[int, tuple[int, int, int]]:
+    """RGB (8-bit) of a PALETTE COLOR label map's pixel values from its Palette Color Lookup
+    Table (PS3.3 C.7.9, C.7.6.3.1.5-6; Sup 243: a LABELMAP may carry its colours there
+    instead of RecommendedDisplayCIELabValue), read from the parsed file ``f`` (a SegFile:
+    raw elements, byte order). Descriptor: entries (0 = 65536), first mapped value, bits per
+    entry; 8-bit entries one byte each (padded to an even length) or one per 16-bit word,
+    16-bit entries scaled to 8 bits; values outside the table take its first / last colour.
+    ``numbers``: the values wanted (default every entry). Empty when there is no usable
+    (non-segmented) table: a broken one is validate's business (SEG-PALETTE)."""
+    import struct
+
+    import numpy as np
+
+    e = f.ds.elements
+    order = "<" if f.little else ">"
+    tables = []
+    for desc_tag, data_tag in ((0x00281101, 0x00281201), (0x00281102, 0x00281202),
+                               (0x00281103, 0x00281203)):
+        if desc_tag not in e or data_tag not in e:
+            return {}
+        raw_desc = bytes(e[desc_tag][1])
+        if len(raw_desc) != 6:
+            return {}
+        n, first, bits = struct.unpack(order + "3H", raw_desc)
+        n = n or 65536
+        data = bytes(e[data_tag][1])
+        if bits == 8 and len(data) in (n, n + 1):
+            t = np.frombuffer(data, np.uint8, n)
+        elif len(data) >= 2 * n:
+            t = np.frombuffer(data, order + "u2", n)
+            t = t >> 8 if bits == 16 or t.max(initial=0) > 255 else t
+        else:
+            return {}
+        tables.append((first, t.astype(np.uint8)))
+    first, size = tables[0][0], len(tables[0][1])
+    wanted = range(first, first + size) if numbers is None else numbers
+    return {int(v): tuple(int(t[min(max(int(v) - f0, 0), len(t) - 1)]) for f0, t in tables)
+            for v in wanted}

@@ -112,11 +112,15 @@ def _quaternion(rotation: np.ndarray) -> tuple[float, float, float, float] | Non
 
 
 def _header(shape_xyzt: tuple[int, ...], dtype: np.dtype, affine_ras: np.ndarray,
-            spacing_xyz, descrip: str = "") -> bytes:
+            spacing_xyz, descrip: str = "", *, space: bool = True) -> bytes:
+    """The NIfTI-1 header. ``space=False`` (frame space): qform_code = sform_code = 0, no
+    patient / scanner space claimed; pixdim keeps the pixel spacing and srow a plain scaling."""
     code, bitpix = _DATATYPES[np.dtype(dtype)]
     dim = [len(shape_xyzt), *shape_xyzt] + [1] * (7 - len(shape_xyzt))
+    if not space:
+        affine_ras = np.diag([*(float(v) for v in spacing_xyz), 1.0])
     rotation = affine_ras[:3, :3] / np.asarray(spacing_xyz, float)
-    quat = _quaternion(rotation)
+    quat = _quaternion(rotation) if space else None
     qfac = quat[3] if quat else 1.0
     pixdim = [qfac, *[float(v) for v in spacing_xyz]] + [1.0] * 4
     nan = float("nan")
@@ -130,7 +134,7 @@ def _header(shape_xyzt: tuple[int, ...], dtype: np.dtype, affine_ras: np.ndarray
     hdr += struct.pack("<80s24s", descrip.encode("ascii", "replace")[:79], b"")
     b, c, d = quat[:3] if quat else (0.0, 0.0, 0.0)
     off = affine_ras[:3, 3]
-    hdr += struct.pack("<hh", 1 if quat else 0, 1)
+    hdr += struct.pack("<hh", 1 if quat else 0, 1 if space else 0)
     hdr += struct.pack("<6f", b, c, d, *off)
     for row in range(3):
         hdr += struct.pack("<4f", *affine_ras[row, :4])
@@ -155,17 +159,20 @@ def write_nifti(seg: Segmentation, path: str | Path) -> None:
         vols = seg.layers
         dtype = label_dtype(max((int(layer.max(initial=0)) for layer in vols), default=1))
         descrip = "segbridge labels"
-    write_volumes(vols, grid, path, dtype, descrip)
+    write_volumes(vols, grid, path, dtype, descrip, space=not seg.frame_space)
 
 
-def write_volumes(vols, grid: Grid, path: str | Path, dtype, descrip: str = "") -> None:
+def write_volumes(vols, grid: Grid, path: str | Path, dtype, descrip: str = "", *,
+                  space: bool = True) -> None:
     """[z, y, x] arrays on a regular ``grid`` as one NIfTI-1 file (3-D for one array, else
     4-D), in ``dtype`` (uint8, int16, uint16, int32, uint32 or float32); gzip for ``.gz``.
+    ``space=False`` for frame space (2-D / cine): no transform codes, see :func:`_header`.
     Used for label volumes and, by :mod:`segbridge.datasets`, for image volumes."""
     dtype = np.dtype(dtype)
     nz, ny, nx = grid.shape
     shape = (nx, ny, nz) if len(vols) == 1 else (nx, ny, nz, len(vols))
-    header = _header(shape, dtype, flip_lps_ras(grid.affine), grid.spacing[::-1], descrip)
+    header = _header(shape, dtype, flip_lps_ras(grid.affine), grid.spacing[::-1], descrip,
+                     space=space)
     name = os.fspath(path)
     with open(name, "wb") as raw:
         # no name and no time in the gzip header: the same segmentation gives the same bytes

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..colors import default_color
-from ..errors import InvalidInputError, Report
+from ..errors import GeometryMismatchError, InvalidInputError, Report
 from ..geometry import Grid, align_array
 from ..model import Segment, Segmentation, label_dtype, present_values
 from .dcmqi_json import check_meta, segment_from_json, series_fields
@@ -100,10 +100,7 @@ def assemble(volumes: list[LabelVolume], *, meta: dict | None = None,
     arrays: list[np.ndarray] = []
     index = 0
     for i, vol in enumerate(volumes):
-        data = vol.data
-        if vol.grid is not target:
-            data = align_array(data, vol.grid, target, resample=resample, what=vol.name,
-                               report=report)
+        data = on_target(vol, target, source, resample, report)
         arrays.append(data)
         values = present_values(data)
         described: dict[int, Segment] = {}
@@ -200,16 +197,34 @@ def _stem(name: str) -> str:
     return name
 
 
+def on_target(vol: LabelVolume, target: Grid, source, resample: bool,
+               report: Report) -> np.ndarray:
+    """``vol``'s voxels on the target grid. On a frame-space reference (2-D / cine images,
+    ``SourceRef.has_geometry`` False) there is no patient space to match through: the array is
+    placed by index and must have the reference's shape exactly (frames, rows, columns)."""
+    if vol.grid is target:
+        return vol.data
+    if source is not None and not source.has_geometry:
+        if vol.data.shape != target.shape:
+            nz, ny, nx = target.shape
+            got = vol.data.shape
+            raise GeometryMismatchError(
+                f"{vol.name}: shape {got[0]}x{got[1]}x{got[2]} (frames x rows x columns; "
+                f"NIfTI {got[2]}x{got[1]}x{got[0]} as x, y, z) does not match the 2-D / cine "
+                f"reference, {nz}x{ny}x{nx} ({nx}x{ny}x{nz} as NIfTI x, y, z); frame-space "
+                "masks are placed by index and must match exactly")
+        return vol.data
+    return align_array(vol.data, vol.grid, target, resample=resample, what=vol.name,
+                       report=report)
+
+
 def _assemble_fractional(volumes, attrs, target, resample, report, source, extra):
     segments: list[Segment] = []
     fractional: dict[int, np.ndarray] = {}
     for i, vol in enumerate(volumes):
         if not vol.fractional:
             raise InvalidInputError(f"{vol.name}: cannot mix fractional and label inputs")
-        data = vol.data
-        if vol.grid is not target:
-            data = align_array(data, vol.grid, target, resample=resample, what=vol.name,
-                               report=report)
+        data = on_target(vol, target, source, resample, report)
         n = i + 1
         entry = attrs[i][0] if attrs is not None and attrs[i] else None
         if entry is not None:

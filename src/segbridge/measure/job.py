@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import GeometryMismatchError, InvalidInputError, Report
+from ..errors import GeometryMismatchError, InvalidInputError, Report, UnsupportedError
 from ..model import Segmentation
 from ..series import ReferenceImage
 
@@ -54,6 +54,16 @@ def load(inputs: Sequence[str | os.PathLike], image=None, *, series_uid: str | N
             report.note(f"kept the segmentation on its own grid ({exc})")
             seg = io.read(paths, report=report)
     return Loaded(seg, ref, paths, paths[0] if is_seg else None)
+
+
+def require_patient_space(loaded: Loaded, what: str) -> None:
+    """Volumes (mm3) and bidirectional axes (mm) need patient-space geometry: a frame-referenced
+    segmentation (2-D / cine images, ``SourceRef.has_geometry`` False) is refused, one line."""
+    if loaded.seg.frame_space:
+        raise UnsupportedError(
+            f"{loaded.paths[0]}: {what} need patient-space geometry; this segmentation is "
+            "frame-referenced (2-D / cine images without patient position), so no volumes or "
+            "lengths in mm can be given")
 
 
 def write_sr(loaded: Loaded, out: str | os.PathLike, numbers: list[int], *,

@@ -94,7 +94,20 @@ def patient_axes(direction: np.ndarray) -> tuple[list[int], list[int]]:
     return perm, signs
 
 
+#: frame space (2-D / cine): the frame, and the frames against columns / rows; no patient
+#: letters (there is no patient orientation), named by the plane option they answer to
+FRAME_SPACE_VIEWS = {"axial": "frame index", "coronal": "frames x columns",
+                     "sagittal": "frames x rows"}
+
+
 def _views(seg: Segmentation, centre_xyz: list[int]) -> list[View]:
+    if seg.frame_space:
+        blank = ("", "", "", "")
+        spec = [(FRAME_SPACE_VIEWS["axial"], 0, 1, False, False, 2, blank),
+                (FRAME_SPACE_VIEWS["coronal"], 0, 2, False, False, 1, blank),
+                (FRAME_SPACE_VIEWS["sagittal"], 1, 2, False, False, 0, blank)]
+        return [View(n, h, v, fh, fv, fx, int(centre_xyz[fx]), letters)
+                for n, h, v, fh, fv, fx, letters in spec]
     perm, sign = patient_axes(seg.grid.direction)
     L, P, S = 0, 1, 2
     spec = [
@@ -202,7 +215,8 @@ def render(seg: Segmentation, image: ReferenceImage, output: str | os.PathLike, 
     views = _views(seg, centre)
     axial = views[0]
     if plane != "all":
-        views = [v for v in views if v.name == plane]
+        name = FRAME_SPACE_VIEWS.get(plane, plane) if seg.frame_space else plane
+        views = [v for v in views if v.name == name]
     chosen = views[0]  # the view --slice moves: axial, or the one plane asked for
     if slice_index is not None:
         n_fixed = seg.grid.shape[2 - chosen.fixed]

@@ -130,8 +130,31 @@ def inset(poly: np.ndarray, amount: float = INSET) -> np.ndarray:
     return p + amount * mitre
 
 
-def _fill(slices: list[list[np.ndarray]], ny: int, nx: int) -> np.ndarray:
-    """Even-odd scan-line fill of several slices' polygons -> [len(slices), ny, nx]."""
+def fill_region(polygons: list[list[np.ndarray]], r0: int, r1: int, c0: int,
+                c1: int) -> np.ndarray:
+    """The centre rule on one slice's region rows [r0, r1) x columns [c0, c1) only.
+
+    ``polygons``: each a list of rings ((m, 2) xy arrays in the whole slice's index
+    coordinates, centres at integers) filled even-odd; the polygons are united. For one polygon
+    the result equals :func:`rasterize` of its rings on the whole slice cut to the region, pixel
+    for pixel, whatever the region (the arithmetic is done in whole-slice coordinates).
+    """
+    polys = [[np.asarray(r, np.float64) for r in p if len(r) >= 1] for p in polygons]
+    polys = [p for p in polys if p]
+    if not polys or r1 <= r0 or c1 <= c0:
+        return np.zeros((max(r1 - r0, 0), max(c1 - c0, 0)), bool)
+    return _fill(polys, r1 - r0, c1 - c0, r0, c0, region_edges=True).any(axis=0)
+
+
+def _fill(slices: list[list[np.ndarray]], ny: int, nx: int, row0: int = 0,
+          col0: int = 0, *, region_edges: bool = False) -> np.ndarray:
+    """Even-odd scan-line fill of several slices' polygons -> [len(slices), ny, nx], for rows
+    ``row0 .. row0 + ny`` and columns ``col0 .. col0 + nx`` of the slices.
+
+    ``region_edges``: first drop the edges that cannot change the region (no scan row of the
+    region between their ends, or wholly right of it): the same pixels, less work for a small
+    region of a long contour.
+    """
     ks, xa, ya, xb, yb = [], [], [], [], []
     for i, polys in enumerate(slices):
         for p in polys:
@@ -144,8 +167,11 @@ def _fill(slices: list[list[np.ndarray]], ny: int, nx: int) -> np.ndarray:
     k = np.concatenate(ks)
     xa, ya, xb, yb = (np.concatenate(a) for a in (xa, ya, xb, yb))
     lo, hi = np.minimum(ya, yb), np.maximum(ya, yb)
-    j0 = np.clip(np.ceil(lo), 0, ny).astype(np.int64)  # rows with lo <= j < hi
-    j1 = np.clip(np.ceil(hi), 0, ny).astype(np.int64)
+    if region_edges:
+        near = (hi > row0 - 1) & (lo < row0 + ny) & (np.minimum(xa, xb) < col0 + nx)
+        k, xa, ya, xb, yb, lo, hi = (a[near] for a in (k, xa, ya, xb, yb, lo, hi))
+    j0 = np.clip(np.ceil(lo), row0, row0 + ny).astype(np.int64)  # rows with lo <= j < hi
+    j1 = np.clip(np.ceil(hi), row0, row0 + ny).astype(np.int64)
     n = np.maximum(j1 - j0, 0)
     total = int(n.sum())  # 0 when every contour is a point or a flat line: no row crossed
     edge = np.repeat(np.arange(len(n)), n)
@@ -153,18 +179,20 @@ def _fill(slices: list[list[np.ndarray]], ny: int, nx: int) -> np.ndarray:
     j = j0[edge] + (np.arange(total) - first[edge])
     t = (j - ya[edge]) / (yb[edge] - ya[edge])
     x = xa[edge] + t * (xb[edge] - xa[edge])
-    col = np.clip(np.floor(x).astype(np.int64) + 1, 0, nx)  # toggles every centre right of x
-    flat = (k[edge] * ny + j) * (nx + 1) + col
+    # toggles every centre right of x
+    col = np.clip(np.floor(x).astype(np.int64) + 1 - col0, 0, nx)
+    flat = (k[edge] * ny + (j - row0)) * (nx + 1) + col
     counts = np.bincount(flat, minlength=len(slices) * ny * (nx + 1)).astype(np.uint8) & 1
     parity = np.bitwise_xor.accumulate(counts.reshape(len(slices), ny, nx + 1), axis=2)
     out = parity[:, :, :nx].astype(bool)
-    kk, jj, ii = _centres_on_edges(k, xa, ya, xb, yb, ny, nx)
+    kk, jj, ii = _centres_on_edges(k, xa, ya, xb, yb, ny, nx, row0=row0, col0=col0)
     ok = (jj >= 0) & (jj < ny) & (ii >= 0) & (ii < nx)
     out[kk[ok], jj[ok], ii[ok]] = True
     return out
 
 
-def _centres_on_edges(k, xa, ya, xb, yb, ny: int, nx: int, eps: float = 1e-3):
+def _centres_on_edges(k, xa, ya, xb, yb, ny: int, nx: int, eps: float = 1e-3, *,
+                      row0: int = 0, col0: int = 0):
     """Voxel centres lying on a contour edge (within ``eps`` voxel): they count as inside.
 
     Contours drawn through voxel centres (rt-utils' OpenCV chains, Cornerstone's marching
@@ -178,28 +206,29 @@ def _centres_on_edges(k, xa, ya, xb, yb, ny: int, nx: int, eps: float = 1e-3):
     dx, dy = (sx - rx).astype(np.int64), (sy - ry).astype(np.int64)
     g = np.gcd(np.abs(dx), np.abs(dy))
     ux, uy = dx // np.maximum(g, 1), dy // np.maximum(g, 1)  # lattice step along the edge
-    # only the part inside the image: t in [t0, t1] keeps rx + t ux in [0, nx - 1], same for y
+    # only the part inside the region: t in [t0, t1] keeps rx + t ux in [col0, col0 + nx - 1],
+    # same for y (returned relative to the region)
     t0, t1 = np.zeros(len(g)), g.astype(np.float64)
-    for r, u, size in ((rx, ux, nx), (ry, uy, ny)):
+    for r, u, size, first in ((rx, ux, nx, col0), (ry, uy, ny, row0)):
         with np.errstate(divide="ignore", invalid="ignore"):
-            a, b = (0 - r) / u, (size - 1 - r) / u
+            a, b = (first - r) / u, (first + size - 1 - r) / u
         lo, hi = np.minimum(a, b), np.maximum(a, b)
         moving = u != 0
         t0 = np.where(moving, np.maximum(t0, np.ceil(lo)), t0)
         t1 = np.where(moving, np.minimum(t1, np.floor(hi)), t1)
-        t1 = np.where(~moving & ((r < 0) | (r > size - 1)), -1, t1)
+        t1 = np.where(~moving & ((r < first) | (r > first + size - 1)), -1, t1)
     n = np.where(on_lattice, np.maximum(t1 - t0 + 1, 0), 0).astype(np.int64)
     x0 = np.where(on_lattice, rx + t0 * ux, 0)
     y0 = np.where(on_lattice, ry + t0 * uy, 0)
     # horizontal / vertical edges on a row / column of centres, ends anywhere
     horiz = ~on_lattice & (np.abs(ya - yb) < eps) & (np.abs(ya - ry) < eps) & \
-        (ry >= 0) & (ry < ny)
+        (ry >= row0) & (ry < row0 + ny)
     vert = ~on_lattice & (np.abs(xa - xb) < eps) & (np.abs(xa - rx) < eps) & \
-        (rx >= 0) & (rx < nx)
-    lo_h = np.maximum(np.ceil(np.minimum(xa, xb) - eps), 0)
-    hi_h = np.minimum(np.floor(np.maximum(xa, xb) + eps), nx - 1)
-    lo_v = np.maximum(np.ceil(np.minimum(ya, yb) - eps), 0)
-    hi_v = np.minimum(np.floor(np.maximum(ya, yb) + eps), ny - 1)
+        (rx >= col0) & (rx < col0 + nx)
+    lo_h = np.maximum(np.ceil(np.minimum(xa, xb) - eps), col0)
+    hi_h = np.minimum(np.floor(np.maximum(xa, xb) + eps), col0 + nx - 1)
+    lo_v = np.maximum(np.ceil(np.minimum(ya, yb) - eps), row0)
+    hi_v = np.minimum(np.floor(np.maximum(ya, yb) + eps), row0 + ny - 1)
     n = n + np.where(horiz, np.maximum(hi_h - lo_h + 1, 0), 0).astype(np.int64)
     n = n + np.where(vert, np.maximum(hi_v - lo_v + 1, 0), 0).astype(np.int64)
     x0 = np.where(horiz, lo_h, np.where(vert, rx, x0))
@@ -209,8 +238,8 @@ def _centres_on_edges(k, xa, ya, xb, yb, ny: int, nx: int, eps: float = 1e-3):
     total = int(n.sum())
     edge = np.repeat(np.arange(len(n)), n)
     t = np.arange(total) - (np.cumsum(n) - n)[edge]
-    i = (x0[edge] + t * ux[edge]).astype(np.int64)
-    j = (y0[edge] + t * uy[edge]).astype(np.int64)
+    i = (x0[edge] + t * ux[edge]).astype(np.int64) - col0
+    j = (y0[edge] + t * uy[edge]).astype(np.int64) - row0
     return k[edge], j, i
 
 

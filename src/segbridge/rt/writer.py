@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import __version__
 from ..colors import default_color
-from ..errors import InvalidInputError, Report
+from ..errors import InvalidInputError, Report, UnsupportedError
 from ..model import Segmentation
 from ..outputs import tmp_name
 from .contours import bands, inset, trace
@@ -57,7 +57,11 @@ def write_rtstruct(seg: Segmentation, path: str | os.PathLike, *,
     report = report if report is not None else seg.report
     target = Path(path)
     src = seg.source
-    if src is None or not src.instances or not src.has_geometry:
+    if src is not None and src.instances and not src.has_geometry:
+        raise UnsupportedError(
+            f"{target}: an RTSTRUCT holds contours in patient coordinates; this segmentation is "
+            "frame-referenced (2-D / cine images without patient geometry); write a SEG")
+    if src is None or not src.instances:
         raise InvalidInputError(
             f"{target}: an RTSTRUCT references the images it was drawn on; give the image "
             "series with --reference")

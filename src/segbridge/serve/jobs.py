@@ -391,6 +391,9 @@ def stored_job(work: str, pacs: str, study: str, series: str, what: str, query: 
         file, image_url = _stored(Path(work), pacs, study, series)
         image = reference(image_url, report)
         loaded = job.load([file], image, report=report)
+        if what in ("stats", "measure"):
+            job.require_patient_space(loaded, "statistics" if what == "stats" else
+                                      "bidirectional measurements (mm)")
         seg = loaded.seg
         name = f"series {series}"
         numbers = parse_segment_list(query.get("segments"), seg, name)
@@ -407,7 +410,7 @@ def stored_job(work: str, pacs: str, study: str, series: str, what: str, query: 
                     "warnings": report.warnings}
         from ..measure.render import render
 
-        axes = measure_all(seg, numbers)
+        axes = [] if seg.frame_space else measure_all(seg, numbers)
         out = render(seg, loaded.image, Path(work) / "preview.png", numbers=numbers,
                      focus=query.get("focus"), slice_index=query.get("slice"), axes=axes,
                      title=f"{name} on {loaded.image.modality or 'image'}", report=report,

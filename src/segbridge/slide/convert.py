@@ -18,9 +18,35 @@ import numpy as np
 
 from ..errors import InvalidInputError, Report
 from ..model import Segment
-from .detect import IMAGE_SUFFIXES, is_slide_job, is_slide_path, is_slide_seg  # noqa: F401
+from .detect import (  # noqa: F401 (is_slide_job, is_slide_seg: the CLI's hook)
+    IMAGE_SUFFIXES,
+    POLYGON_SUFFIXES,
+    is_polygons,
+    is_slide_job,
+    is_slide_path,
+    is_slide_seg,
+)
 from .model import SlideGrid, SlideSegmentation
 from .tiles import DownsampledTiles, FunctionTiles, TileSource
+
+
+def from_geojson(path: Path, grid: SlideGrid, seg_type: str | None,
+                 report: Report) -> SlideSegmentation:
+    """QuPath GeoJSON polygons on the reference level: one segment per classification, a
+    LABELMAP (later features win where they overlap) or BINARY (one mask per class, overlaps
+    kept)."""
+    from .geojson import read_geojson
+
+    kind = (seg_type or "LABELMAP").upper()
+    if kind == "FRACTIONAL":
+        raise InvalidInputError(f"{path}: polygons cannot be FRACTIONAL; use BINARY or LABELMAP")
+    gl = read_geojson(path, grid.shape, report)
+    segments = [Segment(s.value, s.name, color=s.color) for s in gl.segments]
+    if kind == "LABELMAP":
+        return SlideSegmentation(grid, segments, kind, labels=gl.tiles())
+    return SlideSegmentation(grid, segments, kind,
+                             masks={s.value: gl.mask(s.value) for s in gl.segments})
+
 
 
 def _strip_values(src: TileSource, strip: int = 1024) -> np.ndarray:
@@ -121,6 +147,11 @@ def read_slide(path: str | os.PathLike, reference: SlideGrid | None, seg_type: s
     from .seg_read import read_slide_seg
 
     p = Path(path)
+    if is_polygons(p):
+        if reference is None:
+            raise InvalidInputError(f"{p}: GeoJSON polygons need --reference with the VL Whole "
+                                    "Slide Microscopy image they were drawn on")
+        return from_geojson(p, reference, seg_type, report)
     if is_slide_path(p):
         if reference is None:
             raise InvalidInputError(f"{p}: a slide label image needs --reference with the VL "
@@ -225,15 +256,17 @@ def write_slide(sseg: SlideSegmentation, output: str | os.PathLike, *, tiled: st
         raise InvalidInputError(f"{out}: output folder {out.parent} does not exist")
     suffix = out.suffix.lower()
     if suffix == ".png":
-        from .preview import render_preview
+        from .image import open_slide
+        from .preview import slide_preview
 
-        tmp = tmp_name(out)
-        try:
-            render_preview(sseg, preview_reference, tmp)
-            os.replace(tmp, out)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        image = open_slide(preview_reference) if preview_reference is not None else None
+        return [slide_preview(sseg, out, image=image, report=report)]
+    if suffix in POLYGON_SUFFIXES:
+        from .polygons import write_geojson
+
+        if pyramid:
+            raise InvalidInputError("--pyramid is for DICOM SEG outputs")
+        report.note(f"{write_geojson(sseg, out)} polygons written")
         return [out]
     if suffix in IMAGE_SUFFIXES:
         if pyramid:
@@ -254,7 +287,7 @@ def write_slide(sseg: SlideSegmentation, output: str | os.PathLike, *, tiled: st
         return [out]
     if suffix != ".dcm":
         raise InvalidInputError(f"{out}: a slide segmentation is written as .dcm, .tif, .tiff, "
-                                ".npy or a .png preview")
+                                ".npy, .geojson or a .png preview")
     if sseg.grid.source is None or sseg.grid.header is None:
         raise InvalidInputError(f"{out}: writing a slide SEG needs --reference with the VL "
                                 "Whole Slide Microscopy image")
@@ -297,7 +330,7 @@ def convert_slide(inputs: list[Path], output: Path, reference: Path | None, *,
     that image, else it is derived from level 0.
     """
     from ..outputs import numbered_name, refuse_overwrite
-    from .reference import read_sm_levels
+    from ..web.client import is_url
 
     report = report if report is not None else Report()
     if len(inputs) != 1:
@@ -305,15 +338,17 @@ def convert_slide(inputs: list[Path], output: Path, reference: Path | None, *,
     src = Path(inputs[0])
     if not src.is_file():
         raise InvalidInputError(f"{src}: no such file")
-    images = read_sm_levels(reference) if reference is not None else []
-    ref = images[0] if images else None
-    if pyramid == "levels":  # every level of the reference folder
-        if len(images) < 2:
-            raise InvalidInputError("--pyramid levels needs --reference with a folder of the "
-                                    "slide's levels")
-        pyramid = images[1:]
-    protected = [src] + ([reference] if reference is not None else [])
-    if reference is not None and Path(reference).is_dir():
+    images = reference_levels(reference) if reference is not None else []
+    ref = pick_level(images, src, str(reference)) if images else None
+    below = [g for g in images if ref is not None and g.rows * g.columns < ref.rows * ref.columns]
+    if pyramid == "levels":  # every level of the reference below the input's
+        if not below:
+            raise InvalidInputError("--pyramid levels needs --reference with the slide's levels "
+                                    "(a folder or a DICOMweb series) below the input's size")
+        pyramid = below
+    local_ref = reference is not None and not is_url(str(reference))
+    protected = [src] + ([Path(reference)] if local_ref else [])
+    if local_ref and Path(reference).is_dir():
         protected += [Path(reference) / p.name for p in Path(reference).iterdir()]
     n_levels = len(pyramid) if pyramid and isinstance(pyramid[0], SlideGrid) else \
         len(set(pyramid or []))
@@ -327,6 +362,79 @@ def convert_slide(inputs: list[Path], output: Path, reference: Path | None, *,
                              palette=palette, pyramid=pyramid,
                              series_description=series_description,
                              series_number=series_number, report=report,
-                             preview_reference=reference if reference is None or
-                             not Path(reference).is_dir() else None,
-                             level_images=images[1:])
+                             preview_reference=reference, level_images=below)
+
+
+def reference_levels(reference, *, options=None) -> list[SlideGrid]:
+    """The levels of a slide reference, largest first: one SM file, a folder of its levels
+    (``reference.read_sm_levels``) or a DICOMweb slide series (metadata only)."""
+    from ..web.client import is_url
+    from .reference import read_sm_levels
+
+    if is_url(str(reference)):
+        from .image import open_slide
+
+        return [lv.grid for lv in open_slide(str(reference), options=options).levels]
+    return read_sm_levels(reference)
+
+
+def pick_level(levels: list[SlideGrid], src: str | os.PathLike | None,
+               where: str) -> SlideGrid:
+    """The level a slide input lies on: the one of its size (a label image or SEG), the
+    largest for GeoJSON (its coordinates are full-resolution pixels) or one file as given."""
+    if len(levels) == 1 or src is None:
+        return levels[0]
+    shape = _shape_of(Path(src))
+    if shape is None:
+        return levels[0]
+    for g in levels:
+        if g.shape == shape:
+            return g
+    sizes = ", ".join(f"{g.rows} x {g.columns}" for g in levels)
+    raise InvalidInputError(f"{src}: {shape[0]} x {shape[1]} is the size of no level of "
+                            f"{where} ({sizes})")
+
+
+def slide_reference(reference, src: str | os.PathLike | None = None, *,
+                    options=None) -> SlideGrid:
+    """The slide level a conversion is placed on (see :func:`pick_level`); only metadata is
+    read, never a tile."""
+    return pick_level(reference_levels(reference, options=options), src, str(reference))
+
+
+def _shape_of(path: Path) -> tuple[int, int] | None:
+    """Rows x columns of a slide label image or slide SEG, from its header (None: GeoJSON)."""
+    if is_polygons(path):
+        return None
+    if is_slide_path(path):
+        from .tiff import open_label_image
+
+        return tuple(open_label_image(path)[0].shape)  # type: ignore[return-value]
+    from .seg_read import read_slide_seg
+
+    return read_slide_seg(path).grid.shape
+
+
+def preview_file(path: str | os.PathLike, image, output: str | os.PathLike, *,
+                 max_side: int = 1024, options=None, report: Report | None = None) -> Path:
+    """``segbridge render`` for slides: a slide SEG (or a label image, placed on the level of
+    ``image`` that has its size) drawn over ``image`` (local files or a DICOMweb series URL)."""
+    from .image import open_slide
+    from .preview import slide_preview
+
+    report = report if report is not None else Report()
+    slide = open_slide(image, options=options)
+    p = Path(path)
+    level = None
+    if is_polygons(p):
+        level = slide.levels[0]
+    elif is_slide_path(p):
+        from .tiff import open_label_image
+
+        shape = tuple(open_label_image(p)[0].shape)
+        level = next((lv for lv in slide.levels if lv.grid.shape == shape), None)
+        if level is None:
+            raise InvalidInputError(f"{p}: {shape[0]} x {shape[1]} matches no level of "
+                                    f"{slide.where}")
+    sseg = read_slide(p, level.grid if level is not None else None, None, report)
+    return slide_preview(sseg, output, image=slide, max_side=max_side, report=report)

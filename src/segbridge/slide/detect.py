@@ -12,12 +12,19 @@ import os
 from pathlib import Path
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".npy")
+#: QuPath's polygons (slide/geojson.py reads them, slide/polygons.py writes them)
+POLYGON_SUFFIXES = (".geojson",)
 HEAD_BYTES = 64 << 10
 
 
 def is_slide_path(path: str | os.PathLike) -> bool:
-    """A label image suffix (.tif, .tiff, .npy)?"""
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+    """A label image (.tif, .tiff, .npy) or polygons (.geojson)?"""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES + POLYGON_SUFFIXES
+
+
+def is_polygons(path: str | os.PathLike) -> bool:
+    """QuPath GeoJSON polygons?"""
+    return Path(path).suffix.lower() in POLYGON_SUFFIXES
 
 
 def is_slide_seg(path: str | os.PathLike) -> bool:

@@ -219,31 +219,6 @@ def _frame_tiles(sf: TiledSegFile, grid: SlideGrid, kind: str,
     return out
 
 
-def _palette_colors(sf: TiledSegFile) -> dict[int, tuple[int, int, int]]:
-    """Segment value -> RGB from a PALETTE COLOR LUT (PS3.3 C.7.6.3.1.5, C.7.9)."""
-    e = sf.ds.elements
-    order = "<" if sf.little else ">"
-    channels = []
-    for desc_tag, data_tag in ((0x00281101, 0x00281201), (0x00281102, 0x00281202),
-                               (0x00281103, 0x00281203)):
-        if desc_tag not in e or data_tag not in e:
-            return {}
-        raw_desc = bytes(e[desc_tag][1])
-        if len(raw_desc) != 6:
-            return {}
-        n, first, bits = struct.unpack(order + "3H", raw_desc)
-        n = n or 65536
-        data = bytes(e[data_tag][1])
-        values = np.frombuffer(data, np.uint8) if bits == 8 else \
-            (np.frombuffer(data[:len(data) // 2 * 2], order + "u2") >> 8)
-        if values.size < n:
-            return {}
-        channels.append((first, values[:n]))
-    first = channels[0][0]
-    return {first + k: (int(channels[0][1][k]), int(channels[1][1][k]), int(channels[2][1][k]))
-            for k in range(len(channels[0][1]))}
-
-
 def read_slide_seg(path: str | os.PathLike, report: Report | None = None) -> SlideSegmentation:
     """Open a slide SEG; pixels stay in the file until a region is read."""
     from ..dicom.segments import segment_from_item
@@ -260,12 +235,14 @@ def read_slide_seg(path: str | os.PathLike, report: Report | None = None) -> Sli
     segments = [s for s in segments if s.number != 0]
     if not segments:
         raise InvalidInputError(f"{p}: no segments described")
-    if str(sf.ds.get("PhotometricInterpretation", "") or "") == "PALETTE COLOR":
-        lut = _palette_colors(sf)  # the segments carry no CIELab colour: the LUT's are theirs
-        for s in segments:
-            if s.color is None and s.number in lut:
-                s.color = lut[s.number]
     numbers = [s.number for s in segments]
+    if str(sf.ds.get("PhotometricInterpretation", "") or "") == "PALETTE COLOR":
+        from ..dicom.segments import palette_colors
+
+        colors = palette_colors(sf, numbers)  # segments without CIELab take the LUT's colour
+        for s in segments:
+            if s.color is None:
+                s.color = colors.get(s.number)
     tiles = _frame_tiles(sf, grid, kind, numbers)
     frames = sf.frame_source()
     bits = sf.bits_allocated

@@ -364,7 +364,11 @@ def pixel_measures(ctx: SegContext):
         item = seq[0] if seq else {}
         for tag, name in ((0x00280030, "PixelSpacing"), (0x00180050, "SliceThickness")):
             if tag not in item:
-                yield f"PixelMeasuresSequence ({where})", f"no {name}"
+                why = ""
+                if tag == 0x00180050 and _empty(ctx.ds.get("FrameOfReferenceUID")):
+                    why = (" (not required without a Frame of Reference, CP 1426; highdicom "
+                           "<= 0.28 refuses such files all the same)")
+                yield f"PixelMeasuresSequence ({where})", f"no {name}{why}"
 
 
 @rule("SEG-DIMENSIONS", SEG, ERROR, "Multi-frame Dimension module: DimensionIndexSequence present "
@@ -447,12 +451,100 @@ def frame_of_reference(ctx: SegContext):
       source="PS3.3 C.7.6.16.2.6 [viewer A5, A3]", needs_reference=True)
 def references(ctx: SegContext):
     src = ctx.reference.source
+    known = _instance_frames(src)  # a known instance with a wrong frame: SEG-FRAME-NUMBER
     missing = [i for i in range(len(ctx.per_frame))
-               if (u := ctx.frame_source_uid(i))[0] and src.index_of(u[0], u[1]) is None]
+               if (u := ctx.frame_source_uid(i))[0] and u[0] not in known and
+               src.index_of(u[0], u[1]) is None]
     if missing:
         i = missing[0]
         yield f"frame {i + 1}", f"{len(missing)} frames reference instances not in series " \
             f"{src.series_instance_uid} (first: {ctx.frame_source_uid(i)[0]})"
+
+
+def _instance_frames(src) -> dict[str, int]:
+    """SOP Instance UID -> number of frames of that instance in the reference (0: single)."""
+    out: dict[str, int] = {}
+    for inst in src.instances:
+        out[inst.sop_instance_uid] = max(out.get(inst.sop_instance_uid, 0),
+                                         inst.frame_number or 0)
+    return out
+
+
+@rule("SEG-FRAME-NUMBER", SEG, ERROR, "A frame's ReferencedFrameNumber names a frame of the "
+      "referenced source instance: 1..NumberOfFrames, none for a single-frame image, and "
+      "present when a 2-D / cine source has several frames.", hint="Reference the source "
+      "frame the segmentation frame was drawn on (convert against the right series).",
+      source="PS3.3 C.7.6.16.2.6 (Derivation Image: Referenced Frame Number, Table 10-3 "
+      "Image SOP Instance Reference Macro) [digest 1.6]", needs_reference=True)
+def frame_number(ctx: SegContext):
+    src = ctx.reference.source
+    frames = _instance_frames(src)
+    for i in range(len(ctx.per_frame)):
+        uid, n = ctx.frame_source_uid(i)
+        if not uid or uid not in frames:
+            continue  # SEG-REFERENCES
+        have = frames[uid]
+        if n is not None and (n < 1 or n > max(have, 1)):
+            yield f"frame {i + 1}", f"ReferencedFrameNumber {n} of {uid}, which has " \
+                f"{max(have, 1)} frame(s)"
+            return
+        if n is None and have > 1 and not src.has_geometry:
+            yield f"frame {i + 1}", f"no ReferencedFrameNumber, but {uid} is a {have}-frame " \
+                "2-D / cine image: the frame it segments is unknown"
+            return
+
+
+@rule("SEG-FRAME-SPACE-GEOMETRY", SEG, ERROR, "A SEG on 2-D / cine images without patient "
+      "geometry invents none: no Plane Position / Orientation, and a FrameOfReferenceUID only "
+      "when the source images have one; its frames have the source's rows and columns.",
+      hint="Write the SEG again from the source images (segbridge writes frame-space SEGs "
+      "without patient geometry).", source="PS3.3 A.51.1, A.51.5, C.7.6.16.2.3, C.7.6.16.2.4",
+      needs_reference=True)
+def frame_space_geometry(ctx: SegContext):
+    ref = ctx.reference
+    if ref.source.has_geometry:
+        return
+    for_uid = str(ctx.ds.get("FrameOfReferenceUID") or "")
+    if for_uid and for_uid != (ref.source.frame_of_reference_uid or ""):
+        yield "FrameOfReferenceUID", f"{for_uid}, but the source images have " + (
+            f"{ref.source.frame_of_reference_uid}" if ref.source.frame_of_reference_uid
+            else "no Frame of Reference")
+    for tag in (0x00209113, 0x00209116):
+        if any(_has(ctx, i, tag) for i in range(len(ctx.per_frame))):
+            yield FG_MACROS[tag], "present, but the source images have no patient geometry"
+    _, rows, cols = ref.grid.shape
+    if (ctx.rows, ctx.columns) != (rows, cols):
+        yield "Rows/Columns", f"{ctx.rows}x{ctx.columns}, the source images {rows}x{cols} " \
+            "(without a Frame of Reference, SEG pixels correspond 1:1 to source pixels)"
+
+
+@rule("SEG-FRAME-SPACE-PIXEL-MEASURES", SEG, WARNING, "A SEG on 2-D images whose source has "
+      "PixelSpacing gives it in Pixel Measures (equal to the source's).", hint="Copy "
+      "PixelSpacing from the source image into the shared Pixel Measures functional group.",
+      source="PS3.3 A.51.5 (Table A.51-2), C.7.6.16.2.1", needs_reference=True)
+def frame_space_pixel_measures(ctx: SegContext):
+    src = ctx.reference.source
+    if src.has_geometry or not src.pixel_spacing_strings:
+        return
+    seq = ctx.shared_raw.get(0x00289110)
+    if seq is None and ctx.per_frame:
+        seq = ctx.per_frame[0].get(0x00289110)
+    item = seq[0] if seq else None
+    if item is None or 0x00280030 not in item:
+        yield "PixelMeasuresSequence", "missing, but the source image has PixelSpacing " \
+            + "\\".join(src.pixel_spacing_strings)
+        return
+    text = ctx.walker.text(item[0x00280030])
+    try:
+        got = [float(v) for v in text.split("\\")]
+        want = [float(v) for v in src.pixel_spacing_strings]
+    except ValueError:
+        yield "PixelMeasuresSequence", f"PixelSpacing '{text}' is not two numbers"
+        return
+    if len(got) != 2 or any(abs(a - b) > 1e-4 * max(abs(b), 1)
+                            for a, b in zip(got, want, strict=True)):
+        yield "PixelMeasuresSequence", f"PixelSpacing {text}, the source image's " \
+            + "\\".join(src.pixel_spacing_strings)
 
 
 @rule("SEG-REFERENCE-POSITION", SEG, ERROR, "A frame's plane position equals the position of the "

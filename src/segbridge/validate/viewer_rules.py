@@ -59,13 +59,36 @@ def ohif_source_size(ctx: SegContext):
             f"{g.shape[1]}x{g.shape[2]}"
 
 
+def _frame_referenced(ctx: SegContext) -> bool:
+    """A SEG of 2-D / cine images: no Frame of Reference, no plane position or orientation
+    anywhere, every frame derived from a source image (PS3.3 A.51.1, A.51.5)."""
+    if str(ctx.ds.get("FrameOfReferenceUID") or ""):
+        return False
+    for tag in (0x00209113, 0x00209116):
+        if tag in ctx.shared_raw or any(tag in fg for fg in ctx.per_frame):
+            return False
+    return all(0x00089124 in fg or 0x00089124 in ctx.shared_raw for fg in ctx.per_frame)
+
+
+@rule("OHIF-FRAME-SPACE", SEG, WARNING, "A SEG of 2-D / cine images (no Frame of Reference, "
+      "no plane geometry) does not load in OHIF 3.x: Cornerstone needs ImageOrientationPatient, "
+      "which such images do not have.", hint="Nothing to fix in the file (inventing an "
+      "orientation would break PS3.3 A.51.1); view it in a viewer that maps SEGs by source "
+      "frame (highdicom, Slicer) or keep it for archiving.", source="viewer-behaviour A8; "
+      "PS3.3 A.51.1", profiles=OHIF)
+def ohif_frame_space(ctx: SegContext):
+    if ctx.per_frame and _frame_referenced(ctx):
+        yield "PlaneOrientationSequence", "absent (2-D / cine source): OHIF cannot display " \
+            "this SEG"
+
+
 @rule("OHIF-ORIENTATION", SEG, ERROR, "ImageOrientationPatient is present and equals the source "
       "orientation up to 90-degree rotations and flips (within 1e-3).",
       hint="Copy the source's ImageOrientationPatient into the shared functional groups.",
       source="viewer-behaviour A8, A9", profiles=OHIF)
 def ohif_orientation(ctx: SegContext):
-    if not ctx.per_frame:
-        return
+    if not ctx.per_frame or _frame_referenced(ctx):
+        return  # OHIF-FRAME-SPACE: nothing to copy, the source has no orientation
     oris = [fi.orientation for fi in ctx.frames]
     if ctx.frames and any(o is None for o in oris):
         yield "PlaneOrientationSequence", "missing: Cornerstone throws 'missing " \
