@@ -692,3 +692,22 @@ def test_labels_name_the_segments(tmp_path, slides):
     seg = read_slide_seg(tmp_path / "s.dcm")
     assert seg.segment(1).color == (255, 0, 0)
     assert np.array_equal(read_all(seg.masks[2]), (lab == 3).astype(np.uint8))
+
+
+def test_regions_decode_only_their_tiles(tmp_path, slides):
+    """A region read decodes only the TIFF tiles / SEG frames it overlaps."""
+    lab = labels_for(333, 517, seed=5, n=9)
+    tifffile.imwrite(tmp_path / "t.tif", lab, tile=(64, 48), compression="zlib")
+    src = TiffTiles(tmp_path / "t.tif")
+    src.read(5, 70, 100, 101)  # tile rows 0-1, tile column 2
+    assert sorted(src._cache) == [2, 2 + src._across]
+    np.save(tmp_path / "l.npy", labels_for(300, 500, seed=1))
+    convert_slide([tmp_path / "l.npy"], tmp_path / "s.dcm", slides[(300, 500, 128)],
+                  tiled="full")
+    seg = read_slide_seg(tmp_path / "s.dcm")
+    decoded = []
+    frames = seg.labels._frames
+    original = frames.frame
+    frames.frame = lambda k: decoded.append(k) or original(k)
+    seg.labels.read(130, 140, 260, 300)  # tile (1, 2) only
+    assert decoded == [1 * 4 + 2]
