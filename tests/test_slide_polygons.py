@@ -72,3 +72,27 @@ def test_objects_crossing_bands_are_one_polygon():
     labels[20:30, 2:15] = 1
     (poly,) = check(labels, 1, band_rows=7)
     assert len(poly) == 1 and len(poly[0]) == 12
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_levels_sampled_while_the_base_is_read_equal_downsampled_tiles(seed):
+    """LevelTee (pyramid levels filled during the base level's pass) equals DownsampledTiles
+    (highdicom's nearest rule) for any band height; incomplete reads are reported."""
+    from segbridge.slide.tiles import DownsampledTiles, LevelTee, read_all
+
+    rng = np.random.default_rng(seed)
+    rows, cols = (int(v) for v in rng.integers(20, 200, 2))
+    src = ArrayTiles(rng.integers(0, 5, (rows, cols)).astype(np.uint8))
+    shapes = [(max(1, int(rows / f)), max(1, int(cols / f))) for f in (2, 3.5, 8)]
+    tee = LevelTee(src, shapes)
+    band = int(rng.integers(1, 40))
+    for r in range(0, rows, band):
+        np.testing.assert_array_equal(tee.read(r, min(rows, r + band), 0, cols),
+                                      src.read(r, min(rows, r + band), 0, cols))
+    for k, shape in enumerate(shapes):
+        assert tee.complete(k)
+        np.testing.assert_array_equal(tee.levels[k], read_all(DownsampledTiles(src, shape=shape)))
+    partial = LevelTee(src, shapes)
+    partial.read(0, rows // 2, 0, cols)
+    partial.read(rows // 2, rows, 0, cols - 1)  # not the full width: not sampled
+    assert not any(partial.complete(k) for k in range(len(shapes)))

@@ -591,8 +591,12 @@ def _write_one(seg: Segmentation, kind: str, tmp: Path, prof: Profile,
             report.note(f"archive profile: {attempt} failed ({exc}); wrote RLE instead")
 
 
-def _stream(fp, head: _Header, ts: str, pffg: Iterator[bytes] | None, pixels: Iterator[np.ndarray],
-            nframes: int, rows: int, columns: int, bits: int) -> None:
+def _stream(fp, head: _Header, ts: str, pffg: Iterator[bytes] | None,
+            pixels: Iterator[np.ndarray] | None, nframes: int, rows: int, columns: int,
+            bits: int, encoded: list[bytes] | None = None) -> None:
+    """Write the file: meta, header, per-frame groups, pixel data. Encapsulated frames come
+    from ``pixels`` (encoded here) or already ``encoded`` (the slide writer encodes while it
+    finds the non-empty tiles, so the source is read once)."""
     deflate = zlib.compressobj(6, zlib.DEFLATED, -15) if ts == DEFLATED_LE else None
     deflated_length = 0
 
@@ -626,11 +630,12 @@ def _stream(fp, head: _Header, ts: str, pffg: Iterator[bytes] | None, pixels: It
         if padded != length:
             put(b"\x00")
     else:
-        codec = codec_for(ts)
-        encoded = []
-        for frame in pixels:
-            e = codec.encode(np.asarray(frame), bits)
-            encoded.append(e + b"\x00" if len(e) % 2 else e)
+        if encoded is None:
+            codec = codec_for(ts)
+            encoded = []
+            for frame in pixels:
+                encoded.append(codec.encode(np.asarray(frame), bits))
+        encoded = [e + b"\x00" if len(e) % 2 else e for e in encoded]
         offsets, pos = [], 0
         for e in encoded:
             offsets.append(pos)

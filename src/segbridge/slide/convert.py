@@ -58,10 +58,13 @@ def _strip_values(src: TileSource, strip: int = 1024) -> np.ndarray:
     for r0 in range(0, rows, strip):
         block = src.read(r0, min(r0 + strip, rows), 0, cols)
         if small:  # a flag per possible value: 7x np.bincount (which widens to int64)
-            present[block.ravel()] = True
+            present[block[block != 0]] = True  # background (most pixels) left out first
         else:
             seen = np.union1d(seen, np.unique(block))
-    return np.flatnonzero(present).astype(np.int64) if small else seen.astype(np.int64)
+    if small:
+        present[0] = True  # the callers drop 0 themselves
+        return np.flatnonzero(present).astype(np.int64)
+    return seen.astype(np.int64)
 
 
 def _segment(number: int, value: int, index: int, label_map) -> Segment:
@@ -237,6 +240,52 @@ def pyramid_levels(sseg: SlideSegmentation, factors: list,
     return out
 
 
+#: in-memory pyramid levels filled while the base level is written (bytes, all levels)
+TEE_BUDGET = 1 << 30
+
+
+def _tee_levels(sseg: SlideSegmentation, coarser: list[SlideSegmentation]) -> dict:
+    """Wrap the base sources so that writing the base level also samples every coarser level
+    into memory (when they fit in :data:`TEE_BUDGET`): the pyramid then costs one read of the
+    source instead of one (or two) per level. Returns {source key: LevelTee}; the base
+    segmentation reads through the tees from now on."""
+    from .tiles import LevelTee
+
+    if not coarser:
+        return {}
+    shapes = [c.grid.shape for c in coarser]
+    sources = {None: sseg.labels} if sseg.labels is not None else dict(sseg.masks)
+    need = sum(r * c for r, c in shapes) * sum(np.dtype(s.dtype).itemsize
+                                               for s in sources.values())
+    if need > TEE_BUDGET:
+        return {}
+    tees = {k: LevelTee(src, shapes) for k, src in sources.items()}
+    if sseg.labels is not None:
+        sseg.labels = tees[None]
+    else:
+        sseg.masks = dict(tees)
+    return tees
+
+
+def _use_teed_levels(sseg: SlideSegmentation, coarser: list[SlideSegmentation],
+                     tees: dict) -> None:
+    """After the base level is written: every coarser level whose rows were all sampled reads
+    its in-memory copy (else it keeps reading the base through DownsampledTiles)."""
+    from .tiles import ArrayTiles
+
+    for k, level in enumerate(coarser):
+        if not all(t.complete(k) for t in tees.values()):
+            continue
+        if level.labels is not None:
+            level.labels = ArrayTiles(tees[None].levels[k])
+        else:
+            level.masks = {n: ArrayTiles(tees[n].levels[k]) for n in level.masks}
+    if sseg.labels is not None:  # the base reads its own source again
+        sseg.labels = tees[None].src
+    else:
+        sseg.masks = {n: t.src for n, t in tees.items()}
+
+
 def write_slide(sseg: SlideSegmentation, output: str | os.PathLike, *, tiled: str = "sparse",
                 compression: str | None = None, palette: bool = False,
                 pyramid: list[float] | None = None, series_description: str | None = None,
@@ -294,13 +343,17 @@ def write_slide(sseg: SlideSegmentation, output: str | os.PathLike, *, tiled: st
     factors = list(pyramid or [])
     if not all(isinstance(f, SlideGrid) for f in factors):
         factors = sorted(set(factors))
-    levels = [(out, sseg)] + [(numbered_name(out, k + 2), level) for k, level in
-                              enumerate(pyramid_levels(sseg, factors, level_images or []))]
+    coarser = pyramid_levels(sseg, factors, level_images or [])
+    tees = _tee_levels(sseg, coarser)
+    levels = [(out, sseg)] + [(numbered_name(out, k + 2), level)
+                              for k, level in enumerate(coarser)]
     series_uid = generate_uid()
     pyramid_uid = generate_uid() if factors else None
     tmps: list[Path] = []
     try:
         for k, (target, level) in enumerate(levels):
+            if k == 1 and tees:
+                _use_teed_levels(sseg, coarser, tees)
             tmps.append(write_slide_seg(
                 level, target, tiled=tiled, compression=compression or "none",
                 palette=palette, series_uid=series_uid, series_number=series_number or 300,

@@ -142,6 +142,66 @@ def plan_frames(sseg: SlideSegmentation, tiled: str,
     return frames
 
 
+def encode_frames(sseg: SlideSegmentation, tiled: str, codec, bits: int, dtype,
+                  report: Report) -> tuple[list[tuple[int | None, int, int]], list[bytes]]:
+    """:func:`plan_frames` and the frames' encoded pixels in ONE pass over the source (for
+    encapsulated transfer syntaxes, whose frames are held until the offset table is written
+    anyway): each strip of tile rows is read once, its non-empty tiles encoded as found."""
+    g = sseg.grid
+    full = tiled == "full"
+    label = sseg.seg_type == "LABELMAP"
+    per: dict[int | None, tuple[list, list]] = {}
+
+    def add(key, i, j, block) -> None:
+        tile = np.zeros((g.tile_rows, g.tile_columns), dtype)
+        tile[:block.shape[0], :block.shape[1]] = block
+        f, e = per.setdefault(key, ([], []))
+        f.append((key, i, j))
+        e.append(codec.encode(tile, bits))
+
+    sources = [(None, sseg.labels)] if sseg.labels is not None else sorted(sseg.masks.items())
+    numbers = sseg.numbers
+    for n, src in sources:
+        for i in range(g.tiles_down):
+            r0, r1 = i * g.tile_rows, min((i + 1) * g.tile_rows, g.rows)
+            strip = src.read(r0, r1, 0, g.columns)
+            for j in range(g.tiles_across):
+                block = strip[:, j * g.tile_columns:(j + 1) * g.tile_columns]
+                if n is not None or label:  # a mask, or a label map's own tile
+                    if full or block.any():
+                        add(n, i, j, block)
+                    continue
+                # BINARY / FRACTIONAL segments from one label source: a frame per value
+                values = numbers if full else np.unique(block[block != 0]).tolist()
+                for v in values:
+                    if v in sseg_numbers_set(sseg):
+                        add(int(v), i, j, block == v)
+    if label:
+        keys = [None]
+    else:
+        keys = numbers
+        for k in keys:
+            if k not in per:
+                report.warn(f"segment {k} ({sseg.segment(k).label}) is empty")
+    frames = [f for k in keys for f in per.get(k, ([], []))[0]]
+    encoded = [e for k in keys for e in per.get(k, ([], []))[1]]
+    if not frames:
+        report.note("the segmentation is empty; one empty frame written")
+        key = None if label else numbers[0]
+        add(key, 0, 0, np.zeros((1, 1), dtype))
+        frames, encoded = per[key]
+    return frames, encoded
+
+
+def sseg_numbers_set(sseg: SlideSegmentation) -> set[int]:
+    """The segment numbers as a set (cached on the object: asked once per tile)."""
+    got = getattr(sseg, "_number_set", None)
+    if got is None:
+        got = set(sseg.numbers)
+        object.__setattr__(sseg, "_number_set", got)
+    return got
+
+
 def _pixels(sseg: SlideSegmentation, frames, dtype) -> Iterator[np.ndarray]:
     """Frame pixels, full tiles (edges padded with 0), one strip of tiles read at a time."""
     g = sseg.grid
@@ -366,7 +426,7 @@ def write_slide_seg(sseg: SlideSegmentation, path: str | os.PathLike, *, tiled: 
                     rename: bool = True) -> Path:
     """Write one slide SEG; returns its path (written under a temporary name, then renamed
     unless ``rename`` is False, when the temporary path is returned)."""
-    from ..dicom.codecs import COMPRESSIONS
+    from ..dicom.codecs import COMPRESSIONS, NATIVE, codec_for
     from ..dicom.seg_writer import _stream
     from ..dicom.uids import generate_uid
 
@@ -389,18 +449,24 @@ def write_slide_seg(sseg: SlideSegmentation, path: str | os.PathLike, *, tiled: 
         raise UnsupportedError("JPEG-LS cannot hold 1-bit BINARY frames; use rle, jpeg2000, "
                                "deflate or none (or --type labelmap)")
     g = sseg.grid
-    frames = plan_frames(sseg, tiled, report)
+    ts = COMPRESSIONS[name].uid
+    dtype = np.uint16 if bits == 16 else np.uint8
+    encoded = None
+    if ts in NATIVE:
+        frames = plan_frames(sseg, tiled, report)
+    else:  # one pass: the non-empty tiles are encoded as they are found
+        frames, encoded = encode_frames(sseg, tiled, codec_for(ts), bits, dtype, report)
     head = _header(sseg, frames, tiled, bits, palette, series_uid or generate_uid(),
                    series_number, instance_number,
                    series_description or sseg.series_description or "Segmentation",
                    pyramid_uid, report)
-    dtype = np.uint16 if bits == 16 else np.uint8
     pffg = None if tiled == "full" else _per_frame(sseg, frames)
     tmp = tmp_name(out)
     try:
         with open(tmp, "wb") as fp:
-            _stream(fp, head, COMPRESSIONS[name].uid, pffg, _pixels(sseg, frames, dtype),
-                    len(frames), g.tile_rows, g.tile_columns, bits)
+            _stream(fp, head, ts, pffg,
+                    _pixels(sseg, frames, dtype) if encoded is None else None,
+                    len(frames), g.tile_rows, g.tile_columns, bits, encoded=encoded)
         if not rename:
             return tmp
         os.replace(tmp, out)

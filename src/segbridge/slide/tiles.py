@@ -155,3 +155,34 @@ class DownsampledTiles:
             return self.src.take(ri, ci)
         block = self.src.read(int(ri[0]), int(ri[-1]) + 1, int(ci[0]), int(ci[-1]) + 1)
         return np.ascontiguousarray(block[np.ix_(ri - ri[0], ci - ci[0])])
+
+
+class LevelTee:
+    """A source that, while it is read a full-width band at a time (as the SEG writer reads),
+    also fills in-memory copies of coarser pyramid levels, sampled by :func:`nearest_index`
+    (the rule of :class:`DownsampledTiles`): the pyramid is then written without reading the
+    full-resolution source again. ``complete`` says whether every level row was seen."""
+
+    def __init__(self, src: TileSource, shapes: list[tuple[int, int]]) -> None:
+        self.src = src
+        self.shape = src.shape
+        self.dtype = np.dtype(src.dtype)
+        rows, cols = src.shape
+        self.levels = [np.zeros(s, self.dtype) for s in shapes]
+        self._rows = [nearest_index(rows, s[0]) for s in shapes]
+        self._cols = [nearest_index(cols, s[1]) for s in shapes]
+        self._seen = [np.zeros(s[0], bool) for s in shapes]
+
+    def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        block = self.src.read(r0, r1, c0, c1)
+        if c0 == 0 and c1 >= self.shape[1]:
+            for level, ri, ci, seen in zip(self.levels, self._rows, self._cols, self._seen,
+                                           strict=True):
+                k0, k1 = np.searchsorted(ri, r0), np.searchsorted(ri, r1)
+                if k1 > k0:
+                    level[k0:k1] = block[ri[k0:k1] - r0][:, ci]
+                    seen[k0:k1] = True
+        return block
+
+    def complete(self, k: int) -> bool:
+        return bool(self._seen[k].all())
