@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import InvalidInputError
@@ -31,6 +32,19 @@ def tmp_name(target: str | os.PathLike) -> Path:
     name = t.name
     suffix = next((s for s in KNOWN_SUFFIXES if name.lower().endswith(s)), "")
     return t.with_name(f".{name[: len(name) - len(suffix)]}.{os.getpid()}.tmp{suffix}")
+
+
+@contextmanager
+def written(target: str | os.PathLike) -> Iterator[Path]:
+    """Write ``target`` through its temporary name: the caller writes the path it is given;
+    it is renamed into place when the block ends, and removed if the block fails."""
+    out = Path(target)
+    tmp = tmp_name(out)
+    try:
+        yield tmp
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def numbered_name(target: str | os.PathLike, n: int) -> Path:

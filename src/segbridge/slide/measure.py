@@ -380,18 +380,10 @@ def measurements_json(summary: list[dict], objects: SlideObjects, geometry: Slid
 
 def write_text(path, text: str) -> None:
     """Write ``text`` under a temporary name and rename it into place (outputs.py's rule)."""
-    import os
-    from pathlib import Path
+    from ..outputs import written
 
-    from ..outputs import tmp_name
-
-    path = Path(path)
-    tmp = tmp_name(path)
-    try:
+    with written(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_measurements(summary: list[dict], objects: SlideObjects, geometry: SlideGeometry, *,

@@ -191,20 +191,16 @@ def write_geojson(sseg, path, *, object_type: str = "annotation") -> int:
     coordinates of this level. Written through a temporary name; returns the feature count.
     Fractional segments are refused (a polygon is all or nothing)."""
     import json
-    import os
-    from pathlib import Path
 
     from ..colors import default_color
     from ..errors import InvalidInputError
-    from ..outputs import tmp_name
+    from ..outputs import written
 
     if sseg.seg_type == "FRACTIONAL":
         raise InvalidInputError(f"{path}: a FRACTIONAL segmentation has no polygons; threshold "
                                 "it first")
-    out = Path(path)
-    tmp = tmp_name(out)
     count = 0
-    try:
+    with written(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write('{"type": "FeatureCollection", "features": [')
             for k, s in enumerate(sseg.segments):
@@ -223,8 +219,4 @@ def write_geojson(sseg, path, *, object_type: str = "annotation") -> int:
                     fh.write((",\n" if count else "\n") + json.dumps(feature))
                     count += 1
             fh.write("\n]}\n")
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return count

@@ -69,7 +69,7 @@ def slide_preview(sseg: SlideSegmentation, output: str | os.PathLike, *,
     """
     from PIL import Image, ImageDraw
 
-    from ..outputs import tmp_name
+    from ..outputs import written
 
     report = report if report is not None else Report()
     g = sseg.grid
@@ -125,13 +125,7 @@ def slide_preview(sseg: SlideSegmentation, output: str | os.PathLike, *,
         full.paste(canvas, (0, 0))
         full.paste(legend, (0, canvas.height))
         canvas = full
-    out = Path(output)
-    tmp = tmp_name(out)
-    try:
+    with written(output) as tmp:
         canvas.save(tmp, format="PNG")
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return out
+    return Path(output)
 
