@@ -485,7 +485,9 @@ def run(args) -> list[dict]:
                 if step == "measure":
                     outs[tool] = out
             else:
-                note = r.error.strip().splitlines()[-1] if r.error.strip() else "failed"
+                note = r.error.strip().splitlines()[-1] if r.error.strip() else (
+                    f"killed by the kernel (out of memory: peak RSS {r.peak_mb / 1024:.1f} GB "
+                    f"on a {_ram_gb():.0f} GB machine)")
             rows.append({"step": step, "tool": tool, "wall_s": round(r.wall, 2),
                          "peak_mb": round(r.peak_mb, 1),
                          "size_mb": _size_mb(step, out),
@@ -539,11 +541,13 @@ def markdown(rows: list[dict], args) -> str:
                      f"| {f(r['ok'])} | {r['note']} |")
     if any("out of memory" in (r["note"] or "") for r in rows):
         gb = args.size ** 2 * 6 / 1e9
+        limit = (f"under an address-space limit of {args.peer_mem_gb:g} GB (`--peer-mem-gb`) "
+                 "and stopped with MemoryError" if args.peer_mem_gb else
+                 "without a limit and was killed by the kernel's out-of-memory killer")
         lines += ["", "The whole-image workflow holds the image (1 byte a pixel), a class mask (1) "
-                  f"and int32 labels (4): ~6 bytes a pixel, ~{gb:.0f} GB here. Its process ran "
-                  f"under an address-space limit of {args.peer_mem_gb:g} GB (`--peer-mem-gb`) "
-                  f"on a {_ram_gb():.0f} GB machine shared with other jobs, and stopped with "
-                  "MemoryError."]
+                  f"and int32 labels (4): ~6 bytes a pixel, ~{gb:.0f} GB here, plus SciPy's "
+                  f"temporaries. Its process ran {limit}, on a {_ram_gb():.0f} GB machine; "
+                  "the measure step is compared at smaller sizes below."]
     if any(r["tool"] == "segbridge" and r["note"] == "not implemented yet" for r in rows):
         lines += ["", "segbridge's write / pyramid / read rows are hooks (`STEPS` in "
                   "bench/bench_slide.py) for the slide SEG writer and reader."]
