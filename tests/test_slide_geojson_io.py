@@ -179,3 +179,47 @@ def test_measure_a_slide_seg_and_its_polygons(tmp_path):
     for n in first.segment_numbers:
         name = first.get_segment_description(n).segment_label
         assert got[name] == ndimage.label(labels == n)[1]
+
+
+def test_hostile_slide_inputs(tmp_path):
+    """Found by a hostile run: slide SEGs whose TotalPixelMatrixRows is past the first 64 KiB
+    (a 16-bit palette LUT) or inside a deflated data set are still slide SEGs to every command;
+    bool masks convert; an empty stack, GeoJSON nested too deeply and positions of 4 numbers
+    are one line each; polygons reaching past the image are cut with a warning."""
+    ref = sm_image(tmp_path / "sm.dcm", 200, 150, 64)
+    lab = np.zeros((200, 150), np.uint16)
+    lab[10:60, 10:60], lab[100:190, 20:140] = 1, 65535
+    np.save(tmp_path / "m16.npy", lab)
+    for name, extra in (("p16.dcm", ["--palette"]), ("defl.dcm", ["--compression", "deflate"])):
+        r = run("convert", tmp_path / "m16.npy", "-r", ref, "-o", tmp_path / name, *extra)
+        assert r.returncode == 0, r.stderr
+        r = run("info", tmp_path / name)
+        assert r.returncode == 0 and "not supported" not in r.stderr, r.stderr
+        r = run("measure", tmp_path / name, "--json")
+        assert r.returncode == 0, r.stderr
+        assert {s["segment"]: s["objects"] for s in json.loads(r.stdout)["segments"]} == \
+            {1: 1, 65535: 1}
+    np.save(tmp_path / "b.npy", lab > 0)
+    r = run("convert", tmp_path / "b.npy", "-r", ref, "-o", tmp_path / "b.dcm")
+    assert r.returncode == 0, r.stderr
+    assert (hd.seg.segread(tmp_path / "b.dcm").get_total_pixel_matrix(
+        combine_segments=True) > 0).sum() == (lab > 0).sum()
+    np.save(tmp_path / "z.npy", np.zeros((0, 200, 150), np.uint8))
+    geo = '{"type": "Polygon", "coordinates": [[[1, 1], [9, 1], [9, 9], [1, 1]]]}'
+    for _ in range(3000):  # (text: json.dumps itself cannot nest that deep)
+        geo = '{"type": "GeometryCollection", "geometries": [' + geo + ']}'
+    (tmp_path / "deep.geojson").write_text(
+        '{"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": ' + geo
+        + '}]}')
+    (tmp_path / "four.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        feature([[[1, 1, 0, 0], [9, 1, 0, 0], [9, 9, 0, 0], [1, 1, 0, 0]]], "a", [1, 2, 3])]}))
+    for bad, why in (("z.npy", "no pixels"), ("deep.geojson", "nested too deeply"),
+                     ("four.geojson", "2 (or 3) numbers")):
+        r = run("convert", tmp_path / bad, "-r", ref, "-o", tmp_path / "x.dcm")
+        assert r.returncode == 1 and why in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.dcm").exists()
+    (tmp_path / "edge.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        feature([[[100, 150], [190, 150], [190, 260], [100, 260], [100, 150]]], "a", [1, 2, 3])]}))
+    r = run("convert", tmp_path / "edge.geojson", "-r", ref, "-o", tmp_path / "e.npy")
+    assert r.returncode == 0 and "cut at its edge" in r.stderr, r.stderr
+    assert (np.load(tmp_path / "e.npy") > 0).sum() == 50 * 50  # rows 150..199, cols 100..149

@@ -58,6 +58,8 @@ def _strip_values(src: TileSource, strip: int = 1024) -> np.ndarray:
     for r0 in range(0, rows, strip):
         block = src.read(r0, min(r0 + strip, rows), 0, cols)
         if small:  # a flag per possible value: 7x np.bincount (which widens to int64)
+            if block.dtype == bool:
+                block = block.view(np.uint8)
             present[block[block != 0]] = True  # background (most pixels) left out first
         else:
             seen = np.union1d(seen, np.unique(block))

@@ -177,6 +177,8 @@ def read_geojson(path, shape: tuple[int, int], report: Report | None = None) -> 
         doc = json.loads(text)
     except (ValueError, UnicodeDecodeError) as e:
         raise GeoJSONError(f"{path}: not JSON ({str(e).splitlines()[0]})") from None
+    except RecursionError:
+        raise GeoJSONError(f"{path}: nested too deeply to read") from None
     return parse_geojson(doc, shape, path, report)
 
 
@@ -188,6 +190,7 @@ def parse_geojson(doc, shape: tuple[int, int], path: str = "GeoJSON",
     feats = _features(doc, path)
     segments: dict[str, GeoSegment] = {}
     out: list[GeoFeature] = []
+    clipped = 0
     for n, feat in enumerate(feats, 1):
         where = f"{path}: feature {n}"
         if not isinstance(feat, dict):
@@ -208,6 +211,7 @@ def parse_geojson(doc, shape: tuple[int, int], path: str = "GeoJSON",
         r0, r1 = math.ceil(xy[:, 1].min()), math.floor(xy[:, 1].max()) + 1
         c0, c1 = math.ceil(xy[:, 0].min()), math.floor(xy[:, 0].max()) + 1
         box = (max(r0, 0), min(r1, rows), max(c0, 0), min(c1, cols))
+        clipped += box != (r0, r1, c0, c1)
         if box[0] >= box[1] or box[2] >= box[3]:
             x, y = xy[:, 0] + 0.5, xy[:, 1] + 0.5
             raise GeoJSONError(f"{where} lies outside the {rows} x {cols} image (x "
@@ -218,6 +222,10 @@ def parse_geojson(doc, shape: tuple[int, int], path: str = "GeoJSON",
                               otype if isinstance(otype, str) else None))
     if not out:
         raise GeoJSONError(f"{path}: no polygon features")
+    if clipped:
+        report.warn(f"{path}: {clipped} of {len(out)} features reach beyond the {rows} x {cols} "
+                    "image and are cut at its edge (QuPath's coordinates are pixels of the "
+                    "full-resolution level: is --reference that level?)")
     if len(segments) > 65535:
         raise GeoJSONError(f"{path}: more than 65535 classes")
     return GeoJSONLabels(path, (rows, cols), list(segments.values()), out, report)
@@ -249,7 +257,10 @@ def _polygons(geom, where: str, report: Report) -> list[list[np.ndarray]]:
         subs = geom.get("geometries")
         if not isinstance(subs, list):
             raise GeoJSONError(f"{where}: GeometryCollection without geometries")
-        return [p for g in subs for p in _polygons(g, where, report)]
+        try:
+            return [p for g in subs for p in _polygons(g, where, report)]
+        except RecursionError:
+            raise GeoJSONError(f"{where}: GeometryCollections nested too deeply") from None
     coords = geom.get("coordinates")
     if kind == "Polygon":
         return [_polygon(coords, where)]
@@ -269,10 +280,11 @@ def _polygon(coords, where: str) -> list[np.ndarray]:
     rings = []
     for ring in coords:
         if not isinstance(ring, list) or not all(
-                isinstance(p, list) and len(p) >= 2 and all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in p[:2])
+                isinstance(p, list) and len(p) in (2, 3) and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in p)
                 for p in ring):
-            raise GeoJSONError(f"{where}: coordinates are not lists of numbers")
+            raise GeoJSONError(f"{where}: coordinates are not positions of 2 (or 3) numbers "
+                               "(RFC 7946 3.1.1)")
         xy = np.array([p[:2] for p in ring], np.float64)
         if not np.isfinite(xy).all():
             raise GeoJSONError(f"{where}: coordinates are not finite numbers")

@@ -105,6 +105,8 @@ def open_label_image(path: str | os.PathLike) -> list[TileSource]:
                                     f"got {arr.dtype}")
         if arr.ndim == 2:
             return [ArrayTiles(arr)]
+        if arr.ndim == 3 and 0 in arr.shape:
+            raise InvalidInputError(f"{p}: the stack holds no pixels (shape {arr.shape})")
         if arr.ndim == 3:
             return [ArrayTiles(arr[k]) for k in range(arr.shape[0])]
         raise InvalidInputError(f"{p}: expected a 2-D label image or a 3-D stack, got shape "
