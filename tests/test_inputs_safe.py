@@ -324,3 +324,23 @@ def test_messages_never_carry_control_characters():
 
     assert _one_line("bad label 'a\x1b[31mb\x00'\nsecond line") == \
         "bad label 'a\\x1b[31mb\\x00'; second line"
+
+
+def test_a_signal_during_a_deferred_block_is_handled_after_it():
+    """signals.deferred() (around OpenJPEG, which crashes with SIGSEGV when Ctrl-C lands in
+    it): the signal waits until the block ends, then unwinds as usual."""
+    import os
+    import signal
+
+    from segbridge import signals
+
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        reached = False
+        with pytest.raises(KeyboardInterrupt):
+            with signals.deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                reached = True  # still here: the signal is held
+        assert reached
+    finally:
+        signal.signal(signal.SIGINT, old)

@@ -199,6 +199,14 @@ def test_hostile_slide_inputs(tmp_path):
         assert r.returncode == 0, r.stderr
         assert {s["segment"]: s["objects"] for s in json.loads(r.stdout)["segments"]} == \
             {1: 1, 65535: 1}
+    r = run("convert", tmp_path / "m16.npy", "-r", tmp_path / "p16.dcm", "-o", tmp_path / "x.dcm")
+    assert r.returncode == 1 and "is a segmentation, not the slide image" in r.stderr
+    (tmp_path / "adir.dcm").mkdir()
+    for out in (tmp_path / "adir.dcm", tmp_path / "nodir" / "x.dcm"):
+        r = run("convert", tmp_path / "m16.npy", "-r", ref, "-o", out)
+        assert r.returncode == 1 and str(out) in r.stderr and ".tmp" not in r.stderr, r.stderr
+    r = run("measure", tmp_path / "p16.dcm", "--csv", tmp_path / "nodir" / "o.csv")
+    assert r.returncode == 1 and "nodir/o.csv" in r.stderr and ".tmp" not in r.stderr, r.stderr
     np.save(tmp_path / "b.npy", lab > 0)
     r = run("convert", tmp_path / "b.npy", "-r", ref, "-o", tmp_path / "b.dcm")
     assert r.returncode == 0, r.stderr

@@ -34,11 +34,21 @@ def tmp_name(target: str | os.PathLike) -> Path:
     return t.with_name(f".{name[: len(name) - len(suffix)]}.{os.getpid()}.tmp{suffix}")
 
 
+def check_target(out: Path) -> None:
+    """An output path that can be written: its folder exists and it is not a folder itself
+    (said in one line naming the output, not its temporary name)."""
+    if out.is_dir():
+        raise InvalidInputError(f"{out}: is a folder; name an output file")
+    if not out.parent.is_dir():
+        raise InvalidInputError(f"{out}: output folder {out.parent} does not exist")
+
+
 @contextmanager
 def written(target: str | os.PathLike) -> Iterator[Path]:
     """Write ``target`` through its temporary name: the caller writes the path it is given;
     it is renamed into place when the block ends, and removed if the block fails."""
     out = Path(target)
+    check_target(out)
     tmp = tmp_name(out)
     try:
         yield tmp

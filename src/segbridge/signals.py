@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
+from contextlib import contextmanager
 
 _state = {"running": False, "terminated": False}
 
@@ -49,3 +51,19 @@ def terminated() -> bool:
 def exit_code() -> int:
     """128 + the signal's number: 143 for SIGTERM, 130 for Ctrl-C."""
     return 143 if _state["terminated"] else 130
+
+
+@contextmanager
+def deferred():
+    """Hold SIGINT / SIGTERM back while a C library runs that cannot be interrupted safely
+    (pylibjpeg-openjpeg's encoder crashes the process with SIGSEGV when Ctrl-C lands in it);
+    a signal that came meanwhile is handled as soon as the block ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)

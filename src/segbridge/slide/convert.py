@@ -297,14 +297,13 @@ def write_slide(sseg: SlideSegmentation, output: str | os.PathLike, *, tiled: st
     """Write a slide segmentation: SEG (one per pyramid level, one series), TIFF or NumPy, or
     a PNG preview (over ``preview_reference``, the slide image, when given)."""
     from ..dicom.uids import generate_uid
-    from ..outputs import numbered_name, tmp_name
+    from ..outputs import check_target, numbered_name, tmp_name
     from .seg_write import write_slide_seg
     from .tiff import write_npy, write_tiff
 
     report = report if report is not None else Report()
     out = Path(output)
-    if not out.parent.exists():
-        raise InvalidInputError(f"{out}: output folder {out.parent} does not exist")
+    check_target(out)
     suffix = out.suffix.lower()
     if suffix == ".png":
         from .image import open_slide

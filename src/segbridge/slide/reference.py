@@ -43,6 +43,9 @@ def read_sm(path: str | os.PathLike) -> SlideGrid:
         ds = pydicom.dcmread(p, stop_before_pixels=True)
     except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
         raise InvalidInputError(f"{p}: not a readable DICOM file ({exc})") from None
+    if str(ds.get("SOPClassUID", "")).startswith("1.2.840.10008.5.1.4.1.1.66."):
+        raise InvalidInputError(f"{p}: is a segmentation, not the slide image it was drawn on "
+                                "(give the VL Whole Slide Microscopy image)")
     if "TotalPixelMatrixRows" not in ds or "TotalPixelMatrixColumns" not in ds:
         raise InvalidInputError(f"{p}: not a tiled slide image (no TotalPixelMatrixRows)")
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import InvalidInputError, UnsupportedError
+from ...signals import deferred
 from .base import JPEG_2000_LOSSLESS, FrameCodec, as_binary_frame, check_frame, ends_with_marker
 
 MIN_SIDE = 32
@@ -36,8 +37,9 @@ class Jpeg2000Codec(FrameCodec):
         if bits_allocated == 1:
             arr = (frame != 0).astype(np.uint8)
             try:
-                out = bytes(openjpeg.encode(arr, bits_stored=1, photometric_interpretation=2,
-                                            use_mct=False))
+                with deferred():
+                    out = bytes(openjpeg.encode(arr, bits_stored=1,
+                                                photometric_interpretation=2, use_mct=False))
             except RuntimeError:
                 out = b""
             if not out or not np.array_equal(openjpeg.decode(out), arr):
@@ -45,9 +47,10 @@ class Jpeg2000Codec(FrameCodec):
                                        "(it fails on noise-like masks); use rle")
             return out
         dtype = np.uint8 if bits_allocated == 8 else np.uint16
-        return bytes(openjpeg.encode(np.ascontiguousarray(frame, dtype),
-                                     bits_stored=bits_allocated, photometric_interpretation=2,
-                                     use_mct=False))
+        with deferred():
+            return bytes(openjpeg.encode(np.ascontiguousarray(frame, dtype),
+                                         bits_stored=bits_allocated,
+                                         photometric_interpretation=2, use_mct=False))
 
     def decode(self, data: bytes, rows: int, columns: int, bits_allocated: int) -> np.ndarray:
         """One frame, refused unless the codestream is whole (ends with EOC, T.800 A.3.4) and
