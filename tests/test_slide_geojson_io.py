@@ -207,6 +207,21 @@ def test_hostile_slide_inputs(tmp_path):
         assert r.returncode == 1 and str(out) in r.stderr and ".tmp" not in r.stderr, r.stderr
     r = run("measure", tmp_path / "p16.dcm", "--csv", tmp_path / "nodir" / "o.csv")
     assert r.returncode == 1 and "nodir/o.csv" in r.stderr and ".tmp" not in r.stderr, r.stderr
+    r = run("measure", tmp_path / "p16.dcm", "--csv", tmp_path / "o.x", "-o", tmp_path / "o.x")
+    assert r.returncode == 1 and "both the CSV and the JSON" in r.stderr
+    r = run("measure", tmp_path / "m16.npy")
+    assert r.returncode == 1 and "--image" in r.stderr
+    r = run("render", tmp_path / "p16.dcm", "--image", ref, "-o", tmp_path / "p.jpg")
+    assert r.returncode == 1 and "PNG" in r.stderr and not (tmp_path / "p.jpg").exists()
+    import pydicom  # a label map pixel value no segment describes: measured apart, warned
+
+    ds = pydicom.dcmread(tmp_path / "defl.dcm")
+    ds.SegmentSequence = pydicom.Sequence([it for it in ds.SegmentSequence
+                                           if it.SegmentNumber != 65535])
+    ds.save_as(tmp_path / "stray.dcm")
+    r = run("measure", tmp_path / "stray.dcm", "--json")
+    assert r.returncode == 0 and "65535" in r.stderr and "described by no segment" in r.stderr
+    assert [s["segment"] for s in json.loads(r.stdout)["segments"]] == [1]
     np.save(tmp_path / "b.npy", lab > 0)
     r = run("convert", tmp_path / "b.npy", "-r", ref, "-o", tmp_path / "b.dcm")
     assert r.returncode == 0, r.stderr

@@ -422,7 +422,7 @@ class _Valued:
         return (np.asarray(self.src.read(r0, r1, c0, c1)) > 0).astype(self.dtype) * self.value
 
 
-def measure_slide(sseg, *, connectivity: int = 8, name: str = "segmentation"
+def measure_slide(sseg, *, connectivity: int = 8, name: str = "segmentation", report=None
                   ) -> tuple[list[dict], SlideObjects, SlideGeometry]:
     """Measure a :class:`~segbridge.slide.model.SlideSegmentation`: its label source in one
     pass, or each segment's mask (overlapping BINARY, FRACTIONAL above 0) on its own. Every
@@ -439,6 +439,13 @@ def measure_slide(sseg, *, connectivity: int = 8, name: str = "segmentation"
         objects = SlideObjects(*(np.concatenate([getattr(o, k) for _, o in parts] or
                                                 [getattr(_empty_objects(), k)])
                                  for k in SlideObjects.COLUMNS))
+    keep = np.isin(objects.segment, sseg.numbers)
+    if not keep.all():  # label values no segment describes (a LABELMAP may hold them)
+        stray = sorted({int(v) for v in objects.segment[~keep]})
+        if report is not None:
+            report.warn(f"{name}: pixel values {', '.join(map(str, stray[:8]))} are described "
+                        "by no segment (left out of the measurements)")
+        objects = SlideObjects(*(getattr(objects, k)[keep] for k in SlideObjects.COLUMNS))
     have = {row["segment"]: row for row in summary}
     summary = [have.get(s.number, {"segment": s.number, "objects": 0, "area_px": 0,
                                    "area_mm2": 0.0}) | {"label": s.label}
@@ -459,9 +466,19 @@ def measure_slide_file(path, *, reference=None, connectivity: int = 8, csv_path=
 
     report = report if report is not None else Report()
     p = Path(path)
+    if csv_path is not None and json_path is not None and \
+            Path(csv_path).resolve() == Path(json_path).resolve():
+        raise InvalidInputError(f"{csv_path}: named for both the CSV and the JSON output")
+    from .detect import is_slide_path
+
+    if reference is None and is_slide_path(p):
+        raise InvalidInputError(f"{p}: measuring a label image or polygons needs --image with "
+                                "the VL Whole Slide Microscopy image they were drawn on")
     ref = slide_reference(reference, p) if reference is not None else None
     sseg = read_slide(p, ref, None, report)
-    summary, objects, geometry = measure_slide(sseg, connectivity=connectivity, name=str(p))
+    summary, objects, geometry = measure_slide(sseg, connectivity=connectivity, name=str(p),
+                                               report=report)
+
     labels = {s.number: s.label for s in sseg.segments}
     inputs = [p] + ([Path(reference)] if reference is not None and not is_url(str(reference))
                     else [])

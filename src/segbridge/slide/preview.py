@@ -72,6 +72,8 @@ def slide_preview(sseg: SlideSegmentation, output: str | os.PathLike, *,
     from ..outputs import written
 
     report = report if report is not None else Report()
+    if Path(output).suffix.lower() != ".png":
+        raise InvalidInputError(f"{output}: a preview is a PNG file (name it .png)")
     g = sseg.grid
     step = max(1, -(-max(g.rows, g.columns) // max(16, int(max_side))))
     rows = np.arange(0, g.rows, step)
@@ -99,7 +101,8 @@ def slide_preview(sseg: SlideSegmentation, output: str | os.PathLike, *,
             lo, hi = np.percentile(base, [0.5, 99.5])
             base = (base - lo) * (255.0 / max(hi - lo, 1.0))
         report.note(f"preview: slide level {level.grid.rows} x {level.grid.columns} under the "
-                    f"segmentation's {g.rows} x {g.columns}, every {step}th pixel")
+                    f"segmentation's {g.rows} x {g.columns}"
+                    + (f", one pixel in {step} along each side" if step > 1 else ""))
     else:
         base = np.full((rows.size, cols.size, 3), 255, np.float32)
     colors = {s.number: np.array(s.color or default_color(i), np.float32)

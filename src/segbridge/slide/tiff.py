@@ -24,9 +24,13 @@ class TiffTiles:
     """One page (level 0 of the first series) of a TIFF as a TileSource."""
 
     def __init__(self, path: str | os.PathLike, page: int = 0) -> None:
+        import logging
+
         import tifffile
 
         self.path = Path(path)
+        # tifffile logs what it finds wrong before it raises: the one line is ours
+        logging.getLogger("tifffile").setLevel(logging.CRITICAL)
         try:
             self._tif = tifffile.TiffFile(self.path)
             pages = self._tif.series[0].levels[0].pages if self._tif.series else self._tif.pages
