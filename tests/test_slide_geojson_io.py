@@ -237,7 +237,7 @@ def test_hostile_slide_inputs(tmp_path):
     (tmp_path / "four.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
         feature([[[1, 1, 0, 0], [9, 1, 0, 0], [9, 9, 0, 0], [1, 1, 0, 0]]], "a", [1, 2, 3])]}))
     for bad, why in (("z.npy", "no pixels"), ("deep.geojson", "nested too deeply"),
-                     ("four.geojson", "2 (or 3) numbers")):
+                     ("four.geojson", "2 or 3 numbers")):
         r = run("convert", tmp_path / bad, "-r", ref, "-o", tmp_path / "x.dcm")
         assert r.returncode == 1 and why in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.dcm").exists()

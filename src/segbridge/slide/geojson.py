@@ -283,8 +283,8 @@ def _polygon(coords, where: str) -> list[np.ndarray]:
                 isinstance(p, list) and len(p) in (2, 3) and all(
                     isinstance(v, (int, float)) and not isinstance(v, bool) for v in p)
                 for p in ring):
-            raise GeoJSONError(f"{where}: coordinates are not positions of 2 (or 3) numbers "
-                               "(RFC 7946 3.1.1)")
+            raise GeoJSONError(f"{where}: coordinates are not lists of numbers (positions "
+                               "of 2 or 3 numbers, RFC 7946 3.1.1)")
         xy = np.array([p[:2] for p in ring], np.float64)
         if not np.isfinite(xy).all():
             raise GeoJSONError(f"{where}: coordinates are not finite numbers")
