@@ -10,13 +10,13 @@ from scipy import ndimage
 
 from segbridge.errors import InvalidInputError
 from segbridge.slide.measure import (
-    ArraySource,
     SlideGeometry,
     measure_slide_labels,
     measurements_json,
     objects_csv,
     write_text,
 )
+from segbridge.slide.tiles import ArrayTiles
 
 
 def reference(img: np.ndarray, connectivity: int) -> dict:
@@ -46,7 +46,7 @@ def reference(img: np.ndarray, connectivity: int) -> dict:
 
 
 def check_same(img: np.ndarray, connectivity: int, strip_rows: int) -> None:
-    summary, objs = measure_slide_labels(ArraySource(img), connectivity=connectivity,
+    summary, objs = measure_slide_labels(ArrayTiles(img), connectivity=connectivity,
                                          strip_rows=strip_rows)
     ref = reference(img, connectivity)
     assert len(objs) == len(ref["segment"]) > 0

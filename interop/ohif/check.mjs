@@ -406,19 +406,34 @@ async function checkMpr(page, segSeries) {
     const p = opt['mpr-screenshot'].replace(/\.png$/, '') + '-untouched.png';
     await page.screenshot({ path: p });
     log(`screenshot ${p}`);
-    // The smallest reproduction of issue 12 point 3: add the Labelmap representation again.
-    touched = await page.evaluate((ids) => {
-      const cst = window.cornerstoneTools;
-      const vps = window.cornerstone.getRenderingEngines()[0].getViewports()
-        .filter((v) => v.type === 'orthographic');
-      for (const v of vps) {
-        cst.segmentation.addSegmentationRepresentations(v.id, ids.map((segmentationId) =>
-          ({ segmentationId, type: cst.Enums.SegmentationRepresentations.Labelmap })));
+    // The smallest reproduction of issue 12 point 3: add the Labelmap representation again,
+    // then poll for the actors rather than wait a fixed time (on a loaded CI machine, stop 22,
+    // two viewports still had none 3 s after one add). Up to three adds, 12 s each, each only
+    // on the viewports still missing one; every add is logged.
+    const allActors = (x) => x.viewports.every((v) => x.segmentationIds.every((s) => v.labelmapActors[s]?.length));
+    touched = [];
+    for (let attempt = 0; attempt < 3 && !allActors(st); attempt++) {
+      const missing = st.viewports.filter((v) => !st.segmentationIds.every((s) => v.labelmapActors[s]?.length))
+        .map((v) => v.id);
+      touched.push(await page.evaluate((ids, want) => {
+        const cst = window.cornerstoneTools;
+        const vps = window.cornerstone.getRenderingEngines()[0].getViewports()
+          .filter((v) => v.type === 'orthographic' && want.includes(v.id));
+        for (const v of vps) {
+          cst.segmentation.addSegmentationRepresentations(v.id, ids.map((segmentationId) =>
+            ({ segmentationId, type: cst.Enums.SegmentationRepresentations.Labelmap })));
+        }
+        return vps.map((v) => v.id);
+      }, st.segmentationIds, missing));
+      log(`MPR: added the Labelmap representation again on ${JSON.stringify(touched.at(-1))}`);
+      const by = Date.now() + 12000;
+      for (;;) {
+        await sleep(250);
+        st = await page.evaluate(mprState, segSeries);
+        if (problems.length) throw new Fail(problems[0]);
+        if (allActors(st) || Date.now() > by) break;
       }
-      return vps.map((v) => v.id);
-    }, st.segmentationIds);
-    await sleep(3000);
-    st = await page.evaluate(mprState, segSeries);
+    }
     log('MPR after addSegmentationRepresentations again: ' +
       JSON.stringify(st.viewports.map((v) => [v.id, Object.values(v.labelmapActors).map((a) => a.length)])));
   }

@@ -30,9 +30,10 @@ def is_polygons(path: str | os.PathLike) -> bool:
 #: TotalPixelMatrixRows (0048,0007), explicit or implicit little endian
 _TPM = (b"\x48\x00\x07\x00UL", b"\x48\x00\x07\x00\x04\x00\x00\x00")
 #: elements that follow (0048,0007) in a SEG (tags ascend): SegmentSequence, the functional
-#: group sequences, Pixel Data; seen first, the file has no total pixel matrix
-_LATER = (b"\x62\x00\x02\x00SQ", b"\x00\x52\x29\x92SQ", b"\x00\x52\x30\x92SQ",
-          b"\xe0\x7f\x10\x00OB", b"\xe0\x7f\x10\x00OW")
+#: group sequences, Pixel Data, explicit or implicit VR; seen first, the file has no total
+#: pixel matrix (so an implicit-VR volume SEG is not scanned up to SCAN_LIMIT)
+_LATER = (b"\x62\x00\x02\x00SQ", b"\x62\x00\x02\x00\xff\xff\xff\xff", b"\x00\x52\x29\x92",
+          b"\x00\x52\x30\x92", b"\xe0\x7f\x10\x00")
 _SEG_SOP = b"1.2.840.10008.5.1.4.1.1.66."
 _DEFLATED = b"1.2.840.10008.1.2.1.99"
 #: how far to look for (0048,0007) (a 16-bit palette LUT alone is 393 KB)

@@ -53,10 +53,6 @@ STRIP_PIXELS = 1 << 25
 CHUNK_PIXELS = 1 << 22
 
 
-#: the tile source protocol and the NumPy adapter are the slide model's
-ArraySource = ArrayTiles
-
-
 @dataclass(frozen=True)
 class SlideGeometry:
     """Where the total pixel matrix lies on the slide (PS3.3 C.8.12.2.1.1, C.8.12.9).
@@ -276,7 +272,7 @@ def measure_slide_labels(source, geometry: SlideGeometry | None = None, *,
     from scipy.sparse.csgraph import connected_components
 
     if isinstance(source, np.ndarray):
-        source = ArraySource(source)
+        source = ArrayTiles(source)
     geometry = geometry or SlideGeometry()
     structure = _structure(connectivity)
     dtype = np.dtype(source.dtype)

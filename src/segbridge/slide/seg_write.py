@@ -161,6 +161,7 @@ def encode_frames(sseg: SlideSegmentation, tiled: str, codec, bits: int, dtype,
 
     sources = [(None, sseg.labels)] if sseg.labels is not None else sorted(sseg.masks.items())
     numbers = sseg.numbers
+    wanted = set(numbers)
     for n, src in sources:
         for i in range(g.tiles_down):
             r0, r1 = i * g.tile_rows, min((i + 1) * g.tile_rows, g.rows)
@@ -174,7 +175,7 @@ def encode_frames(sseg: SlideSegmentation, tiled: str, codec, bits: int, dtype,
                 # BINARY / FRACTIONAL segments from one label source: a frame per value
                 values = numbers if full else np.unique(block[block != 0]).tolist()
                 for v in values:
-                    if v in sseg_numbers_set(sseg):
+                    if v in wanted:
                         add(int(v), i, j, block == v)
     if label:
         keys = [None]
@@ -191,15 +192,6 @@ def encode_frames(sseg: SlideSegmentation, tiled: str, codec, bits: int, dtype,
         add(key, 0, 0, np.zeros((1, 1), dtype))
         frames, encoded = per[key]
     return frames, encoded
-
-
-def sseg_numbers_set(sseg: SlideSegmentation) -> set[int]:
-    """The segment numbers as a set (cached on the object: asked once per tile)."""
-    got = getattr(sseg, "_number_set", None)
-    if got is None:
-        got = set(sseg.numbers)
-        object.__setattr__(sseg, "_number_set", got)
-    return got
 
 
 def _pixels(sseg: SlideSegmentation, frames, dtype) -> Iterator[np.ndarray]:
