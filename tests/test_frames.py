@@ -115,6 +115,40 @@ def test_enhanced_2d_image_without_plane_positions_is_frame_space(two_d, tmp_pat
     assert [i.frame_number for i in ref.source.instances] == list(range(1, FRAMES + 1))
 
 
+def test_a_2d_image_with_a_frame_of_reference_keeps_it(two_d, tmp_path):
+    """A cine that has a Frame of Reference (but no plane positions): still frame space; the
+    SEG carries the same FoR UID (PS3.3 A.51.1), no positions, and reads back by reference."""
+    ds = pydicom.dcmread(two_d["us"])
+    ds.FrameOfReferenceUID = pydicom.uid.generate_uid(entropy_srcs=["frames-for"])
+    ds.PositionReferenceIndicator = ""
+    path = tmp_path / "us_for.dcm"
+    ds.save_as(path)
+    ref = sb.read_series(path)
+    assert ref.source.frame_space and ref.source.frame_of_reference_uid == ds.FrameOfReferenceUID
+    want = cine_masks()
+    out = tmp_path / "seg.dcm"
+    sb.write(sb.from_array(want, ref), out, type="binary", profile="archive",
+             compression="none", reference=ref)
+    seg = pydicom.dcmread(out)
+    assert seg.FrameOfReferenceUID == ds.FrameOfReferenceUID
+    assert all("PlanePositionSequence" not in fg for fg in seg.PerFrameFunctionalGroupsSequence)
+    assert "PlaneOrientationSequence" not in seg.SharedFunctionalGroupsSequence[0]
+    assert dciodvfy_errors(out) == []
+    theirs = highdicom_frames(out, ds.SOPInstanceUID, FRAMES, False)
+    for i in range(2):
+        np.testing.assert_array_equal(theirs[..., i] != 0, want[i])
+    back = sb.read(out, reference=ref)
+    assert back.frame_space and back.grid.shape == (FRAMES, ROWS, COLS)
+    for i in range(2):
+        np.testing.assert_array_equal(back.mask(i + 1), want[i])
+    assert validate(out, reference=ref).errors == []
+    # a frame without its Derivation Image is tied to nothing: SEG-GEOMETRY
+    del seg.PerFrameFunctionalGroupsSequence[3].DerivationImageSequence
+    broken = tmp_path / "broken.dcm"
+    seg.save_as(broken)
+    assert "SEG-GEOMETRY" in {f.rule for f in validate(broken).errors}
+
+
 def test_cross_sectional_multiframe_without_geometry_is_still_refused():
     with pytest.raises(sb.InvalidInputError, match="without per-frame functional groups"):
         sb.read_series(DATA / "pydicom-data/data_store/data/emri_small.dcm")

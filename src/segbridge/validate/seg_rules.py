@@ -322,21 +322,24 @@ def _has(ctx: SegContext, i: int, tag: int) -> bool:
 
 
 @rule("SEG-GEOMETRY", SEG, ERROR, "Pixel Measures, Plane Position and Plane Orientation are on "
-      "every frame when the SEG has a Frame of Reference or no Derivation Image.",
+      "every frame that has no Derivation Image, and on all frames or none: a SEG with a Frame "
+      "of Reference may leave them out only when every frame references its source pixels "
+      "(a 2-D image without plane positions).",
       hint="Add the geometry functional groups from the source images.",
-      source="PS3.3 A.51.5 (Table A.51-2) [digest 1.6]")
+      source="PS3.3 A.51.5 (Table A.51-2, 2024c) [digest 1.6]")
 def geometry(ctx: SegContext):
     if ctx.tiled:
         return  # slide frames are placed by Plane Position (Slide): SLIDE-TILE-POSITIONS
-    has_for = not _empty(ctx.ds.get("FrameOfReferenceUID"))
-    for i in range(len(ctx.per_frame)):
-        derived = _has(ctx, i, 0x00089124)
-        if not has_for and derived:
-            continue
-        for tag in (0x00289110, 0x00209113, 0x00209116):
-            if not _has(ctx, i, tag):
-                yield f"frame {i + 1}", f"no {FG_MACROS[tag]}"
-                return
+    tags = (0x00289110, 0x00209113, 0x00209116)
+    n = len(ctx.per_frame)
+    placed = [all(_has(ctx, i, t) for t in tags) for i in range(n)]
+    if not any(placed) and all(_has(ctx, i, 0x00089124) for i in range(n)):
+        return  # each frame is tied to its source frame's pixels (A.51.5.1)
+    for i in range(n):
+        if not placed[i]:
+            missing = next(t for t in tags if not _has(ctx, i, t))
+            yield f"frame {i + 1}", f"no {FG_MACROS[missing]}"
+            return
 
 
 @rule("SEG-PATIENT-ORIENTATION", SEG, ERROR, "Without patient geometry (no Plane "
