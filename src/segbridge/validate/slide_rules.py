@@ -45,6 +45,28 @@ def _grid(ctx: SegContext):
         return None
 
 
+def _sparse_grid(ctx: SegContext):
+    """The grid of a TILED_SPARSE slide SEG (frames placed by Plane Position (Slide)), else None."""
+    if not ctx.tiled or _organisation(ctx) == "TILED_FULL":
+        return None
+    return _grid(ctx)
+
+
+def _frame_positions(ctx: SegContext):
+    """Per frame: (index, its Plane Position (Slide) item or None, Row / Column Position In
+    Total Image Pixel Matrix, each None when absent)."""
+    little = ctx.seg.little
+    for k, fg in enumerate(ctx.per_frame):
+        pos = fg.get(_PLANE_POS_SLIDE)
+        if not isinstance(pos, list) or not pos:
+            yield k, None, None, None
+            continue
+        item = pos[0]
+        rp = _int(item.get(_ROW_POS), little, True) if _ROW_POS in item else None
+        cp = _int(item.get(_COL_POS), little, True) if _COL_POS in item else None
+        yield k, item, rp, cp
+
+
 @rule("SLIDE-TILE-GRID", SEG, ERROR, "A SEG on a slide declares its total pixel matrix "
       "(TotalPixelMatrixRows / Columns, positive) and, for TILED_FULL, the Microscope Slide Layer "
       "Tile Organization (TotalPixelMatrixOriginSequence, ImageOrientationSlide); a "
@@ -95,20 +117,14 @@ def tiled_full_frames(ctx: SegContext):
       hint="Write each frame's 1-based top left pixel position; one frame per segment and tile.",
       source="PS3.3 C.8.12.6.1, C.7.6.17.3 [digest 1.6]")
 def tile_positions(ctx: SegContext):
-    if not ctx.tiled or _organisation(ctx) == "TILED_FULL":
-        return
-    g = _grid(ctx)
+    g = _sparse_grid(ctx)
     if g is None:
         return
-    little = ctx.seg.little
     seen: dict[tuple, int] = {}
-    for k, fg in enumerate(ctx.per_frame):
-        pos = fg.get(_PLANE_POS_SLIDE)
-        if not isinstance(pos, list) or not pos:
+    for k, item, rp, cp in _frame_positions(ctx):
+        if item is None:
             yield f"frame {k + 1}", "no Plane Position (Slide)"
             return
-        rp = _int(pos[0].get(_ROW_POS), little, True) if _ROW_POS in pos[0] else None
-        cp = _int(pos[0].get(_COL_POS), little, True) if _COL_POS in pos[0] else None
         if rp is None or cp is None:
             yield f"frame {k + 1}", "no Row / Column Position In Total Image Pixel Matrix"
             return
@@ -132,25 +148,17 @@ def tile_positions(ctx: SegContext):
       hint="Recompute the offsets from the position (viewers place tiles by either).",
       source="PS3.3 C.8.12.6.1, C.8.12.4.1.2 [digest 1.6]")
 def slide_coordinates(ctx: SegContext):
-    if not ctx.tiled or _organisation(ctx) == "TILED_FULL":
-        return
-    g = _grid(ctx)
+    g = _sparse_grid(ctx)
     if g is None or _TPM_ORIGIN not in ctx.ds.elements:
         return  # no origin: nothing to compare the offsets with
     from ..slide.seg_read import _floats
 
-    little = ctx.seg.little
-    for k, fg in enumerate(ctx.per_frame):
-        pos = fg.get(_PLANE_POS_SLIDE)
-        if not isinstance(pos, list) or not pos or _X not in pos[0] or _Y not in pos[0]:
-            continue
-        rp = _int(pos[0].get(_ROW_POS), little, True) if _ROW_POS in pos[0] else None
-        cp = _int(pos[0].get(_COL_POS), little, True) if _COL_POS in pos[0] else None
-        if rp is None or cp is None:
+    for k, item, rp, cp in _frame_positions(ctx):
+        if item is None or _X not in item or _Y not in item or rp is None or cp is None:
             continue
         x, y, _ = g.slide_xyz(rp - 1, cp - 1)
-        got = (_floats(pos[0][_X])[:1] or [float("nan")])[0], \
-            (_floats(pos[0][_Y])[:1] or [float("nan")])[0]
+        got = (_floats(item[_X])[:1] or [float("nan")])[0], \
+            (_floats(item[_Y])[:1] or [float("nan")])[0]
         if not (abs(got[0] - x) <= SLIDE_TOLERANCE_MM and abs(got[1] - y) <= SLIDE_TOLERANCE_MM):
             yield f"frame {k + 1}", f"X/Y offset ({got[0]:g}, {got[1]:g}) mm; position " \
                 f"({rp}, {cp}) is at ({x:g}, {y:g}) mm"
