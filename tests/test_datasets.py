@@ -232,3 +232,41 @@ def test_a_dask_local_cluster_writes_the_same_dataset(synth, tmp_path):
         if name.name == "segbridge_cases.json":  # holds the folders' paths
             continue
         assert (again.folder / name).read_bytes() == (result.folder / name).read_bytes(), name
+
+
+def test_import_refuses_two_predictions_of_a_case_and_unknown_values(synth, tmp_path):
+    """{case}.nii.gz and {case}_seg.nii.gz would write one {case}.dcm: both fail, naming
+    both; a label value the map does not name fails its case (no invented name); when every
+    case fails no -o folder is left; --resample is an option of the command."""
+    import shutil
+
+    _, studies, mp, result = synth
+    ds = result.folder
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    shutil.copy(ds / "segbridge_cases.json", pred)
+    shutil.copy(ds / "labelsTr" / "case_000.nii.gz", pred / "case_000.nii.gz")
+    shutil.copy(ds / "labelsTr" / "case_000.nii.gz", pred / "case_000_seg.nii.gz")
+    img = nib.load(ds / "labelsTr" / "case_001.nii.gz")
+    data = np.asarray(img.dataobj).copy()
+    data[0, 0, 0] = 7
+    nib.save(nib.Nifti1Image(data, img.affine, img.header), pred / "case_001.nii.gz")
+    out = tmp_path / "out"
+    rows = import_predictions(pred, out, reference_root=studies, labels=mp)
+    assert [r["status"] for r in rows] == ["error"] * 3
+    dup = [r["message"] for r in rows if r["case"] == "case_000"]
+    assert len(dup) == 2 and all("case_000.nii.gz, case_000_seg.nii.gz" in m for m in dup)
+    (bad,) = [r["message"] for r in rows if r["case"] == "case_001"]
+    assert "label value(s) [7] are not in the dataset's labels" in bad
+    assert not out.exists()
+    res = _cli("dataset", "import", pred, "-o", out, "--reference-root", studies, "--labels",
+               mp, "--resample")
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert len([ln for ln in res.stderr.splitlines() if ln.startswith("error: case")]) == 3
+
+
+def test_one_fold_is_refused(synth, tmp_path):
+    _, studies, mp, _ = synth
+    with pytest.raises(InvalidInputError, match="at least 2, not 1"):
+        export_dataset(studies, tmp_path / "Dataset701_X", labels=mp, split=1)
+    assert not (tmp_path / "Dataset701_X").exists()

@@ -45,6 +45,9 @@ def test_data_set_reads_back_in_pydicom():
 
 
 def test_text_the_character_set_cannot_hold_is_flagged():
-    assert encode_text("Lébér", None) == (b"L\xe9b\xe9r", True)  # pydicom's latin-1 default
+    # the default repertoire is ASCII (PS3.5 6.1.2.2): not pydicom's lenient latin-1
+    assert encode_text("Lébér", None) == (b"L?b?r", False)
+    assert encode_text("Lébér", "ISO_IR 6") == (b"L?b?r", False)
+    assert encode_text("Lébér", "ISO_IR 100") == (b"L\xe9b\xe9r", True)
     assert encode_text("Ж", None) == (b"?", False)
     assert encode_text("Ж", "ISO_IR 192") == ("Ж".encode(), True)

@@ -246,3 +246,15 @@ def test_cli_bad_input_one_line_no_output(tmp_path):
     res = run("interpolate", src, "-o", out_dir / "x.nii.gz", "--axis", "w")
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert sb.read(src).mask(1).sum() == 200  # the input is untouched
+
+
+def test_nothing_to_interpolate_is_said():
+    empty = sb.Segmentation.from_labelmap(grid(), np.zeros(SHAPE, np.uint8), [])
+    r = sb.Report()
+    sb.interpolate(empty, report=r)
+    assert any("nothing to interpolate: the segmentation has no segments" in w
+               for w in r.warnings)
+    one = sb.Segmentation.from_labelmap(grid(), np.zeros(SHAPE, np.uint8), [sb.Segment(1, "a")])
+    r = sb.Report()
+    sb.interpolate(one, report=r)
+    assert any("the segments asked for are empty" in w for w in r.warnings)

@@ -183,3 +183,42 @@ def test_batch_map_reruns_cases_when_the_map_changes(tmp_path):
     one_line_error(res, "map.csv line 2: merge must be yes or no")
     with open(out / "results.csv", newline="") as fp:  # the earlier results are untouched
         assert next(csv.DictReader(fp))["status"] == "ok"
+
+
+def test_map_numbers_reach_label_files_and_seg_numbers_stay_in_order(tmp_path):
+    """The map's numbers are the label values of NIfTI / seg.nrrd outputs (a swap too), and a
+    SEG of the renumbered segments numbers them 1..N in SegmentSequence order."""
+    src = SLICERIO / "Segmentation.seg.nrrd"
+    seg = sb.read(src)
+    by = {s.label: s.number for s in seg.segments}
+    m = tmp_path / "swap.csv"
+    m.write_text(f"source,target,number\nright lung,Lung_R,{by['left lung']}\n"
+                 f"left lung,Lung_L,{by['right lung']}\n")
+    for name in ("out.nii.gz", "out.seg.nrrd"):
+        res = cli("relabel", src, "--map", m, "-o", tmp_path / name)
+        assert res.returncode == 0, res.stderr
+        back = sb.read(tmp_path / name)
+        names = {s.number: s.label for s in back.segments}
+        assert names[by["left lung"]] == "Lung_R" and names[by["right lung"]] == "Lung_L"
+        np.testing.assert_array_equal(back.mask(by["left lung"]), seg.mask(by["right lung"]))
+        np.testing.assert_array_equal(back.mask(by["right lung"]), seg.mask(by["left lung"]))
+    values = np.unique(np.asarray(__import__("nibabel").load(tmp_path / "out.nii.gz").dataobj))
+    assert set(values) - {0} == set(by.values())
+    po = tmp_path / "po.csv"
+    po.write_text("source,target,number\nGREEN,Green,9\nORANGE,Orange,1\n")
+    out = tmp_path / "po.dcm"
+    res = cli("relabel", DCMQI / "partial_overlaps.dcm", "-r", DCMQI / "ct-3slice", "--map",
+              po, "-o", out, "--profile", "slicer")
+    assert res.returncode == 0, res.stderr
+    import pydicom
+
+    ds = pydicom.dcmread(out)
+    items = [(int(i.SegmentNumber), str(i.SegmentLabel)) for i in ds.SegmentSequence]
+    assert [n for n, _ in items] == [1, 2, 3, 4, 5]
+    assert [label for _, label in items] == ["Orange", "PURPLE", "LIGHT_BLUE", "DARK_BLUE",
+                                             "Green"]
+    back = sb.read(out, reference=DCMQI / "ct-3slice")
+    orig = sb.read(DCMQI / "partial_overlaps.dcm", reference=DCMQI / "ct-3slice")
+    ob = {s.label: s.number for s in orig.segments}
+    for n, label in items:
+        np.testing.assert_array_equal(back.mask(n), orig.mask(ob[label.upper()]), label)

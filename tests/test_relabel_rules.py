@@ -164,6 +164,8 @@ def test_rule_codes_and_colour_replace_the_segments():
     ("source,number\nx,1\n", "no 'target' column"),
     ("source,target,type\nx,y,LungLeft\n", "line 2 type: code 'LungLeft' is not"),
     ("source,target,number\nx,y,0\n", "line 2: number must be an integer 1..65535"),
+    ("source,target,number\nx,y,\u00b2\n", "line 2: number must be an integer 1..65535"),
+    ("source,target,number\nx,y,\u0663\n", "line 2: number must be an integer 1..65535"),
     ("source,target,merge\nx,y,maybe\n", "line 2: merge must be yes or no"),
     ("source,target\nx,\n", "line 2: no target name"),
     ("source,target,color\nx,y,1 2\n", "colour must be three integers"),
@@ -186,6 +188,9 @@ def test_bad_csv_maps_are_one_line_errors(tmp_path, text, needle):
     ('{"rules": [{"source": 3, "target": "y"}]}', "source must be a name"),
     ('{"rules": [', "not valid JSON"),
     ('{"rules": []}', "no rules"),
+    ("null", "object or a list, not null"),
+    ('{"rules": [{"source": "x", "target": "y", "color": [1.9, 2, 3]}]}', "three integers"),
+    ('{"rules": [{"source": "x", "target": "y", "color": [1, 2, true]}]}', "three integers"),
 ])
 def test_bad_json_maps_are_one_line_errors(tmp_path, doc, needle):
     m = tmp_path / "bad.json"
@@ -205,3 +210,23 @@ def test_public_api():
     import segbridge as sb
 
     assert sb.relabel is relabel
+
+
+def test_map_numbers_reach_the_voxels_and_segments_are_in_order():
+    """A renumbering is applied to the stored label values (label files show those), also a
+    swap, and the segments come out ordered by number."""
+    seg = seg_of(["Lung L", "Heart", "ROI"])
+    out = relabel(seg, {"rules": [{"source": "lung l", "target": "Lung_L", "number": 3},
+                                  {"source": "roi", "target": "ROI", "number": 10}]})
+    assert [(s.number, s.label) for s in out.segments] == [(2, "Heart"), (3, "Lung_L"),
+                                                           (10, "ROI")]
+    for s in out.segments:
+        li, value = out.bindings[s.number]
+        assert value == s.number
+    np.testing.assert_array_equal(out.mask(3), seg.mask(1))
+    np.testing.assert_array_equal(out.mask(10), seg.mask(3))
+    (layer,) = out.layers
+    assert sorted(np.unique(layer)) == [0, 2, 3, 10]
+    np.testing.assert_array_equal(seg.layers[0][seg.mask(1)], 1)  # the input is untouched
+    big = relabel(seg, {"rules": [{"source": "heart", "target": "Heart", "number": 300}]})
+    assert big.layers[0].dtype == np.uint16 and int(big.layers[0].max()) == 300

@@ -211,3 +211,23 @@ def test_write_hands_back_its_validation_findings(overlap, tmp_path):
     for k in range(len(files)):  # every file was checked, each names its index
         assert (k, "OHIF-TRANSFER-SYNTAX-PATH") in rules, rules
     assert all(k is None or 0 <= k < len(files) for k, _ in findings)
+
+
+def test_names_outside_ascii_make_a_utf8_seg(tmp_path, ct3):
+    """The CT has no Specific Character Set (ASCII): names that need more give a SEG in
+    ISO_IR 192 with the names exact, not raw latin-1 bytes in the default repertoire."""
+    first = pydicom.dcmread(sorted(CT3.iterdir())[0])
+    assert not first.get("SpecificCharacterSet")  # empty: the default repertoire
+    labels = np.zeros(ct3.grid.shape, np.uint8)
+    labels[1, 100:120, 100:120] = 1
+    name = "Leber_Ünter ß 肝臓"
+    seg = sb.Segmentation.from_labelmap(ct3.grid, labels, [sb.Segment(1, name)],
+                                        source=ct3.source)
+    r = sb.Report()
+    path = sb.write(seg, tmp_path / "x.dcm", type="binary", profile="slicer", report=r)[0]
+    ds = pydicom.dcmread(path)
+    assert ds.SpecificCharacterSet == "ISO_IR 192"
+    assert ds.SegmentSequence[0].SegmentLabel == name
+    assert str(ds.PatientName) == str(first.PatientName)
+    assert not [w for w in r.warnings if "character set" in w]
+    assert sb.read(path, reference=ct3).segments[0].label == name

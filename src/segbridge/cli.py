@@ -133,8 +133,11 @@ MapOpt = Annotated[list[str] | None, typer.Option(
 UnmappedOpt = Annotated[Unmapped, typer.Option(
     "--unmapped", help="Segments no rule of --map names: keep them as they are (reported), "
                        "drop them, or stop with an error.")]
+SplitOverlapsOpt = Annotated[bool | None, typer.Option(
+    "--split-overlaps/--no-split-overlaps",
+    help="Write overlapping segments as several SEG objects (default: the profile's).")]
 AllowMergeOpt = Annotated[bool, typer.Option(
-    "--allow-merge", help="Merge segments that --map sends to one target even when no rule "
+    "--allow-merge", help="Merge segments that the map sends to one target even when no rule "
                           "says merge=yes (each merge is reported).")]
 
 
@@ -166,10 +169,7 @@ def convert(
         "--profile", help="Target consumer of a DICOM SEG.")] = ProfileName.ohif,
     compression: Annotated[CompressionName | None, typer.Option(
         "--compression", help="Pixel encoding of a DICOM SEG (default: the profile's).")] = None,
-    split_overlaps: Annotated[bool | None, typer.Option(
-        "--split-overlaps/--no-split-overlaps",
-        help="Write overlapping segments as several SEG objects (default: the profile's).")
-    ] = None,
+    split_overlaps: SplitOverlapsOpt = None,
     fractional: Annotated[bool, typer.Option(
         "--fractional", help="Read volume inputs as probabilities (0..1).")] = False,
     resample: Annotated[bool, typer.Option(
@@ -694,6 +694,7 @@ def dataset_export(
     workers: Annotated[int, typer.Option("--workers", "-j", help="Cases at once.")] = 1,
     scheduler: Annotated[str | None, typer.Option(
         "--scheduler", help="Dask scheduler address, or 'local'.")] = None,
+    allow_merge: AllowMergeOpt = False,
     user: UserOpt = None, password: PasswordOpt = None, token: TokenOpt = None,
     ca_bundle: CaOpt = None, timeout: TimeoutOpt = None,
 ) -> None:
@@ -705,7 +706,8 @@ def dataset_export(
     options = _web(user, password, token, ca_bundle, timeout)
     result = export_dataset(source, output, format=format.value, labels=labels, split=split,
                             workers=max(1, workers), scheduler=scheduler,
-                            web=options.as_dict(), channel_name=channel)
+                            web=options.as_dict(), channel_name=channel,
+                            allow_merge=allow_merge)
     print(f"{len(result.ok)} case(s) exported, {len(result.failed)} left out; dataset in "
           f"{result.folder}")
     for r in result.ok:
@@ -736,6 +738,9 @@ def dataset_import(
     push_url: Annotated[str | None, typer.Option(
         "--push", help="Store each output on this DICOMweb server (STOW-RS).")] = None,
     workers: Annotated[int, typer.Option("--workers", "-j", help="Cases at once.")] = 1,
+    resample: Annotated[bool, typer.Option(
+        "--resample", help="Allow nearest-neighbour resampling of a prediction whose grid is "
+                           "not its reference series' grid.")] = False,
     user: UserOpt = None, password: PasswordOpt = None, token: TokenOpt = None,
     ca_bundle: CaOpt = None, timeout: TimeoutOpt = None,
 ) -> None:
@@ -747,9 +752,12 @@ def dataset_import(
     rows = import_predictions(predictions, output, reference_root=reference_root,
                               labels=labels, to=to.value, cases_file=cases, push=push_url,
                               profile=profile.value, workers=max(1, workers),
-                              web=options.as_dict())
+                              web=options.as_dict(), resample=resample)
     ok = [r for r in rows if r["status"] == "ok"]
     print(f"{len(ok)} case(s) written, {len(rows) - len(ok)} failed; outputs in {output}")
+    for r in ok:
+        if r.get("message"):  # its warnings (resampled, ...) and what --push did
+            print(f"case {r['case']}: {r['message']}", file=sys.stderr)
     for r in rows:
         if r["status"] != "ok":
             print(f"error: case {r['case']} ({r['source']}): {_one_line(r['message'])}",
@@ -1045,6 +1053,7 @@ def interpolate(
     type: Annotated[SegType, typer.Option("--type", help="SEG type to write.")] = SegType.auto,
     profile: Annotated[ProfileName, typer.Option(
         "--profile", help="Target consumer of a DICOM SEG.")] = ProfileName.ohif,
+    split_overlaps: SplitOverlapsOpt = None,
     strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")] = False,
     force: Annotated[bool, typer.Option(
         "--force", help="Write even when the output fails validation for the profile.")
@@ -1067,8 +1076,8 @@ def interpolate(
                             report=report)
     with _progress("encoding frames") as progress:
         written = io.write(result, output, type=type.value, profile=profile.value,
-                           report=report, progress=progress, reference=ref, force=force,
-                           protect=files_read(inputs, reference=ref))
+                           split_overlaps=split_overlaps, report=report, progress=progress,
+                           reference=ref, force=force, protect=files_read(inputs, reference=ref))
     if as_json:
         print(json.dumps({"written": [str(p) for p in written],
                           "segments": len(result.segments), "notes": report.notes,

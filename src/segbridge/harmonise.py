@@ -129,7 +129,8 @@ def _number(value, at: str) -> int | None:
     if value is None or value == "":
         return None
     text = str(value).strip()
-    if isinstance(value, bool) or not text.isdigit() or not 1 <= int(text) <= 65535:
+    if isinstance(value, bool) or not re.fullmatch(r"[0-9]{1,5}", text) or \
+            not 1 <= int(text) <= 65535:  # ASCII digits only: str.isdigit takes '²' and '٣'
         raise InvalidInputError(f"{at}: number must be an integer 1..65535, got {value!r}")
     return int(text)
 
@@ -497,8 +498,9 @@ def relabel(seg: Segmentation, maps, *, unmapped: str = "keep", allow_merge: boo
             arrays = [seg.fractional[n] for n in sources[r.new_number]]
             frac[r.new_number] = arrays[0] if len(arrays) == 1 else np.maximum.reduce(arrays)
         out = seg.copy_meta(segments=segments, fractional=frac)
-    else:
-        out = _relabel_layers(seg, outputs, sources, segments)
+    else:  # the map's numbers reach the voxels: label files show stored values
+        out = _relabel_layers(seg, outputs, sources, segments).values_as_numbers()
+    out = out.copy_meta(segments=sorted(out.segments, key=lambda s: s.number))
     names = "+".join(m.source for m in layers)
     renamed = sum(r.status == "mapped" and r.name != r.target for r in plan.rows)
     report.note(f"relabel ({names}): {renamed} segment(s) renamed, "

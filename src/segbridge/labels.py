@@ -29,6 +29,7 @@ import csv
 import io
 import json
 import os
+import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -128,23 +129,37 @@ def _code(text: str, where: str) -> Code | None:
     return code
 
 
+def _whole(value) -> int | None:
+    """A whole number from a JSON number or ASCII digits, else None (int() would cut 1.9 to 1
+    and take True as 1)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,3}", value.strip()):
+        return int(value)
+    return None
+
+
 def _color(value, where: str) -> tuple[int, int, int] | None:
     if value is None or value == "":
         return None
-    parts = value.replace(",", " ").replace(";", " ").split() if isinstance(value, str) \
-        else list(value)
     try:
-        rgb = tuple(int(p) for p in parts)
-    except (TypeError, ValueError):
+        parts = value.replace(",", " ").replace(";", " ").split() if isinstance(value, str) \
+            else list(value)
+        rgb = tuple(_whole(p) for p in parts)
+    except TypeError:
         rgb = ()
-    if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
+    if len(rgb) != 3 or not all(c is not None and 0 <= c <= 255 for c in rgb):
         raise InvalidInputError(f"{where}: colour must be three integers 0..255, got {value!r}")
     return rgb  # type: ignore[return-value]
 
 
 def _value(key: str, where: str) -> int | None:
     key = str(key).strip()
-    if not key.isdigit():
+    if not re.fullmatch(r"[0-9]+", key):  # ASCII digits only (str.isdigit takes superscripts)
         return None
     v = int(key)
     if not 1 <= v <= 65535:
@@ -258,10 +273,14 @@ def read_map_file(path: str | os.PathLike, what: str = "label map") -> tuple[str
         raise InvalidInputError(f"{p}: cannot read the {what} ({exc})") from None
     if p.suffix.lower() == ".json" or text.lstrip().startswith(("{", "[")):
         try:
-            return text, json.loads(text)
+            doc = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InvalidInputError(f"{p}: not valid JSON ({exc.msg}, line {exc.lineno})") \
                 from None
+        if not isinstance(doc, (dict, list)):
+            raise InvalidInputError(f"{p}: a {what} in JSON is an object or a list, not "
+                                    f"{type(doc).__name__ if doc is not None else 'null'}")
+        return text, doc
     return text, None
 
 

@@ -412,6 +412,25 @@ class Segmentation(SegmentList):
         bind = {mapping.get(n, n): b for n, b in self.bindings.items()}
         return self.copy_meta(segments=segs, bindings=bind)
 
+    def values_as_numbers(self) -> Segmentation:
+        """The same segmentation with each segment stored under its own number as the voxel
+        value (label files show stored values: a renumbering must reach the voxels)."""
+        if self.fractional is not None or all(n == v for n, (_, v) in self.bindings.items()):
+            return self
+        top = max(self.bindings, default=0)
+        layers = list(self.layers)
+        for li, layer in enumerate(layers):
+            mine = {n: v for n, (bl, v) in self.bindings.items() if bl == li}
+            if all(n == v for n, v in mine.items()):
+                continue
+            lut = np.zeros(max([int(layer.max(initial=0)), *mine.values()]) + 1,
+                           label_dtype(top))
+            for n, v in mine.items():
+                lut[v] = n
+            layers[li] = lut[layer]
+        bindings = {n: (bl, n) for n, (bl, _) in self.bindings.items()}
+        return self.copy_meta(layers=layers, bindings=bindings)
+
     def subset(self, numbers: Iterable[int]) -> Segmentation:
         """Only the given segments (voxels of the others are dropped from the layers)."""
         keep = set(numbers)

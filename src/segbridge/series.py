@@ -628,9 +628,12 @@ def series_from_headers(label: str, headers, *, series_uid: str | None = None,
     dup = np.flatnonzero(np.diff(proj) < 1e-3)
     if dup.size:
         a, b = slices[dup[0]], slices[dup[0] + 1]
+        # names alone, unless they are the same name in two folders (a copied series)
+        na, nb = (a.path.name, b.path.name) if a.path.name != b.path.name or \
+            a.path == b.path else (str(a.path), str(b.path))
         raise GeometryMismatchError(
-            f"{label}: two slices at the same position {proj[dup[0]]:.3f} mm ({a.path.name}"
-            f"{'#' + str(a.frame) if a.frame else ''}, {b.path.name}"
+            f"{label}: two slices at the same position {proj[dup[0]]:.3f} mm ({na}"
+            f"{'#' + str(a.frame) if a.frame else ''}, {nb}"
             f"{'#' + str(b.frame) if b.frame else ''}); several acquisitions in one series?")
 
     study = _uid(first, "StudyInstanceUID")

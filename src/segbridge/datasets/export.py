@@ -160,7 +160,8 @@ def _write_json(path: Path, doc) -> None:
 def export_dataset(source: str | os.PathLike, out: str | os.PathLike, *, format: str = "nnunet",
                    labels, split: int = 0, workers: int = 1, scheduler: str | None = None,
                    web: dict | None = None, memory_limit: str | None = None,
-                   channel_name: str | None = None, on_row=None) -> ExportResult:
+                   channel_name: str | None = None, allow_merge: bool = False,
+                   on_row=None) -> ExportResult:
     """Export a manifest or a folder of studies as a dataset in ``out`` (a new folder).
 
     Parameters
@@ -174,11 +175,13 @@ def export_dataset(source: str | os.PathLike, out: str | os.PathLike, *, format:
     labels
         Relabel map(s) naming every target with its number (:mod:`.labelspec`).
     split
-        Number of folds (0 or 1: none).
+        Number of folds (0: none; else at least 2).
     workers, scheduler, web, memory_limit
         As for ``batch``: local processes, or Dask.
     channel_name
         The image channel's name (default: the series' Modality, e.g. ``CT``).
+    allow_merge
+        Merge segments that the map sends to one target even when no rule says merge=yes.
     on_row
         Called with each case's result row as it ends.
 
@@ -194,11 +197,12 @@ def export_dataset(source: str | os.PathLike, out: str | os.PathLike, *, format:
     out = Path(out)
     if format == "nnunet":
         nnunet.check_folder_name(out.name)
-    spec: DatasetLabels = dataset_labels(labels)
+    spec: DatasetLabels = dataset_labels(labels, allow_merge=allow_merge)
     if format == "nnunet":
         nnunet.check_labels(spec)
-    if split < 0:
-        raise InvalidInputError("--split must be 0 (no folds) or the number of folds")
+    if split < 0 or split == 1:
+        raise InvalidInputError(f"--split must be 0 (no folds) or a number of folds of at "
+                                f"least 2, not {split}")
     staging = _new_folder(out)
     cases, refused = collect(source)
     rows: dict[str, dict] = {}
@@ -227,9 +231,10 @@ def export_dataset(source: str | os.PathLike, out: str | os.PathLike, *, format:
                                                  f"channel is {channel}")
         ok = sorted((r for r in rows.values() if r["status"] == "ok"), key=lambda r: r["case"])
         if not ok:
-            first = next(iter([*refused, *rows.values()]), None)
-            why = f" (first: {first['case'] or first['source']}: {first['message']})" \
-                if first else ""
+            failed = [*rows.values(), *refused]  # the cases' own reasons first
+            first = failed[0] if failed else None
+            why = f" ({len(failed)} left out; first: {first['case'] or first['source']}: " \
+                f"{first['message']})" if first else ""
             raise InvalidInputError(f"{source}: no case could be exported{why}")
         ids = [r["case"] for r in ok]
         fold_of = folds(ids, split)

@@ -64,10 +64,15 @@ def import_case(case: dict, outdir: str, web: dict | None = None) -> dict:
             set_default_options(WebOptions(**web))
         report = Report()
         ref = io.load_reference(case["reference"], report=report)
-        seg = io.read(case["source"], reference=ref, labels=case["labels"].label_map(),
-                      report=report)
+        labels = case["labels"].label_map()
+        seg = io.read(case["source"], reference=ref, labels=labels, report=report,
+                      resample=case.get("resample", False))
         if not seg.segments:
             raise InvalidInputError(f"{case['source']}: no label in the prediction")
+        unknown = sorted(n for n in seg.numbers if n not in labels.by_value)
+        if unknown:  # a name for it would be a guess
+            raise InvalidInputError(f"{case['source']}: label value(s) {unknown[:10]} are not "
+                                    "in the dataset's labels (--labels)")
         target = Path(outdir) / f"{case['case']}.dcm"
         written = io.write(seg, target, reference=ref, to=case["to"], profile=case["profile"],
                            report=report, protect=[case["source"]])
@@ -93,8 +98,13 @@ def import_predictions(predictions: str | os.PathLike, out: str | os.PathLike, *
                        reference_root: str | os.PathLike, labels, to: str = "seg",
                        cases_file: str | os.PathLike | None = None, push: str | None = None,
                        profile: str = "ohif", workers: int = 1, scheduler: str | None = None,
-                       web: dict | None = None, on_row=None) -> list[dict]:
+                       web: dict | None = None, resample: bool = False,
+                       on_row=None) -> list[dict]:
     """Every prediction in ``predictions`` -> ``out/{case}.dcm``; result rows (one per file).
+
+    Two predictions of one case (``{case}.nii.gz`` and ``{case}_seg.nii.gz``) both fail: one
+    would overwrite the other. ``resample`` allows nearest-neighbour resampling of a
+    prediction onto its reference grid. ``out`` is created only when a case is written.
 
     Raises
     ------
@@ -118,7 +128,8 @@ def import_predictions(predictions: str | os.PathLike, out: str | os.PathLike, *
     if not root.is_dir():
         raise InvalidInputError(f"{root}: no such folder (--reference-root)")
     outdir = Path(out)
-    outdir.mkdir(parents=True, exist_ok=True)
+    if outdir.exists() and not outdir.is_dir():
+        raise InvalidInputError(f"{outdir}: not a folder (-o)")
     index = scan(root)
     rows, jobs = [], []
     for f in files:
@@ -133,7 +144,20 @@ def import_predictions(predictions: str | os.PathLike, out: str | os.PathLike, *
             rows.append(failure(case, str(f), f"series {uid} not found under {root}"))
             continue
         jobs.append({"case": case, "source": str(f), "labels": spec, "to": to, "push": push,
-                     "profile": profile, "reference": [str(p) for p in index.images[uid]]})
+                     "profile": profile, "reference": [str(p) for p in index.images[uid]],
+                     "resample": resample})
+    by_case: dict[str, list[dict]] = {}
+    for j in jobs:
+        by_case.setdefault(j["case"], []).append(j)
+    for case, same in by_case.items():
+        if len(same) > 1:  # both would be written to {case}.dcm
+            names = ", ".join(Path(j["source"]).name for j in same)
+            rows += [failure(case, j["source"], f"case {case!r} has {len(same)} predictions "
+                                                f"({names}); keep one") for j in same]
+    jobs = [j for j in jobs if len(by_case[j["case"]]) == 1]
+    made = not outdir.exists()
+    if jobs:
+        outdir.mkdir(parents=True, exist_ok=True)
 
     def done(row: dict) -> None:
         rows.append(row)
@@ -143,6 +167,9 @@ def import_predictions(predictions: str | os.PathLike, out: str | os.PathLike, *
     for r in rows:
         if on_row:
             on_row(r)
-    run_parallel(import_case, jobs, str(outdir), done, workers=workers, scheduler=scheduler,
-                 web=web)
+    if jobs:
+        run_parallel(import_case, jobs, str(outdir), done, workers=workers,
+                     scheduler=scheduler, web=web)
+        if made and not any(outdir.iterdir()):
+            outdir.rmdir()  # every case failed: no empty folder left behind
     return sorted(rows, key=lambda r: r["case"])

@@ -41,6 +41,7 @@ class DatasetLabels:
     maps: list[RelabelMap]
     targets: list[Target]  # by number
     region_based: bool
+    allow_merge: bool = False  # segments reaching one target merge without merge=yes
 
     @property
     def painting_order(self) -> list[Target]:
@@ -55,7 +56,7 @@ class DatasetLabels:
         return {t.number: t for t in self.targets}
 
 
-def dataset_labels(maps) -> DatasetLabels:
+def dataset_labels(maps, *, allow_merge: bool = False) -> DatasetLabels:
     """The dataset's labels from relabel maps (paths, ``tg263``, dicts, RelabelMaps).
 
     Every target needs a number, numbers are distinct, and a region lists its own number and
@@ -92,7 +93,8 @@ def dataset_labels(maps) -> DatasetLabels:
         if missing:
             raise InvalidInputError(f"{t.where}: region of {t.name!r} names label {missing[0]}, "
                                     "which no target has")
-    return DatasetLabels(layers, [targets[n] for n in sorted(targets)], region_based)
+    return DatasetLabels(layers, [targets[n] for n in sorted(targets)], region_based,
+                         allow_merge)
 
 
 def label_image(seg: Segmentation, labels: DatasetLabels, *, report: Report,
@@ -107,7 +109,8 @@ def label_image(seg: Segmentation, labels: DatasetLabels, *, report: Report,
         The relabel plan refuses (ambiguous names, a merge no rule allows), or a target is not
         the union of its region's labels.
     """
-    mapped = relabel(seg, labels.maps, unmapped="drop", report=report, what=what)
+    mapped = relabel(seg, labels.maps, unmapped="drop", allow_merge=labels.allow_merge,
+                     report=report, what=what)
     wanted = labels.by_number()
     dtype = np.uint8 if max(wanted, default=1) <= 255 else np.uint16
     out = np.zeros(seg.grid.shape, dtype)

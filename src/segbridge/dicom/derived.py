@@ -8,6 +8,7 @@ RTSTRUCT writer still builds a pydicom Dataset (:func:`base_dataset`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -99,13 +100,37 @@ def _charset(elements: dict[int, bytes]) -> list[str] | None:
     return [v.strip() for v in values]
 
 
-def start(src: SourceRef) -> DataSet:
+def _ascii_text(elements: dict[int, bytes]) -> bool:
+    """True when no copied text element holds a byte outside ASCII."""
+    for elem in elements.values():
+        vr = elem[4:6]
+        if vr in _CHARSET_VR_BYTES and not elem[12 if vr in _LONG_VR_BYTES else 8:].isascii():
+            return False  # (a sequence's items are checked whole: any other byte says no)
+    return True
+
+
+_CHARSET_VR_BYTES = {vr.encode() for vr in ("LO", "LT", "PN", "SH", "ST", "UC", "UT", "SQ")}
+_LONG_VR_BYTES = {vr.encode() for vr in ("UC", "UT", "SQ")}
+
+
+def start(src: SourceRef, new_text: Iterable[str] = ()) -> DataSet:
     """A new data set holding the source's patient / study modules and its Study Instance UID.
 
     Its character set is the source's, so copied names and new text are in one repertoire.
+    When the source has none (ASCII, PS3.5 6.1.2.2) but ``new_text`` (segment labels...) needs
+    more, and everything copied is ASCII, the data set is UTF-8 (ISO_IR 192) instead of
+    writing '?' for those characters.
     """
     elements = copied_elements(src)
-    ds = DataSet(_charset(elements))
+    charset = _charset(elements)
+    if charset in (None, [""], ["ISO_IR 6"]) and \
+            not all(t.isascii() for t in new_text if t) and _ascii_text(elements):
+        elements.pop(_CHARSET, None)
+        charset = ["ISO_IR 192"]
+        ds = DataSet(charset)
+        ds.set("SpecificCharacterSet", "ISO_IR 192")
+    else:
+        ds = DataSet(charset)
     for tag, elem in elements.items():
         ds.put_encoded(tag, elem)
     study = src.study_instance_uid

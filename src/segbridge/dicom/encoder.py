@@ -45,7 +45,8 @@ def _codec(charset: str | Sequence[str] | None) -> str | None:
     values = [(v or "").strip() for v in values] or [""]
     if len(values) > 1:
         return None
-    return {"": "latin-1", "ISO_IR 6": "latin-1", "ISO_IR 100": "latin-1",
+    # the default repertoire (no Specific Character Set, ISO_IR 6) is ASCII (PS3.5 6.1.2.2)
+    return {"": "ascii", "ISO_IR 6": "ascii", "ISO_IR 100": "latin-1",
             "ISO_IR 192": "utf-8"}.get(values[0])
 
 

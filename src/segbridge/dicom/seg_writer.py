@@ -200,6 +200,8 @@ def _numbered(seg: Segmentation, kind: str, prof: Profile, report: Report) -> Se
             report.note("segments renumbered 1..N: " + ", ".join(
                 f"{k}->{v}" for k, v in mapping.items() if k != v))
             seg = seg.renumbered(mapping)
+        if [s.number for s in seg.segments] != sorted(seg.numbers):  # SegmentSequence in order
+            seg = seg.copy_meta(segments=sorted(seg.segments, key=lambda s: s.number))
     elif max(nums) > 65535 or min(nums) < 1:
         raise InvalidInputError("label map segment numbers must be 1..65535")
     if max(seg.numbers) > prof.max_segment_number:
@@ -434,11 +436,21 @@ def _common_instance_reference(ds: DataSet, seg: Segmentation, frames: list[_Fra
             for uid, cls in seen.items()])])
 
 
+def new_text(segments, *more: str | None) -> list[str]:
+    """The text a SEG writer adds to the copied header: segment names, descriptions,
+    algorithm names, and ``more`` (series / content description, creator)."""
+    out = [t for t in more if t]
+    for s in segments:
+        out += [t for t in (s.label, s.description, s.algorithm_name, s.tracking_id) if t]
+    return out
+
+
 def _header(seg: Segmentation, kind: str, frames: list[_Frame], prof: Profile,
             description: str, number: int, bits: int, report: Report) -> _Header:
     """Everything before the per-frame functional groups, module by module."""
     now = _dt.datetime.now()
-    ds = start(seg.source)
+    ds = start(seg.source, new_text(seg.segments, description, seg.content_description,
+                                    seg.content_creator))
     head = _series_and_instance(ds, seg, kind, description, number, now, report)
     _equipment(ds)
     _image(ds, seg, kind, bits, now, report)

@@ -121,6 +121,10 @@ def interpolate(seg: Segmentation, *, segments: Iterable[int] | None = None,
         raise InvalidInputError(f"no segment number {unknown[0]} (segments: "
                                 f"{', '.join(map(str, seg.numbers))})")
     boxes = seg.bounding_boxes()
+    if not seg.segments:
+        report.warn("nothing to interpolate: the segmentation has no segments")
+    elif all(boxes.get(n) is None for n in wanted):
+        report.warn("nothing to interpolate: the segments asked for are empty")
     shape = seg.grid.shape
     dtype = label_dtype(max(seg.numbers, default=1))
     layers: list[np.ndarray] = []

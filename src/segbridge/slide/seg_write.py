@@ -263,13 +263,13 @@ def _header(sseg: SlideSegmentation, frames, tiled: str, bits: int, palette: boo
     from ..dicom import rawdicom as raw
     from ..dicom.derived import start
     from ..dicom.encoder import DataSet
-    from ..dicom.seg_writer import _content_label, _Header
+    from ..dicom.seg_writer import _content_label, _Header, new_text
     from ..dicom.segments import item_from_segment
     from ..dicom.uids import generate_uid
 
     g, kind = sseg.grid, sseg.seg_type
     src = _source_ref(g)
-    ds = start(src)
+    ds = start(src, new_text(sseg.segments, description))
     now = _dt.datetime.now()
     date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     sop_class = LABELMAP_SOP_CLASS if kind == "LABELMAP" else SEG_SOP_CLASS
