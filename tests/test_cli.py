@@ -189,3 +189,43 @@ def test_irregular_reference_needs_resample_for_nifti(tmp_path):
     ok = run("convert", seg, "-o", tmp_path / "x.nii.gz", "-r", CT2, "--resample")
     assert ok.returncode == 0, ok.stderr
     assert "resampled with nearest neighbour" in ok.stderr
+
+
+def test_type_fractional_reads_integer_labels_as_labels(tmp_path):
+    """--type fractional on a label image: one FRACTIONAL segment per label, each 0 / max
+    (not one segment of 1/255, 2/255); float volumes stay probabilities."""
+    import highdicom as hd
+
+    src = DCMQI / "liver_spine_seg.nrrd"
+    out = tmp_path / "frac.dcm"
+    res = run("convert", src, "-r", CT3, "-o", out, "--type", "fractional", "--profile",
+              "slicer")
+    assert res.returncode == 0, res.stderr
+    seg = hd.seg.segread(out)
+    assert seg.SegmentationType == "FRACTIONAL" and len(seg.SegmentSequence) == 2
+    labels = _labels_of(src)
+    for n in (1, 2):
+        got = seg.get_volume(segment_numbers=[n], rescale_fractional=False).array[..., 0]
+        assert set(np.unique(got)) <= {0, 255}
+        assert int(np.count_nonzero(got)) == int(np.count_nonzero(labels == n))
+    probs = tmp_path / "p.nii.gz"
+    vol = (labels == 1).astype(np.float32) * 0.5
+    import segbridge as sb
+
+    grid = sb.read(src).grid
+    sb.write(sb.Segmentation(grid, [sb.Segment(1, "p")],
+                             fractional={1: np.round(vol * 255).astype(np.uint8)}), probs)
+    out2 = tmp_path / "p.dcm"
+    res = run("convert", probs, "-r", CT3, "-o", out2, "--type", "fractional", "--profile",
+              "slicer")
+    assert res.returncode == 0, res.stderr
+    got = hd.seg.segread(out2).get_volume(rescale_fractional=False).array[..., 0]
+    assert set(np.unique(got)) == {0, 128}
+
+
+def _labels_of(path):
+    """The single label layer of a segmentation file (values = segment numbers)."""
+    import segbridge as sb
+
+    (layer,) = sb.read(path).layers
+    return layer

@@ -403,6 +403,29 @@ def test_render_draws_frames_without_patient_letters_or_mm(us, two_d, tmp_path):
     assert all(v.letters == ("", "", "", "") for v in views)
 
 
+def test_colour_ultrasound_is_drawn_in_luma(two_d, tmp_path):
+    """Real ultrasound is RGB / YBR_FULL_422: the SEG round trip keeps its pixels and render
+    draws the frames in grey (BT.601 luma), not an internal error."""
+    ds = pydicom.dcmread(two_d["us"])
+    rgb = np.zeros((FRAMES, ROWS, COLS, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 100, 10
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.PixelData = rgb.tobytes()
+    path = tmp_path / "us_rgb.dcm"
+    ds.save_as(path)
+    ref = sb.read_series(path)
+    stored, _, _ = ref.stored_pixels()
+    assert stored.shape == (FRAMES, ROWS, COLS)
+    assert int(stored[0, 0, 0]) == round(200 * 0.299 + 100 * 0.587 + 10 * 0.114)
+    want = cine_labels()
+    out = sb.write(sb.from_array(want, ref), tmp_path / "s.dcm", type="labelmap",
+                   reference=ref)[0]
+    np.testing.assert_array_equal(highdicom_frames(out, ds.SOPInstanceUID, FRAMES, True), want)
+    png = tmp_path / "p.png"
+    r = _cli("render", out, "-i", path, "-o", png)
+    assert r.returncode == 0 and png.stat().st_size > 1000, r.stderr
+
+
 def test_mask_folder_on_a_cine_is_placed_by_index(us, tmp_path):
     want = cine_labels()
     folder = tmp_path / "masks"

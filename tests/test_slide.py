@@ -228,6 +228,33 @@ def test_overlapping_binary_stack(tmp_path, slides):
     assert np.array_equal(hd_total(tmp_path / "o.dcm", [1, 2]), np.moveaxis(planes, 0, -1))
 
 
+@pytest.mark.parametrize("layout", ["series", "ome-zyx", "ome-cyx"])
+def test_tiff_stacks_of_every_layout_keep_every_plane(tmp_path, slides, layout):
+    """A TIFF with one series per page (a write call each), and OME-TIFF Z or C stacks (later
+    pages are light TiffFrames): one segment per plane, none lost."""
+    ref = slides[(64, 64, 64)]
+    planes = (np.random.default_rng(3).random((3, 64, 64)) > 0.7).astype(np.uint8)
+    src = tmp_path / ("in.tif" if layout == "series" else "in.ome.tif")
+    if layout == "series":
+        with tifffile.TiffWriter(src) as tw:
+            for q in planes:
+                tw.write(q, photometric="minisblack")
+    else:
+        tifffile.imwrite(src, planes, ome=True, photometric="minisblack",
+                         metadata={"axes": "ZYX" if layout == "ome-zyx" else "CYX"})
+    convert_slide([src], tmp_path / "o.dcm", ref)
+    assert np.array_equal(hd_total(tmp_path / "o.dcm", [1, 2, 3]), np.moveaxis(planes, 0, -1))
+
+
+def test_tiff_series_of_other_sizes_are_refused(tmp_path, slides):
+    src = tmp_path / "two.tif"
+    with tifffile.TiffWriter(src) as tw:
+        tw.write(np.zeros((64, 64), np.uint8), photometric="minisblack")
+        tw.write(np.zeros((32, 32), np.uint8), photometric="minisblack")
+    res = run("convert", src, "-r", slides[(64, 64, 64)], "-o", tmp_path / "out.dcm")
+    _clean_failure(res, tmp_path, "holds 2 image series")
+
+
 # ---------------------------------------------------------------------------------------------
 # highdicom's SM SEGs
 # ---------------------------------------------------------------------------------------------

@@ -288,3 +288,26 @@ def test_fill_region_inside_outside_and_beside_a_long_contour():
                            (20, 21, 5, 195), (60, 120, 15, 16)):
             np.testing.assert_array_equal(fill_region([[poly]], a, b, c, d), full[a:b, c:d])
     assert fill_region([[square]], 80, 100, 90, 110).all()
+
+
+def test_features_that_cover_no_pixel_centre_are_left_out_with_a_warning():
+    from segbridge.errors import Report
+
+    def feat(ring):
+        return {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+                "properties": {"classification": {"name": "Tumor"}}}
+
+    square = [[30, 30], [40, 30], [40, 40], [30, 40], [30, 30]]
+    flat = [[5, 5], [30, 5], [60, 5], [5, 5]]  # zero area
+    tiny = [[5.1, 5.1], [5.4, 5.1], [5.4, 5.4], [5.1, 5.4], [5.1, 5.1]]  # between centres
+    r = Report()
+    got = parse_geojson({"type": "FeatureCollection",
+                         "features": [feat(square), feat(flat), feat(tiny)]}, (40, 50), "g",
+                        report=r)
+    assert len(got.features) == 1 and [s.features for s in got.segments] == [1]
+    assert any("2 feature(s) cover no pixel centre" in w and "feature 2, 3" in w
+               for w in r.warnings)
+    with pytest.raises(GeoJSONError, match="no polygon features that cover a pixel centre"):
+        parse_geojson([feat(flat)], (40, 50), "g")
+    with pytest.raises(GeoJSONError, match="beyond"):
+        parse_geojson([feat([[5, 5], [1e18, 5], [1e18, 1e18], [5, 5]])], (40, 50), "g")

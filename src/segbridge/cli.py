@@ -245,13 +245,12 @@ def convert(
     if push_url is not None and io.format_of(output) != "dicom":
         raise InvalidInputError(f"--push stores DICOM; {output} is not a .dcm output")
     report = Report(strict=strict)
-    if type == SegType.fractional and not fractional and \
-            all(io.format_of(p) != "dicom" for p in inputs if p.is_file()):
-        fractional = True
+    # --type fractional alone: float volumes are probabilities, integer ones labels
+    frac = True if fractional else "auto" if type == SegType.fractional else None
     ref = io.load_reference(reference, series_uid=series, assign_uids=assign_uids,
                             report=report)
     seg = io.read(inputs, reference=ref, meta=meta, resample=resample, strict=strict,
-                  fractional=True if fractional else None, report=report,
+                  fractional=frac, report=report,
                   contour_fill=contour_fill.value, allow_outside=allow_outside,
                   labels=labels, keep_empty=keep_empty)
     protect = files_read(inputs, meta=meta, reference=ref) + _map_files(maps) + (

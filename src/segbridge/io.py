@@ -55,7 +55,7 @@ def is_rtstruct(path: PathLike) -> bool:
 
 def read(inputs: PathLike | Sequence[PathLike], *, reference: ReferenceLike = None,
          meta: PathLike | dict | None = None, resample: bool = False, strict: bool = False,
-         fractional: bool | None = None, series_uid: str | None = None,
+         fractional: bool | str | None = None, series_uid: str | None = None,
          assign_uids: bool = False, report: Report | None = None,
          contour_fill: ContourFill = "centre", allow_outside: bool = False,
          labels: PathLike | dict | None = None, keep_empty: bool = False) -> Segmentation:
@@ -78,7 +78,8 @@ def read(inputs: PathLike | Sequence[PathLike], *, reference: ReferenceLike = No
     strict
         Warnings become errors.
     fractional
-        Read volumes as probabilities (0..1); None decides from the data.
+        Read volumes as probabilities (0..1); None follows the file's own tag; ``"auto"``
+        reads float volumes as probabilities and integer ones as labels.
     series_uid, assign_uids
         Which series of a folder; accept images with blank study / series UIDs.
     report

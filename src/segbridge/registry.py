@@ -51,7 +51,7 @@ class ReadOptions:
     report: Report = field(default_factory=Report)
     strict: bool = False
     resample: bool = False
-    fractional: bool | None = None
+    fractional: bool | str | None = None
     contour_fill: str = "centre"
     allow_outside: bool = False
 
@@ -120,7 +120,7 @@ def _read_seg_nrrd(path: Path, o: ReadOptions):
 def _read_nrrd(path: Path, o: ReadOptions):
     from .formats.nrrd import read_nrrd
 
-    return read_nrrd(path, report=o.report, fractional=bool(o.fractional),
+    return read_nrrd(path, report=o.report, fractional=o.fractional or False,
                      allow_outside=o.allow_outside), {}
 
 

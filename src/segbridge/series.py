@@ -134,7 +134,10 @@ class ReferenceImage:
             if ds is not decoded:
                 decoded, arr = ds, ds.pixel_array
             s, i = _rescale(ds, frame)
-            yield k, (arr[frame - 1] if frame else arr), np.float32(s), np.float32(i)
+            plane = arr[frame - 1] if frame else arr
+            if plane.ndim == 3:  # colour (US, XC: pydicom gives RGB): drawn and read as luma
+                plane = luma(plane)
+            yield k, plane, np.float32(s), np.float32(i)
 
     def stored_pixels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The stored values [z, y, x] in their own type (half the memory of float32 for CT),
@@ -161,6 +164,13 @@ class ReferenceImage:
         stored, slope, inter = self.stored_pixels()
         z = idx[:, 0]
         return stored[z, idx[:, 1], idx[:, 2]].astype(np.float32) * slope[z] + inter[z]
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """Grey values of RGB pixels [..., 3] (ITU-R BT.601 weights, as YBR's Y), in the input's
+    integer type: what a colour ultrasound frame looks like under a segmentation."""
+    y = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+    return np.round(y).astype(rgb.dtype)
 
 
 def load_dataset(source) -> Dataset:

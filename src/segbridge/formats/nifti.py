@@ -24,12 +24,12 @@ from ..geometry import Grid, flip_lps_ras
 from ..model import Segmentation, label_dtype
 from .nifti_reader import read_image
 from .pgzip import GzipWriter
-from .volumes import LabelVolume, as_fraction, as_labels
+from .volumes import LabelVolume, as_fraction, as_labels, wants_fraction
 
 FRACTIONAL_TAG = "segbridge FRACTIONAL"
 
 
-def read_nifti(path: str | Path, *, fractional: bool | None = None,
+def read_nifti(path: str | Path, *, fractional: bool | str | None = None,
                report: Report | None = None) -> tuple[list[LabelVolume], dict]:
     """Volumes of a NIfTI file, and header facts (``fractional_type``, ``max``).
 
@@ -48,7 +48,7 @@ def read_nifti(path: str | Path, *, fractional: bool | None = None,
         parts = descrip.split()
         info["fractional_type"] = parts[2] if len(parts) > 2 else "PROBABILITY"
         info["max"] = int(parts[3]) if len(parts) > 3 and parts[3].isdigit() else 255
-    is_frac = fractional if fractional is not None else tagged
+    is_frac = wants_fraction(fractional, data.dtype.kind, tagged)
     if data.ndim not in (3, 4) and not (data.ndim == 5 and data.shape[3] == 1):
         raise InvalidInputError(f"{p}: {data.ndim}-D image; expected 3-D labels or 4-D layers")
     if data.ndim == 5:

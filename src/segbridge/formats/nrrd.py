@@ -19,7 +19,7 @@ from ..geometry import Grid
 from ..model import Segment, Segmentation, label_dtype
 from . import nrrd_reader
 from .pgzip import GzipWriter
-from .volumes import LabelVolume, as_fraction, as_labels
+from .volumes import LabelVolume, as_fraction, as_labels, wants_fraction
 
 _SPACE_SIGNS = {
     "left-posterior-superior": (1, 1, 1), "lps": (1, 1, 1),
@@ -90,7 +90,7 @@ def _volumes(path: Path, data: np.ndarray, spatial_first: int | None) -> list[np
 
 
 def read_nrrd(path: str | Path, report: Report | None = None,
-              fractional: bool = False, *, allow_outside: bool = False) -> list[LabelVolume]:
+              fractional: bool | str = False, *, allow_outside: bool = False) -> list[LabelVolume]:
     """Volumes of a plain NRRD: labels (3-D, or 4-D with one layer per list entry) or, with
     ``fractional``, probabilities (one segment per volume).
 
@@ -104,8 +104,9 @@ def read_nrrd(path: str | Path, report: Report | None = None,
     out = []
     for i, v in enumerate(vols):
         name = p.name if len(vols) == 1 else f"{p.name}[layer {i}]"
-        out.append(LabelVolume(grid, as_fraction(v, name) if fractional else as_labels(v, name),
-                               p.name, fractional=fractional))
+        frac = wants_fraction(fractional, v.dtype.kind)
+        out.append(LabelVolume(grid, as_fraction(v, name) if frac else as_labels(v, name),
+                               p.name, fractional=frac))
     return out
 
 

@@ -60,6 +60,16 @@ def as_labels(arr: np.ndarray, name: str) -> np.ndarray:
     raise InvalidInputError(f"{name}: unsupported voxel type {arr.dtype} for labels")
 
 
+def wants_fraction(fractional: bool | str | None, kind: str, tagged: bool = False) -> bool:
+    """Whether a volume of dtype kind ``kind`` is read as fractions: ``fractional`` True /
+    False decides; None follows the file's own tag; ``"auto"`` (``--type fractional`` without
+    ``--fractional``) takes float volumes as probabilities and integer ones as labels (a
+    label image is not a probability map of 1/255, 2/255...)."""
+    if fractional == "auto":
+        return tagged or kind == "f"
+    return bool(fractional) if fractional is not None else tagged
+
+
 def as_fraction(arr: np.ndarray, name: str, max_value: int = 255) -> np.ndarray:
     """Probabilities in [0, 1] (float) or stored values 0..max (integers) -> uint8 0..max."""
     if arr.dtype.kind == "f":

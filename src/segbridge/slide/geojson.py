@@ -182,6 +182,11 @@ def read_geojson(path, shape: tuple[int, int], report: Report | None = None) -> 
     return parse_geojson(doc, shape, path, report)
 
 
+#: the largest pixel coordinate taken (slides are < 10^6 pixels across; doubles stay exact to
+#: far below a pixel here, while past ~10^15 a polygon's edges move by whole pixels)
+MAX_COORDINATE = 1e9
+
+
 def parse_geojson(doc, shape: tuple[int, int], path: str = "GeoJSON",
                   report: Report | None = None) -> GeoJSONLabels:
     """:func:`read_geojson` on an already decoded document (``path`` names it in errors)."""
@@ -191,6 +196,7 @@ def parse_geojson(doc, shape: tuple[int, int], path: str = "GeoJSON",
     segments: dict[str, GeoSegment] = {}
     out: list[GeoFeature] = []
     clipped = 0
+    tiny: list[int] = []
     for n, feat in enumerate(feats, 1):
         where = f"{path}: feature {n}"
         if not isinstance(feat, dict):
@@ -202,26 +208,34 @@ def parse_geojson(doc, shape: tuple[int, int], path: str = "GeoJSON",
         if not polys:
             continue
         cname, color = _classification(props.get("classification"), where)
-        seg = segments.get(cname)
-        if seg is None:
-            seg = segments[cname] = GeoSegment(len(segments) + 1, cname, color)
-        seg.features += 1
         xy = np.concatenate([r for p in polys for r in p])
         # pixels whose centre (index coordinates) may be inside: ceil(min) .. floor(max)
         r0, r1 = math.ceil(xy[:, 1].min()), math.floor(xy[:, 1].max()) + 1
         c0, c1 = math.ceil(xy[:, 0].min()), math.floor(xy[:, 0].max()) + 1
+        if r0 >= r1 or c0 >= c1:  # zero area or between pixel centres: no pixel is inside
+            tiny.append(n)
+            continue
         box = (max(r0, 0), min(r1, rows), max(c0, 0), min(c1, cols))
         clipped += box != (r0, r1, c0, c1)
         if box[0] >= box[1] or box[2] >= box[3]:
             x, y = xy[:, 0] + 0.5, xy[:, 1] + 0.5
             raise GeoJSONError(f"{where} lies outside the {rows} x {cols} image (x "
                                f"{x.min():g}..{x.max():g}, y {y.min():g}..{y.max():g} pixels)")
+        seg = segments.get(cname)
+        if seg is None:
+            seg = segments[cname] = GeoSegment(len(segments) + 1, cname, color)
+        seg.features += 1
         name = props.get("name")
         otype = props.get("objectType")
         out.append(GeoFeature(seg.value, polys, box, name if isinstance(name, str) else None,
                               otype if isinstance(otype, str) else None))
+    if tiny:
+        report.warn(f"{path}: {len(tiny)} feature(s) cover no pixel centre (zero area, or "
+                    f"smaller than a pixel) and are left out (feature {', '.join(map(str, tiny[:5]))}"
+                    f"{', ...' if len(tiny) > 5 else ''})")
     if not out:
-        raise GeoJSONError(f"{path}: no polygon features")
+        raise GeoJSONError(f"{path}: no polygon features" + (" that cover a pixel centre"
+                                                              if tiny else ""))
     if clipped:
         report.warn(f"{path}: {clipped} of {len(out)} features reach beyond the {rows} x {cols} "
                     "image and are cut at its edge (QuPath's coordinates are pixels of the "
@@ -288,6 +302,9 @@ def _polygon(coords, where: str) -> list[np.ndarray]:
         xy = np.array([p[:2] for p in ring], np.float64)
         if not np.isfinite(xy).all():
             raise GeoJSONError(f"{where}: coordinates are not finite numbers")
+        if np.abs(xy).max(initial=0) > MAX_COORDINATE:  # beyond any slide; floats lose pixels
+            raise GeoJSONError(f"{where}: coordinate {np.abs(xy).max():g} is beyond "
+                               f"+-{MAX_COORDINATE:g} pixels, not a position on a slide")
         if len(xy) > 1 and (xy[0] == xy[-1]).all():
             xy = xy[:-1]  # GeoJSON closes rings by repeating the first position
         if len(np.unique(xy, axis=0)) < 3:

@@ -21,9 +21,9 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 class TiffTiles:
-    """One page (level 0 of the first series) of a TIFF as a TileSource."""
+    """One page of a TIFF (page ``page`` of level 0 of series ``series``) as a TileSource."""
 
-    def __init__(self, path: str | os.PathLike, page: int = 0) -> None:
+    def __init__(self, path: str | os.PathLike, page: int = 0, series: int = 0) -> None:
         import logging
 
         import tifffile
@@ -33,10 +33,15 @@ class TiffTiles:
         logging.getLogger("tifffile").setLevel(logging.CRITICAL)
         try:
             self._tif = tifffile.TiffFile(self.path)
-            pages = self._tif.series[0].levels[0].pages if self._tif.series else self._tif.pages
+            pages = self._tif.series[series].levels[0].pages if self._tif.series \
+                else self._tif.pages
             p = pages[page]
+            if p is not None and not isinstance(p, tifffile.TiffPage):
+                p = p.aspage()  # OME stacks list their later pages as light TiffFrames
         except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError) as exc:
             raise InvalidInputError(f"{self.path}: not a readable TIFF ({exc})") from None
+        if p is None:
+            raise InvalidInputError(f"{self.path}: page {page + 1} of the image is missing")
         if p.samplesperpixel != 1 or p.imagedepth != 1:
             raise InvalidInputError(f"{self.path}: a label image must have one sample per pixel "
                                     f"and one plane (got {p.samplesperpixel} samples)")
@@ -116,7 +121,19 @@ def open_label_image(path: str | os.PathLike) -> list[TileSource]:
         raise InvalidInputError(f"{p}: expected a 2-D label image or a 3-D stack, got shape "
                                 f"{arr.shape}")
     first = TiffTiles(p)
-    n = len(first._tif.series[0].pages) if first._tif.series else 1
+    series = first._tif.series
+    if len(series) > 1:
+        # several series: one plane each when they are single 2-D pages of one size (tifffile
+        # writes a series per write call); anything else would be a guess at what they mean
+        shapes = [tuple(s.levels[0].shape) for s in series]
+        if all(len(s.levels[0].pages) == 1 for s in series) and \
+                all(sh == shapes[0] for sh in shapes):
+            return [first] + [TiffTiles(p, 0, k) for k in range(1, len(series))]
+        first.close()
+        raise InvalidInputError(f"{p}: holds {len(series)} image series ({', '.join(map(str, shapes[:4]))}"
+                                f"{', ...' if len(shapes) > 4 else ''}); a label image is one 2-D "
+                                "image or one stack of planes of one size")
+    n = len(series[0].levels[0].pages) if series else 1
     if n <= 1:
         return [first]
     return [first] + [TiffTiles(p, k) for k in range(1, n)]
