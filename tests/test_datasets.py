@@ -270,3 +270,17 @@ def test_one_fold_is_refused(synth, tmp_path):
     with pytest.raises(InvalidInputError, match="at least 2, not 1"):
         export_dataset(studies, tmp_path / "Dataset701_X", labels=mp, split=1)
     assert not (tmp_path / "Dataset701_X").exists()
+
+
+def test_case_ids_differing_only_in_case_are_refused(tmp_path):
+    from conftest import CT3, DCMQI
+
+    from segbridge.datasets.cases import collect
+
+    m = tmp_path / "m.csv"
+    m.write_text(f"case,inputs,reference\nLiver,{DCMQI / 'liver.dcm'},{CT3}\n"
+                 f"liver,{DCMQI / 'liver.dcm'},{CT3}\nother,{DCMQI / 'liver.dcm'},{CT3}\n")
+    cases, failed = collect(m)
+    assert [c["case"] for c in cases] == ["other"]
+    assert sorted(f["case"] for f in failed) == ["Liver", "liver"]
+    assert all("only in case" in f["message"] for f in failed)

@@ -94,6 +94,24 @@ def test_single_frame_dx_images_are_ordered_by_instance_number(tmp_path):
     assert ref.source.patient_orientation == ["A", "F"]
 
 
+def test_order_without_instance_numbers_and_odd_pixel_spacing_are_said(tmp_path):
+    paths = [synthetic.write_dx(tmp_path / f"dx{i}.dcm", uid_seed=f"t{i}") for i in range(2)]
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.3", "1.2.3.5"
+        ds.PixelSpacing = ["0", "0.2"]
+        if "InstanceNumber" in ds:
+            del ds.InstanceNumber
+        ds.save_as(p)
+    r = sb.Report()
+    ref = sb.read_series(tmp_path, report=r)
+    assert any("ordered by SOP Instance UID" in w for w in r.warnings)
+    assert any("PixelSpacing 0/0.2 is not two positive numbers" in w for w in r.warnings)
+    # ImagerPixelSpacing is used for the grid, and no Pixel Measures are claimed
+    assert ref.source.pixel_spacing_strings is None
+    assert [round(float(v), 3) for v in ref.grid.spacing[1:]] == [0.18, 0.225]
+
+
 def test_enhanced_2d_image_without_plane_positions_is_frame_space(two_d, tmp_path):
     """An enhanced XA-like image: functional groups, none of them placing a frame in space."""
     ds = pydicom.dcmread(two_d["us"])
@@ -246,6 +264,21 @@ def test_binary_overlap_is_kept(us, tmp_path):
     assert pydicom.dcmread(out).SegmentsOverlap == "YES"
     back = sb.read(out, reference=us)
     np.testing.assert_array_equal(back.mask(1) & back.mask(2), cine_masks()[0])
+
+
+def test_a_2d_nifti_is_one_frame_of_a_single_dx(two_d, tmp_path):
+    """A mask of one 2-D image saved as a 2-D NIfTI (x, y) is that image's one frame."""
+    dx = sb.read_series(two_d["dx"])
+    a = np.zeros(dx.grid.shape[1:], np.uint8)
+    a[5:20, 6:30] = 1
+    nib.save(nib.Nifti1Image(a.T.copy(), np.eye(4)), tmp_path / "m.nii.gz")
+    seg = sb.read(tmp_path / "m.nii.gz", reference=dx)
+    assert seg.grid.shape == dx.grid.shape
+    np.testing.assert_array_equal(seg.mask(1)[0], a == 1)
+    wrong = np.zeros((3, 4), np.uint8)
+    nib.save(nib.Nifti1Image(wrong, np.eye(4)), tmp_path / "w.nii.gz")
+    with pytest.raises(sb.SegbridgeError, match="does not match the 2-D / cine reference"):
+        sb.read(tmp_path / "w.nii.gz", reference=dx)
 
 
 def test_dx_seg(two_d, tmp_path):

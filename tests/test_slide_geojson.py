@@ -307,6 +307,13 @@ def test_features_that_cover_no_pixel_centre_are_left_out_with_a_warning():
     assert len(got.features) == 1 and [s.features for s in got.segments] == [1]
     assert any("2 feature(s) cover no pixel centre" in w and "feature 2, 3" in w
                for w in r.warnings)
+    r = Report()
+    points = [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [1, 2]}}] * 5
+    nulls = [{"type": "Feature", "geometry": None, "properties": {}}] * 4
+    parse_geojson([feat(square), *points, *nulls], (40, 50), "g", report=r)
+    assert len(r.warnings) == 2  # one line per kind, not one per feature
+    assert any(w.startswith("g: 5 Point feature(s) have no area") for w in r.warnings)
+    assert any(w.startswith("g: 4 null geometry feature(s)") for w in r.warnings)
     with pytest.raises(GeoJSONError, match="no polygon features that cover a pixel centre"):
         parse_geojson([feat(flat)], (40, 50), "g")
     with pytest.raises(GeoJSONError, match="beyond"):

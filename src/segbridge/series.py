@@ -446,9 +446,9 @@ def _slices_of(path: Path, ds, report: Report, blank: list[str]) -> list[_Slice]
     modality = str(ds.get("Modality", "") or "").strip().upper()
     has_fg = "PerFrameFunctionalGroupsSequence" in ds
     if has_fg and modality not in CROSS_SECTIONAL and not _fg_plane_position(ds):
-        return _frame_space_slices(path, ds, nframes, sop_class, sop_inst)  # enhanced 2-D
+        return _frame_space_slices(path, ds, nframes, sop_class, sop_inst, report)  # enhanced 2-D
     if not has_fg and nframes > 1 and modality not in CROSS_SECTIONAL:
-        return _frame_space_slices(path, ds, nframes, sop_class, sop_inst)  # cine, 2-D
+        return _frame_space_slices(path, ds, nframes, sop_class, sop_inst, report)  # cine, 2-D
     if has_fg and (
             nframes > 1 or "ImagePositionPatient" not in ds):
         shared_seq = ds.get("SharedFunctionalGroupsSequence")
@@ -473,7 +473,7 @@ def _slices_of(path: Path, ds, report: Report, blank: list[str]) -> list[_Slice]
     pos = _strings(ds, "ImagePositionPatient")
     ori = _strings(ds, "ImageOrientationPatient")
     if not pos or not ori or modality in FRAME_SPACE_MODALITIES:
-        return _frame_space_slices(path, ds, nframes, sop_class, sop_inst)  # 2-D image
+        return _frame_space_slices(path, ds, nframes, sop_class, sop_inst, report)  # 2-D image
     spacing = _strings(ds, "PixelSpacing")
     if not spacing:
         raise InvalidInputError(f"{path}: image has no PixelSpacing; it cannot be placed in space")
@@ -511,7 +511,7 @@ def _fg_plane_position(ds) -> bool:
 
 
 def _frame_space_slices(path: Path, ds, nframes: int, sop_class: str,
-                        sop_inst: str) -> list[_Slice]:
+                        sop_inst: str, report: Report) -> list[_Slice]:
     """A 2-D image (single frame) or a cine / multi-frame 2-D image without patient geometry:
     one slice per frame, linked to its source only by SOP instance and frame number.
 
@@ -519,13 +519,21 @@ def _frame_space_slices(path: Path, ds, nframes: int, sop_class: str,
     images, PS3.3 C.8.11.4), else 1; only PixelSpacing is kept as the SEG's Pixel Measures.
     """
     own = _strings(ds, "PixelSpacing")
+
+    def usable(values) -> bool:
+        try:
+            sp = [float(v) for v in values]
+        except (TypeError, ValueError):
+            return False
+        return len(sp) == 2 and all(math.isfinite(v) and v > 0 for v in sp)
+
+    if own and not usable(own):
+        report.warn(f"{path.name}: PixelSpacing {'/'.join(own)} is not two positive numbers; "
+                    "not used")
+        own = None  # odd spacing: no measures claimed from it
     spacing = own or _strings(ds, "ImagerPixelSpacing") or ["1", "1"]
-    try:
-        sp = [float(v) for v in spacing]
-        if len(sp) != 2 or not all(math.isfinite(v) and v > 0 for v in sp):
-            raise ValueError
-    except ValueError:
-        own, spacing = None, ["1", "1"]  # odd spacing: pixel units, no measures claimed
+    if not usable(spacing):
+        spacing = ["1", "1"]  # pixel units
     try:
         number = float(ds.get("InstanceNumber", 0) or 0)
     except (TypeError, ValueError):
@@ -628,6 +636,12 @@ def series_from_headers(label: str, headers, *, series_uid: str | None = None,
             raise GeometryMismatchError(f"{label}: some images have a patient position and "
                                         "some do not")
         slices.sort(key=lambda s: s.order)
+        instances = {s.sop_instance: s.ds.get("InstanceNumber") for s in slices}
+        numbers = [str(v).strip() if v is not None else "" for v in instances.values()]
+        if len(instances) > 1 and ("" in numbers or len(set(numbers)) < len(numbers)):
+            report.warn(f"{label}: images without an InstanceNumber, or sharing one, are "
+                        "ordered by SOP Instance UID: a mask's frame k goes to the k-th image "
+                        "in that order")
         for i, s in enumerate(slices):
             s.position = np.array([0.0, 0.0, float(i)])
         report.note(f"{label}: 2-D images without patient position/orientation ("

@@ -58,7 +58,17 @@ def from_manifest(path: Path) -> tuple[list[dict], list[dict]]:
         cases.append({"case": c["case"], "inputs": c["inputs"], "reference": c["reference"],
                       "series": c["series"], "contour_fill": c["contour_fill"].lower(),
                       "assign_uids": c["assign_uids"], "source": c["inputs"][0]})
-    return cases, failed
+    # ids that differ only in case name one file on a case-insensitive file system
+    folded: dict[str, list[dict]] = {}
+    for c in cases:
+        folded.setdefault(c["case"].casefold(), []).append(c)
+    clash = {id(c) for same in folded.values() if len(same) > 1 for c in same}
+    for c in cases:
+        if id(c) in clash:
+            others = [o["case"] for o in folded[c["case"].casefold()] if o is not c]
+            failed.append(failure(c["case"], str(path), f"case id {c['case']!r} differs from "
+                                  f"{others[0]!r} only in case (one file on Windows / macOS)"))
+    return [c for c in cases if id(c) not in clash], failed
 
 
 def from_folder(root: Path) -> tuple[list[dict], list[dict]]:

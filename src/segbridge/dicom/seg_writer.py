@@ -196,9 +196,10 @@ def _numbered(seg: Segmentation, kind: str, prof: Profile, report: Report) -> Se
     if kind in ("BINARY", "FRACTIONAL") or prof.contiguous_numbers:
         order = sorted(nums)
         mapping = {n: i + 1 for i, n in enumerate(order)}
-        if any(k != v for k, v in mapping.items()):
-            report.note("segments renumbered 1..N: " + ", ".join(
-                f"{k}->{v}" for k, v in mapping.items() if k != v))
+        moved = [f"{k}->{v}" for k, v in mapping.items() if k != v]
+        if moved:
+            report.note("segments renumbered 1..N: " + ", ".join(moved[:10])
+                        + (f" and {len(moved) - 10} more" if len(moved) > 10 else ""))
             seg = seg.renumbered(mapping)
         if [s.number for s in seg.segments] != sorted(seg.numbers):  # SegmentSequence in order
             seg = seg.copy_meta(segments=sorted(seg.segments, key=lambda s: s.number))

@@ -49,8 +49,11 @@ def read_nifti(path: str | Path, *, fractional: bool | str | None = None,
         info["fractional_type"] = parts[2] if len(parts) > 2 else "PROBABILITY"
         info["max"] = int(parts[3]) if len(parts) > 3 and parts[3].isdigit() else 255
     is_frac = wants_fraction(fractional, data.dtype.kind, tagged)
+    if data.ndim == 2:  # one slice (a mask of a single 2-D image such as a DX)
+        data = data[:, :, None]
     if data.ndim not in (3, 4) and not (data.ndim == 5 and data.shape[3] == 1):
-        raise InvalidInputError(f"{p}: {data.ndim}-D image; expected 3-D labels or 4-D layers")
+        raise InvalidInputError(f"{p}: {data.ndim}-D image; expected 2-D or 3-D labels or "
+                                "4-D layers")
     if data.ndim == 5:
         data = data[:, :, :, 0, :]
     shape_zyx = data.shape[:3][::-1]

@@ -197,6 +197,7 @@ def parse_geojson(doc, shape: tuple[int, int], path: str = "GeoJSON",
     out: list[GeoFeature] = []
     clipped = 0
     tiny: list[int] = []
+    skipped: dict[str, list[str]] = {}
     for n, feat in enumerate(feats, 1):
         where = f"{path}: feature {n}"
         if not isinstance(feat, dict):
@@ -204,7 +205,7 @@ def parse_geojson(doc, shape: tuple[int, int], path: str = "GeoJSON",
         props = feat.get("properties") or {}
         if not isinstance(props, dict):
             raise GeoJSONError(f"{where}: properties is not an object")
-        polys = _polygons(feat.get("geometry"), where, report)
+        polys = _polygons(feat.get("geometry"), where, skipped)
         if not polys:
             continue
         cname, color = _classification(props.get("classification"), where)
@@ -229,6 +230,10 @@ def parse_geojson(doc, shape: tuple[int, int], path: str = "GeoJSON",
         otype = props.get("objectType")
         out.append(GeoFeature(seg.value, polys, box, name if isinstance(name, str) else None,
                               otype if isinstance(otype, str) else None))
+    for kind, wheres in skipped.items():  # one line per kind, not one per feature
+        report.warn(f"{path}: {len(wheres)} {kind} feature(s) have no area and are skipped "
+                    f"({', '.join(w.removeprefix(path + ': ') for w in wheres[:3])}"
+                    f"{', ...' if len(wheres) > 3 else ''})")
     if tiny:
         report.warn(f"{path}: {len(tiny)} feature(s) cover no pixel centre (zero area, or "
                     f"smaller than a pixel) and are left out (feature {', '.join(map(str, tiny[:5]))}"
@@ -262,8 +267,12 @@ def _features(doc, path: str) -> list:
     return feats
 
 
-def _polygons(geom, where: str, report: Report) -> list[list[np.ndarray]]:
-    """The polygons of a geometry, each a list of rings in index coordinates."""
+def _polygons(geom, where: str, skipped: dict[str, list[str]]) -> list[list[np.ndarray]]:
+    """The polygons of a geometry, each a list of rings in index coordinates; geometries
+    without area are listed in ``skipped`` (kind -> where) to be reported once."""
+    if geom is None:  # an unlocated feature (RFC 7946 3.2): nothing to draw
+        skipped.setdefault("null geometry", []).append(where)
+        return []
     if not isinstance(geom, dict):
         raise GeoJSONError(f"{where}: no geometry")
     kind = geom.get("type")
@@ -272,7 +281,7 @@ def _polygons(geom, where: str, report: Report) -> list[list[np.ndarray]]:
         if not isinstance(subs, list):
             raise GeoJSONError(f"{where}: GeometryCollection without geometries")
         try:
-            return [p for g in subs for p in _polygons(g, where, report)]
+            return [p for g in subs for p in _polygons(g, where, skipped)]
         except RecursionError:
             raise GeoJSONError(f"{where}: GeometryCollections nested too deeply") from None
     coords = geom.get("coordinates")
@@ -283,7 +292,7 @@ def _polygons(geom, where: str, report: Report) -> list[list[np.ndarray]]:
             raise GeoJSONError(f"{where}: MultiPolygon without polygons")
         return [_polygon(c, where) for c in coords]
     if kind in ("Point", "MultiPoint", "LineString", "MultiLineString"):
-        report.warn(f"{where}: a {kind} has no area, skipped")
+        skipped.setdefault(kind, []).append(where)
         return []
     raise GeoJSONError(f"{where}: unknown geometry type {kind!r}")
 

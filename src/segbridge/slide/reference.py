@@ -47,7 +47,9 @@ def read_sm(path: str | os.PathLike) -> SlideGrid:
         raise InvalidInputError(f"{p}: is a segmentation, not the slide image it was drawn on "
                                 "(give the VL Whole Slide Microscopy image)")
     if "TotalPixelMatrixRows" not in ds or "TotalPixelMatrixColumns" not in ds:
-        raise InvalidInputError(f"{p}: not a tiled slide image (no TotalPixelMatrixRows)")
+        raise InvalidInputError(f"{p}: not a tiled slide image (no TotalPixelMatrixRows); "
+                                "TIFF / .npy label images go on slides: a mask of a CT, MR or "
+                                "2-D image is read from NIfTI / NRRD (or segbridge.from_array)")
     try:
         return grid_of(ds, Dataset)
     except (AttributeError, IndexError, KeyError, ValueError, TypeError) as exc:
