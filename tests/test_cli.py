@@ -201,6 +201,7 @@ def test_type_fractional_reads_integer_labels_as_labels(tmp_path):
     res = run("convert", src, "-r", CT3, "-o", out, "--type", "fractional", "--profile",
               "slicer")
     assert res.returncode == 0, res.stderr
+    assert "read as labels" in res.stderr and "pass --fractional" in res.stderr  # not silent
     seg = hd.seg.segread(out)
     assert seg.SegmentationType == "FRACTIONAL" and len(seg.SegmentSequence) == 2
     labels = _labels_of(src)

@@ -24,7 +24,7 @@ from ..geometry import Grid, flip_lps_ras
 from ..model import Segmentation, label_dtype
 from .nifti_reader import read_image
 from .pgzip import GzipWriter
-from .volumes import LabelVolume, as_fraction, as_labels, wants_fraction
+from .volumes import LabelVolume, as_fraction, as_labels, note_auto_labels, wants_fraction
 
 FRACTIONAL_TAG = "segbridge FRACTIONAL"
 
@@ -66,6 +66,7 @@ def read_nifti(path: str | Path, *, fractional: bool | str | None = None,
         conv = as_fraction(zyx_t, p.name, info.get("max", 255))
     else:
         conv = as_labels(zyx_t, p.name)
+        note_auto_labels(conv, p.name, fractional, report)
     conv = np.ascontiguousarray(conv)
     n = conv.shape[0]
     out = []

@@ -19,7 +19,7 @@ from ..geometry import Grid
 from ..model import Segment, Segmentation, label_dtype
 from . import nrrd_reader
 from .pgzip import GzipWriter
-from .volumes import LabelVolume, as_fraction, as_labels, wants_fraction
+from .volumes import LabelVolume, as_fraction, as_labels, note_auto_labels, wants_fraction
 
 _SPACE_SIGNS = {
     "left-posterior-superior": (1, 1, 1), "lps": (1, 1, 1),
@@ -105,8 +105,10 @@ def read_nrrd(path: str | Path, report: Report | None = None,
     for i, v in enumerate(vols):
         name = p.name if len(vols) == 1 else f"{p.name}[layer {i}]"
         frac = wants_fraction(fractional, v.dtype.kind)
-        out.append(LabelVolume(grid, as_fraction(v, name) if frac else as_labels(v, name),
-                               p.name, fractional=frac))
+        conv = as_fraction(v, name) if frac else as_labels(v, name)
+        if not frac:
+            note_auto_labels(conv, name, fractional, report)
+        out.append(LabelVolume(grid, conv, p.name, fractional=frac))
     return out
 
 

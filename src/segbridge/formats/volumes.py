@@ -70,6 +70,15 @@ def wants_fraction(fractional: bool | str | None, kind: str, tagged: bool = Fals
     return bool(fractional) if fractional is not None else tagged
 
 
+def note_auto_labels(labels: np.ndarray, name: str, fractional, report) -> None:
+    """With ``fractional="auto"``, an integer volume read as labels that holds values above 1
+    might have been stored fractions (0..255): say so, never silently."""
+    if fractional == "auto" and report is not None and labels.size and int(labels.max()) > 1:
+        report.warn(f"{name}: integer values read as labels (one segment per value, "
+                    f"up to {int(labels.max())}); pass --fractional if they are stored "
+                    "fractions 0..255")
+
+
 def as_fraction(arr: np.ndarray, name: str, max_value: int = 255) -> np.ndarray:
     """Probabilities in [0, 1] (float) or stored values 0..max (integers) -> uint8 0..max."""
     if arr.dtype.kind == "f":
