@@ -243,8 +243,11 @@ def test_every_profile_and_compression_validates_and_reads_back(profile, us, tmp
             try:
                 files = sb.write(frac if kind == "fractional" else model, out, type=kind,
                                  profile=profile, compression=comp, reference=us)
-            except (sb.errors.ValidationFailed, sb.UnsupportedError):
+            except (sb.errors.ValidationFailed, sb.UnsupportedError) as exc:
                 assert not list(tmp_path.glob(f"{kind}-{comp}*"))
+                if profile == "slicer" and isinstance(exc, sb.errors.ValidationFailed):
+                    # dcmqi places frames by Plane Position only
+                    assert "SLICER-PLANE-POSITIONS" in {f.rule for f in exc.findings}, exc
                 continue
             for f in files:
                 assert validate(f, reference=us).errors == []
@@ -254,13 +257,13 @@ def test_every_profile_and_compression_validates_and_reads_back(profile, us, tmp
             else:
                 np.testing.assert_array_equal(back.mask(1), want == 1)
             written += 1
-    assert written >= 8
+    assert written == 0 if profile == "slicer" else written >= 8
 
 
 def test_binary_overlap_is_kept(us, tmp_path):
     model = sb.from_array(cine_masks(), us)
     assert model.has_overlap()
-    out = sb.write(model, tmp_path / "o.dcm", type="binary", profile="slicer", reference=us)[0]
+    out = sb.write(model, tmp_path / "o.dcm", type="binary", profile="archive", reference=us)[0]
     assert pydicom.dcmread(out).SegmentsOverlap == "YES"
     back = sb.read(out, reference=us)
     np.testing.assert_array_equal(back.mask(1) & back.mask(2), cine_masks()[0])

@@ -307,6 +307,14 @@ def test_features_that_cover_no_pixel_centre_are_left_out_with_a_warning():
     assert len(got.features) == 1 and [s.features for s in got.segments] == [1]
     assert any("2 feature(s) cover no pixel centre" in w and "feature 2, 3" in w
                for w in r.warnings)
+    r = Report()  # a MultiPolygon of two sub-pixel parts far apart covers nothing either
+    multi = {"type": "Feature", "geometry": {"type": "MultiPolygon", "coordinates": [
+        [[[5.1, 5.1], [5.4, 5.1], [5.4, 5.4], [5.1, 5.1]]],
+        [[[35.1, 5.1], [35.4, 5.1], [35.4, 5.4], [35.1, 5.1]]]]},
+        "properties": {"classification": {"name": "Dots"}}}
+    got = parse_geojson([feat(square), multi], (40, 50), "g", report=r)
+    assert [s.name for s in got.segments] == ["Tumor"] and len(got.features) == 1
+    assert any("1 feature(s) cover no pixel centre" in w for w in r.warnings)
     r = Report()
     points = [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [1, 2]}}] * 5
     nulls = [{"type": "Feature", "geometry": None, "properties": {}}] * 4

@@ -359,6 +359,9 @@ CASES = [
     ("SLICER-LABELMAP", "binary", "slicer", None,
      ("file", lambda p, t: p.with_name("labelmap.dcm"))),
     ("SLICER-EMPTY-SEGMENT", "binary", "slicer", None, _extra_empty_segment),
+    ("SLICER-PLANE-POSITIONS", "binary", "slicer", None,
+     lambda ds: [delattr(fg, "PlanePositionSequence")
+                 for fg in ds.PerFrameFunctionalGroupsSequence]),
     ("RT-SOP-CLASS", "rt", "standard", None, lambda ds: setattr(ds, "Modality", "OT")),
     ("RT-STRUCTURE-SET", "rt", "standard", None, lambda ds: delattr(ds, "StructureSetLabel")),
     ("RT-ROI", "rt", "standard", None,

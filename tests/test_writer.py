@@ -231,3 +231,47 @@ def test_names_outside_ascii_make_a_utf8_seg(tmp_path, ct3):
     assert str(ds.PatientName) == str(first.PatientName)
     assert not [w for w in r.warnings if "character set" in w]
     assert sb.read(path, reference=ct3).segments[0].label == name
+
+
+def test_utf8_also_when_the_source_copies_sequences_and_for_code_meanings(tmp_path):
+    """A de-identified CT copies sequences (DeidentificationMethodCodeSequence): their item
+    tags are not text, so they do not keep the SEG in ASCII; non-ASCII code meanings count as
+    new text too. A source whose copied text is latin-1 without a character set keeps its
+    bytes and the new text becomes '?' with a warning."""
+    import shutil
+
+    ct = tmp_path / "ct"
+    shutil.copytree(CT3, ct)
+    for f in ct.iterdir():
+        ds = pydicom.dcmread(f)
+        item = pydicom.Dataset()
+        item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = "113100", "DCM", \
+            "Basic Application Confidentiality Profile"
+        ds.DeidentificationMethodCodeSequence = pydicom.Sequence([item])
+        ds.save_as(f)
+    ref = sb.read_series(ct)
+    labels = np.zeros(ref.grid.shape, np.uint8)
+    labels[1, 100:120, 100:120] = 1
+    kind = sb.Code("10200004", "SCT", "Leber Läsion")
+    seg = sb.Segmentation.from_labelmap(ref.grid, labels, [sb.Segment(
+        1, "liver", category=sb.Code("123037004", "SCT", "Anatomical Structure"), type=kind)],
+        source=ref.source)
+    path = sb.write(seg, tmp_path / "x.dcm", type="binary", profile="slicer")[0]
+    ds = pydicom.dcmread(path)
+    assert ds.SpecificCharacterSet == "ISO_IR 192"
+    assert ds.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].CodeMeaning == \
+        "Leber Läsion"
+    assert ds.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
+    for f in ct.iterdir():  # latin-1 text copied from a source without a character set
+        d = pydicom.dcmread(f)
+        d.PatientName = "M\xfcller"
+        d.save_as(f)
+    ref = sb.read_series(ct)
+    r = sb.Report()
+    path = sb.write(seg.copy_meta(source=ref.source), tmp_path / "y.dcm", type="binary",
+                    profile="slicer", report=r)[0]
+    ds = pydicom.dcmread(path)
+    assert not ds.get("SpecificCharacterSet")
+    assert ds.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].CodeMeaning == \
+        "Leber L?sion"
+    assert any("written as '?'" in w for w in r.warnings)

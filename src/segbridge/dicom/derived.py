@@ -101,16 +101,34 @@ def _charset(elements: dict[int, bytes]) -> list[str] | None:
 
 
 def _ascii_text(elements: dict[int, bytes]) -> bool:
-    """True when no copied text element holds a byte outside ASCII."""
+    """True when no copied text element, sequences' items included, holds a byte outside
+    ASCII."""
+    def clean(ds: dict) -> bool:
+        for value in ds.values():
+            if isinstance(value, list):  # a sequence: its items
+                if not all(clean(item) for item in value):
+                    return False
+            elif isinstance(value, tuple) and value[0] in _CHARSET_VR_BYTES and \
+                    not bytes(value[1]).isascii():
+                return False
+        return True
+
     for elem in elements.values():
         vr = elem[4:6]
-        if vr in _CHARSET_VR_BYTES and not elem[12 if vr in _LONG_VR_BYTES else 8:].isascii():
-            return False  # (a sequence's items are checked whole: any other byte says no)
+        if vr == b"SQ":
+            try:
+                parsed, _ = raw.Walker(elem).dataset(0, len(elem))
+            except Exception:  # noqa: BLE001 - unreadable: keep the source's repertoire
+                return False
+            if not clean(parsed):
+                return False
+        elif vr in _CHARSET_VR_BYTES and not elem[12 if vr in _LONG_VR_BYTES else 8:].isascii():
+            return False
     return True
 
 
-_CHARSET_VR_BYTES = {vr.encode() for vr in ("LO", "LT", "PN", "SH", "ST", "UC", "UT", "SQ")}
-_LONG_VR_BYTES = {vr.encode() for vr in ("UC", "UT", "SQ")}
+_CHARSET_VR_BYTES = {vr.encode() for vr in ("LO", "LT", "PN", "SH", "ST", "UC", "UT")}
+_LONG_VR_BYTES = {vr.encode() for vr in ("UC", "UT")}
 
 
 def start(src: SourceRef, new_text: Iterable[str] = ()) -> DataSet:

@@ -439,10 +439,13 @@ def _common_instance_reference(ds: DataSet, seg: Segmentation, frames: list[_Fra
 
 def new_text(segments, *more: str | None) -> list[str]:
     """The text a SEG writer adds to the copied header: segment names, descriptions,
-    algorithm names, and ``more`` (series / content description, creator)."""
+    algorithm names, code meanings, and ``more`` (series / content description, creator)."""
     out = [t for t in more if t]
     for s in segments:
         out += [t for t in (s.label, s.description, s.algorithm_name, s.tracking_id) if t]
+        codes = (s.category, s.type, s.type_modifier, s.anatomic_region,
+                 s.anatomic_region_modifier)
+        out += [c.meaning for c in codes if c is not None and c.meaning]
     return out
 
 

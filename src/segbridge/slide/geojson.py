@@ -209,13 +209,14 @@ def parse_geojson(doc, shape: tuple[int, int], path: str = "GeoJSON",
         if not polys:
             continue
         cname, color = _classification(props.get("classification"), where)
+        polys = [q for q in polys if _may_cover_a_centre(q[0])]  # by each outer ring
+        if not polys:  # zero area or between pixel centres: no pixel is inside
+            tiny.append(n)
+            continue
         xy = np.concatenate([r for p in polys for r in p])
         # pixels whose centre (index coordinates) may be inside: ceil(min) .. floor(max)
         r0, r1 = math.ceil(xy[:, 1].min()), math.floor(xy[:, 1].max()) + 1
         c0, c1 = math.ceil(xy[:, 0].min()), math.floor(xy[:, 0].max()) + 1
-        if r0 >= r1 or c0 >= c1:  # zero area or between pixel centres: no pixel is inside
-            tiny.append(n)
-            continue
         box = (max(r0, 0), min(r1, rows), max(c0, 0), min(c1, cols))
         clipped += box != (r0, r1, c0, c1)
         if box[0] >= box[1] or box[2] >= box[3]:
@@ -248,6 +249,12 @@ def parse_geojson(doc, shape: tuple[int, int], path: str = "GeoJSON",
     if len(segments) > 65535:
         raise GeoJSONError(f"{path}: more than 65535 classes")
     return GeoJSONLabels(path, (rows, cols), list(segments.values()), out, report)
+
+
+def _may_cover_a_centre(ring: np.ndarray) -> bool:
+    """Whether a ring's box holds a pixel centre (index coordinates: centres are integers)."""
+    return math.ceil(ring[:, 1].min()) <= math.floor(ring[:, 1].max()) and \
+        math.ceil(ring[:, 0].min()) <= math.floor(ring[:, 0].max())
 
 
 def _features(doc, path: str) -> list:

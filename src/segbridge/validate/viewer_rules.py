@@ -19,7 +19,7 @@ from ..dicom.codecs import (
 from .context import SegContext
 from .findings import ERROR, WARNING, rule
 from .hints import fractional_fix, ohif_binary_fix
-from .seg_rules import _overlapping_pair
+from .seg_rules import _has, _overlapping_pair
 
 SEG = "SEG"
 #: decoded by OHIF's image loader (per frame), not by the adapters' buffer path
@@ -60,10 +60,13 @@ def ohif_source_size(ctx: SegContext):
 
 
 def _frame_referenced(ctx: SegContext) -> bool:
-    """A SEG of 2-D / cine images: no Frame of Reference, no plane position or orientation
-    anywhere, every frame derived from a source image (PS3.3 A.51.1, A.51.5)."""
+    """A SEG of 2-D / cine images: no plane position or orientation anywhere, every frame
+    derived from a source image (PS3.3 A.51.1, A.51.5), and no Frame of Reference unless the
+    reference given is such an image (2-D images may carry one)."""
     if str(ctx.ds.get("FrameOfReferenceUID") or ""):
-        return False
+        ref = ctx.reference
+        if ref is None or not getattr(getattr(ref, "source", None), "frame_space", False):
+            return False
     for tag in (0x00209113, 0x00209116):
         if tag in ctx.shared_raw or any(tag in fg for fg in ctx.per_frame):
             return False
@@ -286,6 +289,23 @@ def slicer_transfer_syntax(ctx: SegContext):
     if ts == RLE_LOSSLESS and ctx.bits in (8, 16):
         return
     yield "TransferSyntaxUID", f"dcmqi cannot decompress {ts} at {ctx.bits} bit"
+
+
+@rule("SLICER-PLANE-POSITIONS", SEG, ERROR, "Every frame has Plane Position (Patient) and the "
+      "SEG a Plane Orientation (Patient): dcmqi (Slicer's SEG reader) computes the volume from "
+      "them and cannot read frames placed only by their source images.",
+      hint="Write the SEG from a CT / MR series with segbridge (it copies the geometry); a SEG "
+      "of 2-D / cine images has none to give.", source="dcmqi Dicom2ItkConverter "
+      "(extractBasicSegmentationInfo, getITKImageOrigin)", profiles=SLICER)
+def slicer_plane_positions(ctx: SegContext):
+    if ctx.tiled or not ctx.per_frame:
+        return
+    for i in range(len(ctx.per_frame)):
+        for tag, name in ((0x00209113, "Plane Position (Patient)"),
+                          (0x00209116, "Plane Orientation (Patient)")):
+            if not _has(ctx, i, tag):
+                yield f"frame {i + 1}", f"no {name}: Slicer cannot place it"
+                return
 
 
 @rule("SLICER-LABELMAP", SEG, WARNING, "LABELMAP (Sup 243) needs dcmqi >= 1.5 / a recent Slicer.",
