@@ -275,3 +275,27 @@ def test_utf8_also_when_the_source_copies_sequences_and_for_code_meanings(tmp_pa
     assert ds.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].CodeMeaning == \
         "Leber L?sion"
     assert any("written as '?'" in w for w in r.warnings)
+
+
+def test_rtstruct_names_its_source_charset_cannot_hold_are_said(tmp_path):
+    import shutil
+
+    ct = tmp_path / "ct"
+    shutil.copytree(CT3, ct)
+    for f in ct.iterdir():
+        ds = pydicom.dcmread(f)
+        ds.SpecificCharacterSet = "ISO_IR 100"
+        ds.save_as(f)
+    ref = sb.read_series(ct)
+    labels = np.zeros(ref.grid.shape, np.uint8)
+    labels[1, 100:120, 100:120] = 1
+    labels[1, 200:220, 200:220] = 2
+    seg = sb.Segmentation.from_labelmap(ref.grid, labels, [sb.Segment(1, "Läsion"),
+                                                           sb.Segment(2, "脊椎")],
+                                        source=ref.source)
+    r = sb.Report()
+    path = sb.write(seg, tmp_path / "rt.dcm", to="rtstruct", report=r)[0]
+    names = [str(i.ROIName) for i in pydicom.dcmread(path).StructureSetROISequence]
+    assert names == ["Läsion", "??"]
+    assert [w for w in r.warnings if "'脊椎'" in w and "ISO_IR 100" in w]
+    assert not [w for w in r.warnings if "Läsion" in w]

@@ -76,11 +76,18 @@ def write_rtstruct(seg: Segmentation, path: str | os.PathLike, *,
                      s.color or default_color(i)))
     tmp = tmp_name(target)
     try:
-        _write(tmp, seg, rois, series_description, series_number, label)
+        charset = _write(tmp, seg, rois, series_description, series_number, label)
         os.replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()
+    from ..dicom.encoder import encode_text
+
+    lost = [s.label for s, _, _ in rois if not encode_text(s.label[:64], charset)[1]]
+    if lost:  # the source's character set decides; say what it could not hold
+        report.warn(f"ROI name(s) {', '.join(map(repr, lost[:5]))}: characters the character "
+                    f"set {'/'.join(charset) if isinstance(charset, list) else charset} cannot "
+                    "hold were written as '?'")
     n_contours = sum(len(c) for _, c, _ in rois)
     report.note(f"RTSTRUCT: {len(rois)} ROIs, {n_contours} contours on series "
                 f"{src.series_instance_uid}")
@@ -120,7 +127,8 @@ def _contours(seg: Segmentation, number: int, box) -> list[tuple[int, list[str]]
     return out
 
 
-def _write(tmp: Path, seg: Segmentation, rois, series_description, series_number, label):
+def _write(tmp: Path, seg: Segmentation, rois, series_description, series_number,
+           label) -> str | list[str]:
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.filebase import DicomBytesIO
     from pydicom.filewriter import write_dataset, write_file_meta_info
@@ -211,6 +219,8 @@ def _write(tmp: Path, seg: Segmentation, rois, series_description, series_number
     head.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     head.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     head.SpecificCharacterSet = head.get("SpecificCharacterSet", "ISO_IR 192") or "ISO_IR 192"
+    charset = head.SpecificCharacterSet
+    charset = list(charset) if not isinstance(charset, str) else charset
 
     meta = DicomBytesIO()
     meta.is_little_endian, meta.is_implicit_VR = True, False
@@ -227,6 +237,7 @@ def _write(tmp: Path, seg: Segmentation, rois, series_description, series_number
         fp.write(parts[0])
         fp.write(_roi_contours(rois, src, raw))
         fp.write(parts[1])
+    return charset
 
 
 def _roi_contours(rois, src, raw) -> bytes:
