@@ -57,7 +57,7 @@ from .labels import (
     entry_fields,
     read_map_file,
 )
-from .model import Segment, Segmentation, label_dtype, place_first_fit
+from .model import Segment, Segmentation, label_dtype, place_first_fit, require_segmentation
 
 __all__ = ["BUILTIN_MAPS", "RelabelMap", "RelabelPlan", "Rule", "UNMAPPED", "load_maps",
            "normalise", "plan_relabel", "read_map", "relabel"]
@@ -478,6 +478,7 @@ def relabel(seg: Segmentation, maps, *, unmapped: str = "keep", allow_merge: boo
         A bad map, an ambiguous name, a merge the map does not allow, conflicting numbers, or
         unmapped names with ``unmapped="error"``. Nothing is changed.
     """
+    seg = require_segmentation(seg, "relabel")
     report = report if report is not None else seg.report
     layers = load_maps(maps)
     plan = plan_relabel(seg.segments, layers, unmapped=unmapped, allow_merge=allow_merge,

@@ -9,7 +9,6 @@ and no output may land on a file the command read (:mod:`segbridge.outputs`).
 from __future__ import annotations
 
 import os
-import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -33,9 +32,6 @@ ProfileName = Literal["ohif", "slicer", "archive", "dense"]
 Compression = Literal["none", "rle", "jpegls", "jpeg2000", "deflate", "deflate-frame"]
 ContourFill = Literal["centre", "rt-utils"]
 CONTOUR_FILLS = ("centre", "rt-utils")  # rt.contours.RULES, without importing the contour engine
-
-#: the files each model returned by read() came from (outputs may never replace them)
-_READ_FROM: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def format_of(path: PathLike, *, for_writing: bool = False) -> str:
@@ -111,6 +107,11 @@ def read(inputs: PathLike | Sequence[PathLike], *, reference: ReferenceLike = No
     if contour_fill not in CONTOUR_FILLS:
         raise InvalidInputError(f"contour fill must be one of {', '.join(CONTOUR_FILLS)}, not "
                                 f"{contour_fill!r}")
+    if not isinstance(inputs, (str, os.PathLike, list, tuple)) or (
+            isinstance(inputs, (list, tuple)) and
+            not all(isinstance(p, (str, os.PathLike)) for p in inputs)):
+        raise InvalidInputError(f"read takes file paths, not {type(inputs).__name__} (an array "
+                                "goes through segbridge.from_array)")
     paths = [Path(inputs)] if isinstance(inputs, (str, os.PathLike)) else [Path(p) for p in inputs]
     if not paths:
         raise InvalidInputError("no input files")
@@ -137,7 +138,7 @@ def read(inputs: PathLike | Sequence[PathLike], *, reference: ReferenceLike = No
                                       allow_outside=allow_outside)
         extra = [labels] if isinstance(labels, (str, os.PathLike)) and Path(labels).is_file() \
             else []
-        _READ_FROM[seg] = tuple(files_read(files + extra, reference=ref))
+        seg.read_from = tuple(files_read(files + extra, reference=ref))
         return seg
     formats = [registry.detect(p) for p in paths]
     options = registry.ReadOptions(reference=ref, report=report, strict=strict,
@@ -152,7 +153,7 @@ def read(inputs: PathLike | Sequence[PathLike], *, reference: ReferenceLike = No
             raise UnsupportedError(f"{paths[0]}: one {objects[0].description} at a time; "
                                    "convert the other inputs separately")
         seg = formats[0].read(paths[0], options)
-        _READ_FROM[seg] = tuple(files_read(paths, meta=meta, reference=ref))
+        seg.read_from = tuple(files_read(paths, meta=meta, reference=ref))
         return seg
     from .formats import dcmqi_json
     from .formats.volumes import assemble
@@ -181,7 +182,7 @@ def read(inputs: PathLike | Sequence[PathLike], *, reference: ReferenceLike = No
                    fractional_type=info.get("fractional_type", "PROBABILITY"))
     if info.get("max") and seg.is_fractional:
         seg.max_fractional_value = int(info["max"])
-    _READ_FROM[seg] = tuple(files_read(paths, meta=meta, reference=ref))
+    seg.read_from = tuple(files_read(paths, meta=meta, reference=ref))
     return seg
 
 
@@ -201,8 +202,10 @@ def _apply_labels(vol, label_map) -> None:
 
 
 def read_from(seg: Segmentation) -> tuple[Path, ...]:
-    """The files ``seg`` was read from by :func:`read` (inputs, sidecars, metadata, series)."""
-    return _READ_FROM.get(seg, ())
+    """The files ``seg`` was read or derived from (inputs, sidecars, metadata, the series its
+    source came from): outputs may not replace them."""
+    source_files = tuple(Path(p) for p in getattr(seg.source, "files", ()) or ())
+    return tuple(getattr(seg, "read_from", ())) + source_files
 
 
 def from_array(array: np.ndarray, reference: ReferenceLike = None, *, grid: Grid | None = None,
@@ -237,7 +240,11 @@ def from_array(array: np.ndarray, reference: ReferenceLike = None, *, grid: Grid
     if ref is None and grid is None:
         raise InvalidInputError("from_array needs a reference series or a grid")
     g = ref.grid if ref is not None else grid
-    kw = dict(source=ref.source if ref is not None else None)
+    kw = dict(source=ref.source if ref is not None else None,
+              read_from=files_read(reference=ref) if ref is not None else ())
+    if segments is not None and not all(isinstance(s, Segment) for s in segments):
+        raise InvalidInputError("segments must be segbridge.Segment objects (e.g. "
+                                "Segment(1, 'liver'))")
     arr = np.asarray(array)
     if arr.shape == g.shape and not fractional:
         return Segmentation.from_labelmap(g, as_labels(arr, "array"), segments, **kw)

@@ -10,8 +10,10 @@ uint8 arrays scaled to ``max_fractional_value``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -95,6 +97,8 @@ class SourceRef:
     has_geometry: bool = True
     #: frame space: the source's PatientOrientation (PS3.3 C.7.6.1.1.1), copied into SEGs
     patient_orientation: list[str] | None = None
+    #: the local files of the source series: no writer may put an output over them
+    files: tuple[str, ...] = ()
 
     @property
     def frame_space(self) -> bool:
@@ -168,7 +172,8 @@ class Segmentation(SegmentList):
                  content_label: str | None = None,
                  content_description: str | None = None,
                  content_creator: str | None = None,
-                 report: Report | None = None) -> None:
+                 report: Report | None = None,
+                 read_from: Sequence[str | os.PathLike] = ()) -> None:
         self.grid = grid
         self.segments: list[Segment] = list(segments)
         self.layers: list[np.ndarray] = [np.asarray(x) for x in (layers or [])]
@@ -183,6 +188,9 @@ class Segmentation(SegmentList):
         self.content_description = content_description
         self.content_creator = content_creator
         self.report = report if report is not None else Report()
+        #: files this segmentation was read or derived from (inputs, sidecars, the reference
+        #: series): carried by every derived model, so no writer can put an output over them
+        self.read_from: tuple[Path, ...] = tuple(Path(p) for p in read_from)
         self._check()
 
     # -- invariants ---------------------------------------------------------------------------
@@ -397,7 +405,8 @@ class Segmentation(SegmentList):
                   max_fractional_value=self.max_fractional_value, source=self.source,
                   series_description=self.series_description, series_number=self.series_number,
                   content_label=self.content_label, content_description=self.content_description,
-                  content_creator=self.content_creator, report=self.report)
+                  content_creator=self.content_creator, report=self.report,
+                  read_from=self.read_from)
         grid = changes.pop("grid", self.grid)
         segments = changes.pop("segments", self.segments)
         kw.update(changes)
@@ -460,7 +469,8 @@ class Segmentation(SegmentList):
         return dict(source=self.source, series_description=self.series_description,
                     series_number=self.series_number, content_label=self.content_label,
                     content_description=self.content_description,
-                    content_creator=self.content_creator, report=self.report)
+                    content_creator=self.content_creator, report=self.report,
+                    read_from=self.read_from)
 
     def compacted(self) -> Segmentation:
         """Repack layers by first-fit and make layer values equal segment numbers."""
@@ -550,6 +560,27 @@ def present_values(labels: np.ndarray) -> list[int]:
         return [int(v) for v in np.flatnonzero(seen) if v != 0]
     vals = np.unique(labels)
     return [int(v) for v in vals if v != 0]
+
+
+def require_segmentation(obj, what: str) -> Segmentation:
+    """``obj`` when it is a Segmentation, else a one-line error (API callers pass paths or
+    arrays: read them with ``segbridge.read`` / ``from_array`` first)."""
+    if not isinstance(obj, Segmentation):
+        raise InvalidInputError(f"{what} takes a Segmentation (from segbridge.read or "
+                                f"from_array), not {type(obj).__name__}")
+    return obj
+
+
+def segment_numbers(values, what: str = "segments") -> list[int]:
+    """Segment numbers given by an API caller: an iterable of whole numbers (not a string)."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise InvalidInputError(f"{what} must be segment numbers, e.g. [1, 3]; got {values!r}")
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise InvalidInputError(f"{what} must be segment numbers, e.g. [1, 3]; got {v!r}")
+        out.append(int(v))
+    return out
 
 
 def place_first_fit(layers: list[np.ndarray], mask: np.ndarray, value: int,

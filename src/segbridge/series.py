@@ -710,6 +710,8 @@ def series_from_headers(label: str, headers, *, series_uid: str | None = None,
         slice_thickness=str(first.get("SliceThickness", "") or "").strip() or None,
         modality=str(first.get("Modality", "") or "") or None,
         lossy=str(first.get("LossyImageCompression", "00")) == "01",
+        files=tuple(dict.fromkeys(str(s.path) for s in slices
+                                  if isinstance(s.path, (str, os.PathLike)))),
     )
     return ReferenceImage(grid=grid, source=source, paths=[s.path for s in slices],
                           frames=[s.frame for s in slices], report=report,

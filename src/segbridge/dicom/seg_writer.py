@@ -98,7 +98,10 @@ def write_seg(seg: Segmentation, path: str | os.PathLike, *, type: str = "auto",
             number = (series_number or seg.series_number or 300) + i
             tmp = tmp_name(target)
             tmp_paths.append(tmp)
-            _write_one(part, kind, tmp, prof, compression, desc, number, report, progress)
+            try:
+                _write_one(part, kind, tmp, prof, compression, desc, number, report, progress)
+            except _NoSourceImage as exc:
+                raise InvalidInputError(f"{target}: {exc}") from None
             written.append(target)
         if check is not None:
             for tmp in tmp_paths:
@@ -112,6 +115,10 @@ def write_seg(seg: Segmentation, path: str | os.PathLike, *, type: str = "auto",
     if len(written) > 1:
         report.note(f"wrote {len(written)} SEG objects: {', '.join(p.name for p in written)}")
     return written
+
+
+class _NoSourceImage(InvalidInputError):
+    """A frame on a grid slice no source image stands behind (named with the output)."""
 
 
 def _numbered_name(name: str, n: int) -> str:
@@ -491,8 +498,9 @@ def _per_frame_items(seg: Segmentation, kind: str, frames: list[_Frame]) -> Iter
         if k not in derivation:
             inst = src.instances[k]
             if not inst.sop_instance_uid:
-                raise InvalidInputError(f"slice {k + 1} has no known source image; pass "
-                                        "--reference with the source series")
+                raise _NoSourceImage(f"slice {k + 1} has no known source image (the input "
+                                     "was read without its image series); pass --reference "
+                                     "with the source series")
             ref = (raw.element(0x00081150, b"UI", raw.text(inst.sop_class_uid)) +
                    raw.element(0x00081155, b"UI", raw.text(inst.sop_instance_uid)))
             if inst.frame_number:

@@ -56,6 +56,7 @@ def read_nifti(path: str | Path, *, fractional: bool | str | None = None,
                                 "4-D layers")
     if data.ndim == 5:
         data = data[:, :, :, 0, :]
+    no_space = int(img.header["qform_code"]) == 0 and int(img.header["sform_code"]) == 0
     shape_zyx = data.shape[:3][::-1]
     grid = Grid.from_affine(flip_lps_ras(img.affine), shape_zyx, what=f"{p}: NIfTI")
     # one conversion over the whole 4-D array rather than one per volume (issue 11, class 11:
@@ -72,7 +73,8 @@ def read_nifti(path: str | Path, *, fractional: bool | str | None = None,
     out = []
     for i in range(n):
         name = p.name if n == 1 else f"{p.name}[volume {i + 1}]"
-        out.append(LabelVolume(grid, conv[i], name, fractional=bool(is_frac)))
+        out.append(LabelVolume(grid, conv[i], name, fractional=bool(is_frac),
+                               no_space=no_space))
     return out, info
 
 

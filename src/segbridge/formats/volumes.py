@@ -27,6 +27,9 @@ class LabelVolume:
     name: str
     segments: list[tuple[Segment, int]] | None = None  # (segment, label value) if embedded
     fractional: bool = False
+    #: the file claims no place in space (NIfTI qform_code = sform_code = 0): its grid is a
+    #: reader's fallback, good for frame space (placed by index), never for patient space
+    no_space: bool = False
 
 
 def as_labels(arr: np.ndarray, name: str) -> np.ndarray:
@@ -80,7 +83,10 @@ def note_auto_labels(labels: np.ndarray, name: str, fractional, report) -> None:
 
 
 def as_fraction(arr: np.ndarray, name: str, max_value: int = 255) -> np.ndarray:
-    """Probabilities in [0, 1] (float) or stored values 0..max (integers) -> uint8 0..max."""
+    """Probabilities in [0, 1] (float), stored values 0..max (integers), or a mask (bool:
+    True is certain, max) -> uint8 0..max."""
+    if arr.dtype.kind == "b":
+        return arr.astype(np.uint8) * np.uint8(max_value)
     if arr.dtype.kind == "f":
         if np.isnan(arr).any():
             raise InvalidInputError(f"{name}: fractional values contain NaN")
@@ -233,6 +239,11 @@ def on_target(vol: LabelVolume, target: Grid, source, resample: bool,
                 f"reference, {nz}x{ny}x{nx} ({nx}x{ny}x{nz} as NIfTI x, y, z); frame-space "
                 "masks are placed by index and must match exactly")
         return vol.data
+    if vol.no_space:  # placing it would invent its geometry
+        raise GeometryMismatchError(
+            f"{vol.name}: the NIfTI claims no position in space (qform_code = sform_code = 0, "
+            "as for 2-D / cine masks); it cannot be placed on a reference with patient "
+            "geometry (give it a qform / sform, or the 2-D image it belongs to)")
     return align_array(vol.data, vol.grid, target, resample=resample, what=vol.name,
                        report=report)
 

@@ -22,7 +22,13 @@ from collections.abc import Iterable
 import numpy as np
 
 from ..errors import InvalidInputError, Report, UnsupportedError
-from ..model import Segmentation, label_dtype, place_first_fit
+from ..model import (
+    Segmentation,
+    label_dtype,
+    place_first_fit,
+    require_segmentation,
+    segment_numbers,
+)
 
 METHODS = ("morphological", "linear-sdf")
 AXES = {"z": 0, "slice": 0, "y": 1, "row": 1, "x": 2, "column": 2}
@@ -108,6 +114,7 @@ def interpolate(seg: Segmentation, *, segments: Iterable[int] | None = None,
     UnsupportedError
         A fractional segmentation.
     """
+    seg = require_segmentation(seg, "interpolate")
     report = report if report is not None else seg.report
     if method not in METHODS:
         raise InvalidInputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -115,7 +122,7 @@ def interpolate(seg: Segmentation, *, segments: Iterable[int] | None = None,
     if seg.is_fractional:
         raise UnsupportedError("a fractional segmentation cannot be interpolated (threshold it "
                                "or convert it to a labelled one first)")
-    wanted = set(seg.numbers) if segments is None else {int(n) for n in segments}
+    wanted = set(seg.numbers) if segments is None else set(segment_numbers(segments))
     unknown = sorted(wanted - set(seg.numbers))
     if unknown:
         raise InvalidInputError(f"no segment number {unknown[0]} (segments: "

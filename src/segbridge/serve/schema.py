@@ -47,7 +47,7 @@ class SegmentSummary(BaseModel):
     number: int
     label: str
     voxels: int
-    volume_ml: float
+    volume_ml: float | None
     series_instance_uid: str | None = None
 
 

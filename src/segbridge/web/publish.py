@@ -291,7 +291,7 @@ class SegmentSummary:
     number: int
     label: str
     voxels: int
-    volume_ml: float
+    volume_ml: float | None  # None in frame space: 2-D / cine images have no volume
     series_instance_uid: str | None = None
 
 
@@ -311,10 +311,12 @@ class PublishResult:
 
 
 def segment_summaries(seg: Segmentation) -> list[SegmentSummary]:
-    """Voxel counts and volumes (mL) per segment of the model."""
+    """Voxel counts and volumes (mL) per segment of the model (no volume in frame space: its
+    grid is nominal, as ``stats`` and ``measure`` refuse it)."""
     voxel_ml = float(abs(np.linalg.det(seg.grid.affine[:3, :3]))) / 1000.0
     counts = seg.voxel_counts()
     return [SegmentSummary(s.number, s.label, int(counts.get(s.number, 0)),
+                           None if seg.frame_space else
                            round(counts.get(s.number, 0) * voxel_ml, 6)) for s in seg.segments]
 
 
