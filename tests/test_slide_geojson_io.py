@@ -246,3 +246,57 @@ def test_hostile_slide_inputs(tmp_path):
     r = run("convert", tmp_path / "edge.geojson", "-r", ref, "-o", tmp_path / "e.npy")
     assert r.returncode == 0 and "cut at its edge" in r.stderr, r.stderr
     assert (np.load(tmp_path / "e.npy") > 0).sum() == 50 * 50  # rows 150..199, cols 100..149
+
+
+def test_measure_options_and_a_seg_off_its_image(tmp_path):
+    """--segments keeps those segments; --sr is refused for slides; a bad -o leaves no --csv
+    behind; a SEG whose pixel spacing is not the image's is refused with --image (areas would
+    change by the square of the ratio) and by validate -r (SLIDE-REFERENCE); a moved origin is
+    said (SLIDE-REFERENCE-ORIGIN, and a warning when measured on the image)."""
+    import csv
+
+    import pydicom
+
+    from segbridge.validate import validate
+
+    ref = sm_image(tmp_path / "sm.dcm", 200, 150, 64)
+    labels = np.zeros((200, 150), np.uint8)
+    labels[10:20, 10:30] = 1
+    labels[50:60, 50:55] = 2
+    labels[100:104, 100:104] = 2
+    np.save(tmp_path / "l.npy", labels)
+    seg = tmp_path / "s.dcm"
+    assert run("convert", tmp_path / "l.npy", "-r", ref, "-o", seg).returncode == 0
+    r = run("measure", seg, "--segments", "2", "--csv", tmp_path / "two.csv")
+    assert r.returncode == 0, r.stderr
+    assert {row["segment"] for row in csv.DictReader(open(tmp_path / "two.csv"))} == {"2"}
+    r = run("measure", seg, "--segments", "9")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    r = run("measure", seg, "--sr", tmp_path / "sr.dcm")
+    assert r.returncode == 1 and "--sr" in r.stderr and not (tmp_path / "sr.dcm").exists()
+    r = run("measure", seg, "--csv", tmp_path / "half.csv", "-o", tmp_path / "nodir" / "x.json")
+    assert r.returncode == 1 and not (tmp_path / "half.csv").exists()
+    ds = pydicom.dcmread(seg)
+    ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing = [0.01, 0.01]
+    ds.save_as(tmp_path / "spacing.dcm")
+    r = run("measure", tmp_path / "spacing.dcm", "--image", ref)
+    assert r.returncode == 1 and "pixel spacing" in r.stderr and len(r.stderr.splitlines()) == 1
+    assert "SLIDE-REFERENCE" in {f.rule for f in validate(tmp_path / "spacing.dcm",
+                                                          reference=ref).errors}
+    ds = pydicom.dcmread(seg)
+    ds.TotalPixelMatrixOriginSequence[0].XOffsetInSlideCoordinateSystem += 1.0
+    ds.save_as(tmp_path / "moved.dcm")
+    assert "SLIDE-REFERENCE-ORIGIN" in {f.rule for f in validate(tmp_path / "moved.dcm",
+                                                                 reference=ref).warnings}
+    r = run("measure", tmp_path / "moved.dcm", "--image", ref)
+    assert r.returncode == 0 and "origin" in r.stderr
+
+
+def test_messages_name_outputs_not_their_temporary_names(tmp_path):
+    from segbridge import outputs
+
+    target = tmp_path / "x.seg.nrrd"
+    tmp = outputs.tmp_name(target)
+    assert tmp != target and outputs.shown_name(tmp) == target
+    assert outputs.shown_name(None) == target  # a full disk names no file: the last output
+    assert outputs.shown_name(tmp_path / "plain.dcm") == tmp_path / "plain.dcm"

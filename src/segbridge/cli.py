@@ -785,7 +785,8 @@ def _guard(loaded, *outputs: Path | None) -> None:
         refuse_overwrite(outs, files_read(loaded.paths, reference=loaded.image))
 
 
-def _slide_measure(path: Path, image, output, csv_out, connectivity, as_json, report) -> None:
+def _slide_measure(path: Path, image, output, csv_out, connectivity, as_json, report,
+                   segments: str | None = None) -> None:
     """segbridge measure on a slide: summary table (or JSON), objects to --csv / -o JSON."""
     from .errors import InvalidInputError
     from .slide.measure import measure_slide_file
@@ -793,7 +794,8 @@ def _slide_measure(path: Path, image, output, csv_out, connectivity, as_json, re
     if connectivity not in (4, 8):
         raise InvalidInputError(f"--connectivity must be 4 or 8, got {connectivity}")
     summary, objects = measure_slide_file(path, reference=image, connectivity=connectivity,
-                                          csv_path=csv_out, json_path=output, report=report)
+                                          csv_path=csv_out, json_path=output, report=report,
+                                          segments=segments)
     if as_json and output is None:
         print(json.dumps({"input": str(path), "segments": summary}, indent=1))
     else:
@@ -937,7 +939,7 @@ def measure(
 ) -> None:
     """Largest bidirectional (long and short axis) of every segment, as Cornerstone3D defines it;
     for a slide segmentation: area, object count and every object's area and centroid."""
-    from .errors import Report
+    from .errors import InvalidInputError, Report
     from .measure import job
     from .measure.bidirectional import measure_all
     from .measure.stats import compute_stats, parse_segment_list
@@ -945,7 +947,11 @@ def measure(
 
     report = Report()
     if len(inputs) == 1 and _is_slide_input(inputs[0]):
-        _slide_measure(inputs[0], image, output, csv_out, connectivity, as_json, report)
+        if sr is not None:
+            raise InvalidInputError(f"{sr}: --sr writes a TID 1500 report of volume "
+                                    "measurements; slide measurements go to --csv / -o")
+        _slide_measure(inputs[0], image, output, csv_out, connectivity, as_json, report,
+                       segments)
         return
     loaded = job.load(inputs, image, series_uid=series, assign_uids=assign_uids, report=report)
     job.require_patient_space(loaded, "bidirectional measurements (mm)")
@@ -1202,7 +1208,14 @@ def main() -> None:
     except OSError as exc:  # the disk, the file system or a permission said no
         if debug:
             raise
-        where = f"{exc.filename}: " if exc.filename else ""
+        import errno
+
+        from .outputs import shown_name
+
+        # an output, not its temporary name; a full disk names no file: the one being written
+        shown = shown_name(exc.filename) if exc.filename else shown_name(None) if \
+            exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else None
+        where = f"{shown}: " if shown is not None else ""
         print(f"segbridge: error: {where}{_one_line(exc.strerror or exc)}", file=sys.stderr)
         sys.exit(1)
     except MemoryError:

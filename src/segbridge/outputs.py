@@ -28,10 +28,28 @@ def tmp_name(target: str | os.PathLike) -> Path:
 
     ``x.nii.gz`` -> ``.x.<pid>.tmp.nii.gz``: the suffix stays (writers choose gzip by it).
     """
+    global _last_target
     t = Path(target)
+    _last_target = t
     name = t.name
     suffix = next((s for s in KNOWN_SUFFIXES if name.lower().endswith(s)), "")
     return t.with_name(f".{name[: len(name) - len(suffix)]}.{os.getpid()}.tmp{suffix}")
+
+
+#: the output most recently given a temporary name: what a write error without a file name
+#: (a full disk) was writing
+_last_target: Path | None = None
+_TMP = re.compile(r"^\.(?P<stem>.+)\.\d+\.tmp(?P<suffix>.*)$")
+
+
+def shown_name(path: str | os.PathLike | None) -> Path | None:
+    """The output a path stands for in a message: a temporary name (:func:`tmp_name`) is
+    shown as its output; without a path, the output last being written."""
+    if path is None:
+        return _last_target
+    p = Path(path)
+    m = _TMP.match(p.name)
+    return p.with_name(m["stem"] + m["suffix"]) if m else p
 
 
 def check_target(out: Path) -> None:

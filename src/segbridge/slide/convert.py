@@ -144,6 +144,9 @@ def check_same_slide(path: Path, sseg: SlideSegmentation, reference: SlideGrid) 
             f"{path}: its total pixel matrix ({sseg.grid.rows} x {sseg.grid.columns}, frame of "
             f"reference {sseg.grid.frame_of_reference_uid}) is not the reference slide's "
             f"({reference.rows} x {reference.columns}, {reference.frame_of_reference_uid})")
+    spacing = sseg.grid.spacing_differs(reference)
+    if spacing:  # areas would change by the square of the ratio
+        raise InvalidInputError(f"{path}: {spacing}; not a segmentation of that level")
 
 
 def read_slide(path: str | os.PathLike, reference: SlideGrid | None, seg_type: str | None,
@@ -165,6 +168,9 @@ def read_slide(path: str | os.PathLike, reference: SlideGrid | None, seg_type: s
     sseg = read_slide_seg(p, report)
     if reference is not None:
         check_same_slide(p, sseg, reference)
+        moved = sseg.grid.origin_differs(reference)
+        if moved:  # positions follow the image the SEG is put on: say that they move
+            report.warn(f"{p}: {moved}; positions are given on the slide image's grid")
         sseg.grid = reference
     return sseg
 

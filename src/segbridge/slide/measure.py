@@ -39,6 +39,7 @@ import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -387,10 +388,12 @@ def write_measurements(summary: list[dict], objects: SlideObjects, geometry: Sli
                        labels: dict[int, str] | None = None, inputs=()) -> None:
     """Write the objects CSV and / or the JSON document, each under a temporary name renamed
     into place; an output that is one of ``inputs`` is refused before anything is written."""
-    from ..outputs import refuse_overwrite
+    from ..outputs import check_target, refuse_overwrite
 
     targets = [p for p in (csv_path, json_path) if p is not None]
     refuse_overwrite(targets, inputs)
+    for t in targets:  # both checked before either is written: no half of the outputs
+        check_target(Path(t))
     if csv_path is not None:
         write_text(csv_path, objects_csv(objects, labels))
     if json_path is not None:
@@ -450,13 +453,14 @@ def measure_slide(sseg, *, connectivity: int = 8, name: str = "segmentation", re
 
 
 def measure_slide_file(path, *, reference=None, connectivity: int = 8, csv_path=None,
-                       json_path=None, report=None) -> tuple[list[dict], SlideObjects]:
+                       json_path=None, report=None, segments: str | None = None
+                       ) -> tuple[list[dict], SlideObjects]:
     """``segbridge measure`` for slides: a slide SEG, or a label image / GeoJSON with the
     slide it was drawn on (``reference``: a file, folder or DICOMweb series); writes the
-    objects CSV and / or the JSON document when asked."""
-    from pathlib import Path
-
+    objects CSV and / or the JSON document when asked. ``segments`` ("1,3", "2-5") keeps
+    those segments only."""
     from ..errors import Report
+    from ..measure.stats import parse_segment_list
     from ..web.client import is_url
     from .convert import read_slide, slide_reference
 
@@ -472,8 +476,13 @@ def measure_slide_file(path, *, reference=None, connectivity: int = 8, csv_path=
                                 "the VL Whole Slide Microscopy image they were drawn on")
     ref = slide_reference(reference, p) if reference is not None else None
     sseg = read_slide(p, ref, None, report)
+    numbers = parse_segment_list(segments, sseg, str(p))
     summary, objects, geometry = measure_slide(sseg, connectivity=connectivity, name=str(p),
                                                report=report)
+    if segments:
+        keep = np.isin(objects.segment, numbers)
+        objects = SlideObjects(*(getattr(objects, k)[keep] for k in SlideObjects.COLUMNS))
+        summary = [row for row in summary if row["segment"] in set(numbers)]
 
     labels = {s.number: s.label for s in sseg.segments}
     inputs = [p] + ([Path(reference)] if reference is not None and not is_url(str(reference))

@@ -153,6 +153,22 @@ class SlideGrid:
                        pixel_spacing=(self.pixel_spacing[0] * self.rows / rows,
                                       self.pixel_spacing[1] * self.columns / cols))
 
+    def spacing_differs(self, other: SlideGrid) -> str | None:
+        """What differs between the two levels' pixel spacings (relative 1e-6), or None: a
+        SEG and an image of one matrix size but other spacings are not one level."""
+        a, b = self.pixel_spacing, other.pixel_spacing
+        if all(abs(x - y) <= 1e-6 * max(abs(x), abs(y)) for x, y in zip(a, b, strict=True)):
+            return None
+        return f"pixel spacing {a[0]:g} x {a[1]:g} mm, the slide image's {b[0]:g} x {b[1]:g}"
+
+    def origin_differs(self, other: SlideGrid, tolerance_mm: float = 1e-3) -> str | None:
+        """What differs between the two total pixel matrix origins (beyond 1 micrometre), or
+        None: the pixels of one do not lie on the pixels of the other."""
+        a, b = self.origin, other.origin
+        if all(abs(x - y) <= tolerance_mm for x, y in zip(a, b, strict=True)):
+            return None
+        return (f"origin ({a[0]:g}, {a[1]:g}) mm, the slide image's ({b[0]:g}, {b[1]:g}) mm")
+
     def same_slide(self, other: SlideGrid) -> bool:
         """Same total pixel matrix size and frame of reference (what a SEG must match)."""
         return (self.shape == other.shape

@@ -167,7 +167,7 @@ def slide_coordinates(ctx: SegContext):
 
 @rule("SLIDE-REFERENCE", SEG, ERROR, "Checked against its slide image (--reference SM.dcm), a "
       "slide SEG references that image (Referenced Series / Source Image Sequence), shares its "
-      "Frame of Reference and has its total pixel matrix size.",
+      "Frame of Reference and has its total pixel matrix size and pixel spacing.",
       hint="Write the SEG on the SM level it was drawn on (segbridge convert -r SM.dcm).",
       source="PS3.3 C.12.2, C.7.4.1, C.8.12.14 [digest 1.8]")
 def slide_reference(ctx: SegContext):
@@ -192,3 +192,23 @@ def slide_reference(ctx: SegContext):
     if g.shape != ref.shape:
         yield "TotalPixelMatrixRows", f"{g.rows} x {g.columns}; the slide image is " \
             f"{ref.rows} x {ref.columns}"
+    spacing = g.spacing_differs(ref)
+    if spacing:
+        yield "PixelSpacing", spacing
+
+
+@rule("SLIDE-REFERENCE-ORIGIN", SEG, WARNING, "Checked against its slide image, a slide SEG's "
+      "TotalPixelMatrixOriginSequence is the image's (within 1 micrometre): else its pixels do "
+      "not lie on the image's pixels.",
+      hint="Copy TotalPixelMatrixOriginSequence from the SM level the SEG was drawn on.",
+      source="PS3.3 C.8.12.14, C.8.12.4.1.2 [digest 1.8]")
+def slide_reference_origin(ctx: SegContext):
+    ref = getattr(ctx, "slide_reference", None)
+    if ref is None or not ctx.tiled:
+        return
+    g = _grid(ctx)
+    if g is None or _TPM_ORIGIN not in ctx.ds.elements:
+        return
+    moved = g.origin_differs(ref, SLIDE_TOLERANCE_MM)
+    if moved:
+        yield "TotalPixelMatrixOriginSequence", moved
