@@ -452,6 +452,10 @@ def test_cli_roundtrip_with_pyramid(tmp_path, slides):
     res = run("convert", tmp_path / "s.dcm", "-o", tmp_path / "back.tif")
     assert res.returncode == 0, res.stderr
     assert np.array_equal(tifffile.imread(tmp_path / "back.tif"), lab)
+    # a smaller pyramid over the same name: the earlier run's s-3.dcm is said, not mixed in
+    res = run("convert", tmp_path / "in.tif", "-r", slides[(300, 500, 128)], "-o",
+              tmp_path / "s.dcm", "--pyramid", "2")
+    assert res.returncode == 0 and "s-3.dcm beside s.dcm belong to an earlier run" in res.stderr
 
 
 def test_slide_segmentation_checks_shape(slides):

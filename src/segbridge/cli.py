@@ -874,8 +874,11 @@ def stats(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None,
     sr: SrOpt = None,
     assign_uids: AssignUidsOpt = False,
+    user: UserOpt = None, password: PasswordOpt = None, token: TokenOpt = None,
+    ca_bundle: CaOpt = None, timeout: TimeoutOpt = None,
 ) -> None:
     """Per-segment statistics (volume, HU / SUV, percentiles...) as Cornerstone3D defines them."""
+    _web(user, password, token, ca_bundle, timeout)
     from .errors import Report
     from .measure import job
     from .measure.stats import compute_stats, parse_segment_list
@@ -936,9 +939,12 @@ def measure(
                       "mm, box) to this CSV file.")] = None,
     connectivity: Annotated[int, typer.Option(
         "--connectivity", help="Slides: objects are 8- or 4-connected pixels.")] = 8,
+    user: UserOpt = None, password: PasswordOpt = None, token: TokenOpt = None,
+    ca_bundle: CaOpt = None, timeout: TimeoutOpt = None,
 ) -> None:
     """Largest bidirectional (long and short axis) of every segment, as Cornerstone3D defines it;
     for a slide segmentation: area, object count and every object's area and centroid."""
+    _web(user, password, token, ca_bundle, timeout)
     from .errors import InvalidInputError, Report
     from .measure import job
     from .measure.bidirectional import measure_all
@@ -991,8 +997,11 @@ def render(
         "--plane", help="All three views side by side, or one of them (--slice then moves "
                         "that one).")] = Plane.all,
     assign_uids: AssignUidsOpt = False,
+    user: UserOpt = None, password: PasswordOpt = None, token: TokenOpt = None,
+    ca_bundle: CaOpt = None, timeout: TimeoutOpt = None,
 ) -> None:
     """A PNG preview: axial, coronal and sagittal views with every segment and the axes."""
+    _web(user, password, token, ca_bundle, timeout)
     from . import io
     from .errors import InvalidInputError, Report
     from .measure import job

@@ -372,6 +372,12 @@ def write_slide(sseg: SlideSegmentation, output: str | os.PathLike, *, tiled: st
         for tmp in tmps:
             if tmp.exists():
                 tmp.unlink()
+    stale = [numbered_name(out, k) for k in range(len(levels) + 1, len(levels) + 33)
+             if numbered_name(out, k).exists()]
+    if stale:  # an earlier run's levels: stored with these, they would mix two pyramids
+        report.warn(f"{stale[0].name}{' ...' if len(stale) > 1 else ''} beside {out.name} "
+                    "belong to an earlier run (another series / pyramid); remove them "
+                    "before storing the folder")
     return [t for t, _ in levels]
 
 
