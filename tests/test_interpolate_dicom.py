@@ -57,3 +57,23 @@ def test_rtstruct_in_nifti_out(tmp_path, ct3):
     res = run("interpolate", rt, "-o", tmp_path / "y.nii.gz")
     assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert not (tmp_path / "y.nii.gz").exists()
+
+
+def test_rtstruct_in_rtstruct_out_and_profile_names(tmp_path, ct3):
+    import pydicom
+    import pytest
+
+    from segbridge.errors import InvalidInputError
+
+    seg = sb.from_array(drawn(ct3), ct3)
+    rt = tmp_path / "drawn-rt.dcm"
+    sb.write(seg, rt, to="rtstruct")
+    out = tmp_path / "filled-rt.dcm"
+    res = run("interpolate", rt, "-r", CT3, "-o", out, "--to", "rtstruct")
+    assert res.returncode == 0, res.stderr
+    assert pydicom.dcmread(out).Modality == "RTSTRUCT"
+    back = sb.read(out, reference=ct3)
+    assert back.mask(back.numbers[0])[1].sum() > 0  # the middle slice got contours
+    assert run("validate", out, "-r", CT3, "--profile", "archive").returncode == 0
+    with pytest.raises(InvalidInputError, match="ohif, slicer, archive, dense"):
+        sb.write(seg, tmp_path / "x.dcm", profile="osirix")

@@ -510,6 +510,8 @@ class ValidationProfile(str, Enum):
     standard = "standard"
     ohif = "ohif"
     slicer = "slicer"
+    archive = "archive"  # writer profiles: checked as the standard (validate maps them)
+    dense = "dense"
 
 
 @app.command("validate")
@@ -1068,6 +1070,9 @@ def interpolate(
     profile: Annotated[ProfileName, typer.Option(
         "--profile", help="Target consumer of a DICOM SEG.")] = ProfileName.ohif,
     split_overlaps: SplitOverlapsOpt = None,
+    to: Annotated[ToKind, typer.Option(
+        "--to", help="A .dcm output as SEG or RTSTRUCT (an RTSTRUCT input comes back as an "
+                     "RTSTRUCT with --to rtstruct).")] = ToKind.seg,
     strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")] = False,
     force: Annotated[bool, typer.Option(
         "--force", help="Write even when the output fails validation for the profile.")
@@ -1091,7 +1096,8 @@ def interpolate(
     with _progress("encoding frames") as progress:
         written = io.write(result, output, type=type.value, profile=profile.value,
                            split_overlaps=split_overlaps, report=report, progress=progress,
-                           reference=ref, force=force, protect=files_read(inputs, reference=ref))
+                           reference=ref, force=force, to=to.value,
+                           protect=files_read(inputs, reference=ref))
     if as_json:
         print(json.dumps({"written": [str(p) for p in written],
                           "segments": len(result.segments), "notes": report.notes,

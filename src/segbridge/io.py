@@ -425,7 +425,10 @@ def write(seg: Segmentation, path: PathLike, *, type: SegType = "auto",
                                series_number=series_number, report=report)]
     if fmt.name == "seg":
         from .dicom.seg_writer import write_seg
+        from .profiles import get_profile
 
+        if isinstance(profile, str):
+            get_profile(profile)  # unknown names listed as the writer's, not validate's
         check = None
         if validate:
             check = _validating_check(seg, target, profile, type, split_overlaps, reference,
