@@ -165,18 +165,25 @@ def slide_coordinates(ctx: SegContext):
             return
 
 
+def _seg_and_slide(ctx: SegContext):
+    """(the SEG's grid, the slide image given with --reference), when both are there."""
+    ref = getattr(ctx, "slide_reference", None)
+    if ref is None or not ctx.tiled:
+        return None
+    g = _grid(ctx)
+    return None if g is None else (g, ref)
+
+
 @rule("SLIDE-REFERENCE", SEG, ERROR, "Checked against its slide image (--reference SM.dcm), a "
       "slide SEG references that image (Referenced Series / Source Image Sequence), shares its "
       "Frame of Reference and has its total pixel matrix size and pixel spacing.",
       hint="Write the SEG on the SM level it was drawn on (segbridge convert -r SM.dcm).",
       source="PS3.3 C.12.2, C.7.4.1, C.8.12.14 [digest 1.8]")
 def slide_reference(ctx: SegContext):
-    ref = getattr(ctx, "slide_reference", None)
-    if ref is None or not ctx.tiled:
+    pair = _seg_and_slide(ctx)
+    if pair is None:
         return
-    g = _grid(ctx)
-    if g is None:
-        return
+    g, ref = pair
     uids = set()
     for item in ctx.ds.get("ReferencedSeriesSequence") or []:
         for inst in item.get("ReferencedInstanceSequence") or []:
@@ -203,12 +210,10 @@ def slide_reference(ctx: SegContext):
       hint="Copy TotalPixelMatrixOriginSequence from the SM level the SEG was drawn on.",
       source="PS3.3 C.8.12.14, C.8.12.4.1.2 [digest 1.8]")
 def slide_reference_origin(ctx: SegContext):
-    ref = getattr(ctx, "slide_reference", None)
-    if ref is None or not ctx.tiled:
+    pair = _seg_and_slide(ctx)
+    if pair is None or _TPM_ORIGIN not in ctx.ds.elements:
         return
-    g = _grid(ctx)
-    if g is None or _TPM_ORIGIN not in ctx.ds.elements:
-        return
+    g, ref = pair
     moved = g.origin_differs(ref, SLIDE_TOLERANCE_MM)
     if moved:
         yield "TotalPixelMatrixOriginSequence", moved
