@@ -205,7 +205,7 @@ def read_from(seg: Segmentation) -> tuple[Path, ...]:
     """The files ``seg`` was read or derived from (inputs, sidecars, metadata, the series its
     source came from): outputs may not replace them."""
     source_files = tuple(Path(p) for p in getattr(seg.source, "files", ()) or ())
-    return tuple(getattr(seg, "read_from", ())) + source_files
+    return seg.read_from + source_files
 
 
 def from_array(array: np.ndarray, reference: ReferenceLike = None, *, grid: Grid | None = None,
@@ -240,8 +240,7 @@ def from_array(array: np.ndarray, reference: ReferenceLike = None, *, grid: Grid
     if ref is None and grid is None:
         raise InvalidInputError("from_array needs a reference series or a grid")
     g = ref.grid if ref is not None else grid
-    kw = dict(source=ref.source if ref is not None else None,
-              read_from=files_read(reference=ref) if ref is not None else ())
+    kw = dict(source=ref.source if ref is not None else None)  # its files: SourceRef.files
     if segments is not None and not all(isinstance(s, Segment) for s in segments):
         raise InvalidInputError("segments must be segbridge.Segment objects (e.g. "
                                 "Segment(1, 'liver'))")

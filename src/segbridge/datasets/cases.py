@@ -59,16 +59,23 @@ def from_manifest(path: Path) -> tuple[list[dict], list[dict]]:
                       "series": c["series"], "contour_fill": c["contour_fill"].lower(),
                       "assign_uids": c["assign_uids"], "source": c["inputs"][0]})
     # ids that differ only in case name one file on a case-insensitive file system
-    folded: dict[str, list[dict]] = {}
-    for c in cases:
-        folded.setdefault(c["case"].casefold(), []).append(c)
-    clash = {id(c) for same in folded.values() if len(same) > 1 for c in same}
-    for c in cases:
-        if id(c) in clash:
-            others = [o["case"] for o in folded[c["case"].casefold()] if o is not c]
+    kept, clashes = clashing(cases, lambda c: c["case"].casefold())
+    for same in clashes.values():
+        for c in same:
+            other = next(o["case"] for o in same if o is not c)
             failed.append(failure(c["case"], str(path), f"case id {c['case']!r} differs from "
-                                  f"{others[0]!r} only in case (one file on Windows / macOS)"))
-    return [c for c in cases if id(c) not in clash], failed
+                                  f"{other!r} only in case (one file on Windows / macOS)"))
+    return kept, failed
+
+
+def clashing(items: list[dict], key) -> tuple[list[dict], dict[str, list[dict]]]:
+    """The items whose ``key`` no other item shares, and the groups of those that share one
+    (cases that would write one file: each of them fails, none is picked)."""
+    groups: dict[str, list[dict]] = {}
+    for it in items:
+        groups.setdefault(key(it), []).append(it)
+    return ([it for it in items if len(groups[key(it)]) == 1],
+            {k: g for k, g in groups.items() if len(g) > 1})
 
 
 def from_folder(root: Path) -> tuple[list[dict], list[dict]]:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from ..errors import InvalidInputError, SegbridgeError
-from .cases import failure
+from .cases import clashing, failure
 from .export import CASES_FILE
 from .labelspec import dataset_labels
 from .nnunet import case_of_prediction
@@ -146,15 +146,11 @@ def import_predictions(predictions: str | os.PathLike, out: str | os.PathLike, *
         jobs.append({"case": case, "source": str(f), "labels": spec, "to": to, "push": push,
                      "profile": profile, "reference": [str(p) for p in index.images[uid]],
                      "resample": resample})
-    by_case: dict[str, list[dict]] = {}
-    for j in jobs:
-        by_case.setdefault(j["case"], []).append(j)
-    for case, same in by_case.items():
-        if len(same) > 1:  # both would be written to {case}.dcm
-            names = ", ".join(Path(j["source"]).name for j in same)
-            rows += [failure(case, j["source"], f"case {case!r} has {len(same)} predictions "
-                                                f"({names}); keep one") for j in same]
-    jobs = [j for j in jobs if len(by_case[j["case"]]) == 1]
+    jobs, clashes = clashing(jobs, lambda j: j["case"])
+    for case, same in clashes.items():  # each would be written to {case}.dcm
+        names = ", ".join(Path(j["source"]).name for j in same)
+        rows += [failure(case, j["source"], f"case {case!r} has {len(same)} predictions "
+                                            f"({names}); keep one") for j in same]
     made = not outdir.exists()
     if jobs:
         outdir.mkdir(parents=True, exist_ok=True)
